@@ -1,0 +1,416 @@
+// Reads models.yaml into the normalized registry config, reporting the first problem as file:line:col with its key path.
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import type { TSchema } from "@sinclair/typebox";
+import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from "yaml";
+import { parseByteSize } from "./byteSize.ts";
+import { parseDuration } from "./duration.ts";
+import {
+  MODEL_DEFAULTS,
+  MODEL_NAME_RULE,
+  ModelsFileSchema,
+  type ModelFileEntry,
+  type ModelsFile,
+  type SamplingDefaultsFile,
+} from "./modelsSchema.ts";
+
+export interface SamplingDefaults {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  seed?: number;
+  maxTokens?: number;
+  stop?: string[];
+  repeatPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+}
+
+export interface ModelEntry {
+  name: string;
+  /** Absolute path when the file gave a path; otherwise unchanged (synthetic:..., http(s)://..., hf:...). */
+  source: string;
+  aliases: string[];
+  context: number;
+  parallel: number;
+  /** Absent: the engine decides. */
+  threads?: number;
+  gpuLayers: "auto" | "max" | number;
+  chatTemplate: string;
+  /** -1 = never unload. */
+  keepAliveMs: number;
+  maxQueue: number;
+  defaults: SamplingDefaults;
+}
+
+export interface ModelRegistryConfig {
+  /** Absolute path of the yaml file. */
+  file: string;
+  models: ModelEntry[];
+  maxLoadedModels: number;
+  memoryBudget: "auto" | number;
+}
+
+/** A problem in models.yaml. `message` is the whole sentence, `<file>:<line>:<col>: <key path>: <problem>`. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  /** The file as the caller named it. */
+  file: string;
+  /** 1-based. */
+  line?: number;
+  /** 1-based. */
+  column?: number;
+  /** Dotted key path, e.g. `models.demo.parallel` or `models.demo.aliases[0]`. */
+  key?: string;
+  /** The message without the location and key prefix. */
+  problem: string;
+
+  constructor(
+    file: string,
+    problem: string,
+    where: { line?: number; column?: number; key?: string } = {},
+    options?: ErrorOptions,
+  ) {
+    const location = where.line === undefined ? file : `${file}:${where.line}:${where.column ?? 1}`;
+    super(`${location}: ${where.key ? `${where.key}: ` : ""}${problem}`, options);
+    this.file = file;
+    this.line = where.line;
+    this.column = where.column;
+    this.key = where.key;
+    this.problem = problem;
+  }
+}
+
+type PathSegment = string | number;
+
+const HF_SOURCE = /^hf:([^/]+)\/([^/@]+)(?:@([^/]+))?\/(.+\.gguf)$/;
+
+/** Parses and validates models.yaml text. `file` names the file in messages and anchors relative sources. */
+export function parseModelsYaml(text: string, file: string): ModelRegistryConfig {
+  const absoluteFile = resolve(file);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const locate = (offset: number) => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, column: col };
+  };
+
+  const syntaxError = doc.errors[0];
+  if (syntaxError) {
+    throw new ConfigError(file, `YAML syntax error: ${firstLine(syntaxError.message)}`, locate(syntaxError.pos[0]));
+  }
+
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    throw new ConfigError(file, `cannot read YAML: ${(error as Error).message}`, { line: 1, column: 1 }, { cause: error });
+  }
+  // An empty file and a bare `models:` both mean "no models yet", which is a valid (if idle) server.
+  if (raw === null || raw === undefined) raw = {};
+  if (isPlainObject(raw) && raw.models === null) raw.models = {};
+
+  const problemAt = (path: PathSegment[], problem: string, at: "key" | "value" = "value") =>
+    new ConfigError(file, problem, { ...locate(offsetOf(doc, path, at)), key: path.length ? formatKeyPath(path) : undefined });
+
+  const schemaError = firstSchemaError(doc, raw);
+  if (schemaError) throw problemAt(schemaError.path, schemaError.problem, schemaError.at);
+  const parsed = raw as ModelsFile;
+
+  const owners = new Map<string, { model: string; path: PathSegment[]; isAlias: boolean }>();
+  for (const name of Object.keys(parsed.models ?? {})) owners.set(name, { model: name, path: ["models", name], isAlias: false });
+
+  const models: ModelEntry[] = [];
+  for (const [name, entry] of Object.entries(parsed.models ?? {})) {
+    const at = (...rest: PathSegment[]) => ["models", name, ...rest];
+    (entry.aliases ?? []).forEach((alias, index) => {
+      const owner = owners.get(alias);
+      if (owner) {
+        const { line } = locate(offsetOf(doc, owner.path, owner.isAlias ? "value" : "key"));
+        const clash =
+          owner.model === name && !owner.isAlias
+            ? "is this model's own name"
+            : owner.isAlias
+              ? `is already an alias of model "${owner.model}" (line ${line})`
+              : `is already the name of model "${owner.model}" (line ${line})`;
+        throw problemAt(at("aliases", index), `alias "${alias}" ${clash}; names and aliases must be unique across the file`);
+      }
+      owners.set(alias, { model: name, path: at("aliases", index), isAlias: true });
+    });
+
+    if (entry.source.startsWith("hf:") && !HF_SOURCE.test(entry.source))
+      throw problemAt(at("source"), `expected hf:<owner>/<repo>/<file.gguf> (optionally <repo>@<revision>), got ${JSON.stringify(entry.source)}`);
+    if (entry.source === "synthetic:") throw problemAt(at("source"), 'expected "synthetic:<preset>" with a preset name');
+
+    let keepAliveMs: number;
+    try {
+      keepAliveMs = parseDuration(entry.keep_alive ?? MODEL_DEFAULTS.keepAlive);
+    } catch (error) {
+      throw problemAt(at("keep_alive"), (error as Error).message);
+    }
+
+    models.push(normalizeEntry(name, entry, keepAliveMs, dirname(absoluteFile)));
+  }
+
+  let memoryBudget: "auto" | number = "auto";
+  if (parsed.memory_budget !== undefined && parsed.memory_budget !== "auto") {
+    try {
+      memoryBudget = parseByteSize(parsed.memory_budget);
+    } catch (error) {
+      throw problemAt(["memory_budget"], (error as Error).message);
+    }
+    if (memoryBudget === 0) throw problemAt(["memory_budget"], `expected a size greater than 0, got ${JSON.stringify(parsed.memory_budget)}`);
+  }
+
+  return {
+    file: absoluteFile,
+    models,
+    maxLoadedModels: parsed.max_loaded_models ?? MODEL_DEFAULTS.maxLoadedModels,
+    memoryBudget,
+  };
+}
+
+/** Reads and parses a models.yaml; an unreadable or missing file is a ConfigError naming it. */
+export async function loadModelsFile(file: string): Promise<ModelRegistryConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const problem =
+      code === "ENOENT"
+        ? `models file not found (looked for ${resolve(file)})`
+        : code === "EISDIR"
+          ? "is a directory, expected a models.yaml file"
+          : `cannot read models file: ${(error as Error).message}`;
+    throw new ConfigError(file, problem, {}, { cause: error });
+  }
+  return parseModelsYaml(text, file);
+}
+
+function normalizeEntry(name: string, entry: ModelFileEntry, keepAliveMs: number, baseDir: string): ModelEntry {
+  const normalized: ModelEntry = {
+    name,
+    source: resolveSource(entry.source, baseDir),
+    aliases: [...(entry.aliases ?? [])],
+    context: entry.context ?? MODEL_DEFAULTS.context,
+    parallel: entry.parallel ?? MODEL_DEFAULTS.parallel,
+    gpuLayers: entry.gpu_layers ?? MODEL_DEFAULTS.gpuLayers,
+    chatTemplate: entry.chat_template ?? MODEL_DEFAULTS.chatTemplate,
+    keepAliveMs,
+    maxQueue: entry.max_queue ?? MODEL_DEFAULTS.maxQueue,
+    defaults: normalizeDefaults(entry.defaults ?? {}),
+  };
+  if (entry.threads !== undefined) normalized.threads = entry.threads;
+  return normalized;
+}
+
+function normalizeDefaults(raw: SamplingDefaultsFile): SamplingDefaults {
+  const names: Record<keyof SamplingDefaultsFile, keyof SamplingDefaults> = {
+    temperature: "temperature",
+    top_p: "topP",
+    top_k: "topK",
+    min_p: "minP",
+    seed: "seed",
+    max_tokens: "maxTokens",
+    stop: "stop",
+    repeat_penalty: "repeatPenalty",
+    presence_penalty: "presencePenalty",
+    frequency_penalty: "frequencyPenalty",
+  };
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (value !== undefined) out[names[key as keyof SamplingDefaultsFile]] = Array.isArray(value) ? [...value] : value;
+  }
+  return out as SamplingDefaults;
+}
+
+function resolveSource(source: string, baseDir: string): string {
+  if (source.startsWith("synthetic:") || source.startsWith("hf:") || /^https?:\/\//i.test(source)) return source;
+  // A shell would expand these; a yaml file does not, and a folder literally named "~" is never what was meant.
+  if (source === "~") return homedir();
+  if (source.startsWith("~/") || source.startsWith("~\\")) return join(homedir(), source.slice(2));
+  return isAbsolute(source) ? resolve(source) : resolve(baseDir, source);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema errors -> one readable problem with a place in the file
+
+interface Problem {
+  path: PathSegment[];
+  problem: string;
+  /** Whether the problem is the key itself (unknown, missing) or its value. */
+  at: "key" | "value";
+}
+
+/** The schema problem that comes first in the file, so fixing errors top to bottom works. */
+function firstSchemaError(doc: Document, raw: unknown): Problem | undefined {
+  let best: { problem: Problem; offset: number } | undefined;
+  for (const error of Value.Errors(ModelsFileSchema, raw)) {
+    const problem = describeError(error);
+    const offset = offsetOf(doc, problem.path, problem.at);
+    // Strictly earlier only: for one place, TypeBox's own order (structure before contents) is the better pick.
+    if (!best || offset < best.offset) best = { problem, offset };
+  }
+  return best?.problem;
+}
+
+function describeError(error: ValueError): Problem {
+  const path = parsePointer(error.path);
+  const schema = error.schema as TSchema;
+  switch (error.type) {
+    case ValueErrorType.ObjectAdditionalProperties: {
+      const key = String(path[path.length - 1]);
+      if (schema.patternProperties)
+        return { path, at: "key", problem: `invalid model name ${JSON.stringify(key)}; expected ${MODEL_NAME_RULE}` };
+      const known = Object.keys(schema.properties ?? {}).filter((name) => name !== "$schema");
+      const guess = closest(key, known);
+      return {
+        path,
+        at: "key",
+        problem: `unknown key; expected one of ${known.join(", ")}${guess ? ` (did you mean "${guess}"?)` : ""}`,
+      };
+    }
+    case ValueErrorType.ObjectRequiredProperty: {
+      const key = String(path[path.length - 1]);
+      return { path: path.slice(0, -1), at: "key", problem: `missing required key "${key}"` };
+    }
+    default:
+      return { path, at: "value", problem: `${expectation(schema)}, got ${describeValue(error.value)}` };
+  }
+}
+
+/** "expected ..." for a schema: its `errorMessage` where it has one, otherwise built from its type and limits. */
+function expectation(schema: TSchema): string {
+  if (typeof schema.errorMessage === "string") return schema.errorMessage;
+  return `expected ${expected(schema)}`;
+}
+
+function expected(schema: TSchema): string {
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
+  if (Array.isArray(schema.anyOf)) {
+    const options = (schema.anyOf as TSchema[]).map(expected);
+    return options.length > 1 ? `${options.slice(0, -1).join(", ")} or ${options[options.length - 1]}` : (options[0] ?? "");
+  }
+  switch (schema.type) {
+    case "integer":
+      return `an integer${range(schema)}`;
+    case "number":
+      return `a number${range(schema)}`;
+    case "string":
+      return schema.minLength ? "a non-empty string" : "a string";
+    case "boolean":
+      return "true or false";
+    case "array":
+      return schema.items?.type === "string" ? "a list of strings" : "a list";
+    case "object":
+      return "a mapping of keys to values";
+    default:
+      return "a valid value";
+  }
+}
+
+function range(schema: TSchema): string {
+  const { minimum, maximum } = schema as { minimum?: number; maximum?: number };
+  if (minimum !== undefined && maximum !== undefined) return ` between ${minimum} and ${maximum}`;
+  if (minimum !== undefined) return ` >= ${minimum}`;
+  if (maximum !== undefined) return ` <= ${maximum}`;
+  return "";
+}
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return "an empty value";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return String(value);
+}
+
+/** Suggests a known key for a typo: the nearest by edit distance, if near enough to be a typo rather than a guess. */
+function closest(key: string, known: string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of known) {
+    const distance = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  return best && best.distance <= Math.max(1, Math.floor(best.name.length / 3)) ? best.name : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Key paths and source positions
+
+function parsePointer(pointer: string): PathSegment[] {
+  if (pointer === "") return [];
+  return pointer
+    .slice(1)
+    .split("/")
+    .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
+}
+
+/** `models.demo.aliases[0]`; keys that would read ambiguously (dots, spaces) are quoted: `models["llama3.1:8b"]`. */
+export function formatKeyPath(path: readonly PathSegment[]): string {
+  let out = "";
+  for (const segment of path) {
+    if (typeof segment === "number" || /^\d+$/.test(segment)) out += `[${segment}]`;
+    else if (/^[A-Za-z0-9_$:/-]+$/.test(segment)) out += out ? `.${segment}` : segment;
+    else out += `[${JSON.stringify(segment)}]`;
+  }
+  return out;
+}
+
+/**
+ * Source offset for a key path: the key itself (`at: "key"`) or its value. Walks as far as the path exists, so a
+ * missing key points at its parent's key. Aliases are followed to their anchor, which is where the value is written.
+ */
+function offsetOf(doc: Document, path: readonly PathSegment[], at: "key" | "value"): number {
+  let node: unknown = doc.contents;
+  let pair: Pair | undefined;
+  for (const segment of path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    let next: Pair | undefined;
+    if (isMap(node)) {
+      next = node.items.find((item) => keyText(item.key) === String(segment));
+    } else if (isSeq(node)) {
+      const item = node.items[Number(segment)];
+      if (item === undefined) break;
+      pair = undefined;
+      node = item;
+      continue;
+    }
+    if (!next) break;
+    pair = next;
+    node = next.value;
+  }
+  const keyNode = pair && isPair(pair) ? (pair.key as Node | null) : null;
+  const valueNode = node as Node | null | undefined;
+  const preferred = at === "key" ? (keyNode ?? valueNode) : (valueNode ?? keyNode);
+  return preferred?.range?.[0] ?? (doc.contents as Node | null)?.range?.[0] ?? 0;
+}
+
+function keyText(key: unknown): string | undefined {
+  if (isScalar(key)) return String(key.value);
+  return undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function firstLine(message: string): string {
+  return message.split("\n")[0]!.trim();
+}

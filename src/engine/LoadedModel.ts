@@ -1,0 +1,104 @@
+/** A model in memory: node-llama-cpp's model, its one context with `parallel` sequences, the pool in front of them and its chat template. */
+import type { ChatWrapper, Llama, LlamaContext, LlamaEmbeddingContext, LlamaModel, TokenBias } from "node-llama-cpp";
+import type { ModelEntry } from "../config/loadModelsFile.ts";
+import { SequencePool } from "./SequencePool.ts";
+import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+
+export class LoadedModel {
+  /** Requests routed to this model that have not finished (queued ones included). */
+  users = 0;
+  lastUsedAt = Date.now();
+  /** Milliseconds to stay loaded once idle; -1 = forever. The latest request's keep_alive wins, as in Ollama. */
+  keepAliveMs: number;
+  /** Set when the registry entry changed or went away: no new requests, unloaded once the running ones end. */
+  retired = false;
+  expiresAt?: number;
+  expiryTimer?: ReturnType<typeof setTimeout>;
+  private disposed = false;
+  private eosBias?: TokenBias;
+  private embedding?: Promise<LlamaEmbeddingContext>;
+
+  private constructor(
+    readonly entry: ModelEntry,
+    readonly model: LlamaModel,
+    readonly context: LlamaContext,
+    readonly pool: SequencePool,
+    readonly chatWrapper: ChatWrapper,
+    readonly loadMs: number,
+    readonly sizeBytes: number,
+  ) {
+    this.keepAliveMs = entry.keepAliveMs;
+  }
+
+  static async load(
+    nlc: NodeLlamaCppModule,
+    llama: Llama,
+    entry: ModelEntry,
+    modelPath: string,
+    defaultThreads: number,
+  ): Promise<LoadedModel> {
+    const started = performance.now();
+    const model = await llama.loadModel({
+      modelPath,
+      gpuLayers: entry.gpuLayers,
+    });
+    try {
+      const threads = entry.threads ?? defaultThreads;
+      const context = await model.createContext({
+        contextSize: entry.context,
+        sequences: entry.parallel,
+        threads,
+      });
+      const sequences = [];
+      for (let i = 0; i < entry.parallel; i++) sequences.push(context.getSequence());
+      const chatWrapper =
+        entry.chatTemplate === "auto"
+          ? nlc.resolveChatWrapper(model)
+          : nlc.resolveChatWrapper(model, { type: entry.chatTemplate as "auto" });
+      const pool = new SequencePool(sequences, entry.maxQueue);
+      return new LoadedModel(entry, model, context, pool, chatWrapper, performance.now() - started, model.size);
+    } catch (error) {
+      await model.dispose();
+      throw error;
+    }
+  }
+
+  /** A bias that keeps every end-of-generation token from being sampled (made once per model). */
+  noEosBias(nlc: NodeLlamaCppModule): TokenBias {
+    if (!this.eosBias) {
+      const bias = new nlc.TokenBias(this.model.tokenizer);
+      const { eos, eot } = this.model.tokens;
+      if (eos != null) bias.set(eos, "never");
+      if (eot != null) bias.set(eot, "never");
+      this.eosBias = bias;
+    }
+    return this.eosBias;
+  }
+
+  /** The embedding context, created on first use: most chat models never need one. */
+  embeddingContext(): Promise<LlamaEmbeddingContext> {
+    this.embedding ??= this.model.createEmbeddingContext({
+      contextSize: Math.min(this.entry.context, 2048),
+      threads: this.entry.threads ?? this.context.currentThreads,
+    });
+    return this.embedding;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Per-sequence context size actually allocated (llama.cpp may round it up). */
+  get contextSize(): number {
+    return this.context.contextSize;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    clearTimeout(this.expiryTimer);
+    if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+}

@@ -1,0 +1,177 @@
+/** Model lifecycle: lazy single-flight loading, LRU eviction under max_loaded_models, keep_alive expiry, and retiring on registry edits. */
+import type { Llama } from "node-llama-cpp";
+import { parseDuration } from "../config/duration.ts";
+import type { ModelEntry } from "../config/loadModelsFile.ts";
+import { LlamaportError } from "./EngineError.ts";
+import { LoadedModel } from "./LoadedModel.ts";
+import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { resolveModelSource } from "./resolveModelSource.ts";
+
+export interface ModelManagerOptions {
+  runtime(): Promise<{ nlc: NodeLlamaCppModule; llama: Llama }>;
+  maxLoadedModels(): number;
+  defaultThreads: number;
+  cacheDir?: string;
+  log(message: string): void;
+}
+
+/** A model lent to one request; `loadMs` is how long this request waited for it to load. */
+export interface ModelUse {
+  loaded: LoadedModel;
+  loadMs: number;
+}
+
+export class ModelManager {
+  private readonly current = new Map<string, LoadedModel>();
+  private readonly loading = new Map<string, Promise<LoadedModel>>();
+  private readonly retiring = new Set<LoadedModel>();
+
+  constructor(private readonly options: ModelManagerOptions) {}
+
+  /** Get a loaded model for a request, loading it if needed. Pair with `release()`. */
+  async use(entry: ModelEntry, keepAlive?: string | number): Promise<ModelUse> {
+    const started = performance.now();
+    const keepAliveMs = keepAlive === undefined ? undefined : parseKeepAlive(keepAlive);
+    for (;;) {
+      const ready = this.current.get(entry.name);
+      if (ready && !ready.retired && !ready.isDisposed) {
+        ready.users++;
+        ready.lastUsedAt = Date.now();
+        clearTimeout(ready.expiryTimer);
+        ready.expiresAt = undefined;
+        ready.keepAliveMs = keepAliveMs ?? entry.keepAliveMs;
+        return { loaded: ready, loadMs: performance.now() - started };
+      }
+      let pending = this.loading.get(entry.name);
+      if (!pending) {
+        pending = this.load(entry);
+        this.loading.set(entry.name, pending);
+        const clear = () => this.loading.delete(entry.name);
+        pending.then(clear, clear);
+      }
+      await pending;
+      // Loop: the fresh model is now in `current` (or was evicted or retired meanwhile, then load again).
+    }
+  }
+
+  release(loaded: LoadedModel): void {
+    loaded.users--;
+    loaded.lastUsedAt = Date.now();
+    if (loaded.users > 0) return;
+    if (loaded.retired) return void this.dispose(loaded);
+    this.scheduleExpiry(loaded);
+  }
+
+  /** The registry changed: models whose entry changed or vanished stop taking requests and go once idle. */
+  retireChanged(entries: readonly ModelEntry[]): void {
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    for (const [name, loaded] of this.current) {
+      const next = byName.get(name);
+      if (next && JSON.stringify(next) === JSON.stringify(loaded.entry)) continue;
+      this.retire(loaded);
+    }
+  }
+
+  /** Unload now if idle, else as soon as the running requests end. */
+  async unload(name: string): Promise<void> {
+    const loaded = this.current.get(name);
+    if (loaded) this.retire(loaded);
+  }
+
+  loadedModels(): { name: string; expiresAt?: string; sizeBytes: number }[] {
+    return [...this.current.values()].map((m) => ({
+      name: m.entry.name,
+      sizeBytes: m.sizeBytes,
+      expiresAt: m.expiresAt === undefined ? undefined : new Date(m.expiresAt).toISOString(),
+    }));
+  }
+
+  isLoaded(name: string): boolean {
+    return this.current.has(name);
+  }
+
+  async disposeAll(): Promise<void> {
+    const all = [...this.current.values(), ...this.retiring];
+    this.current.clear();
+    this.retiring.clear();
+    await Promise.all(all.map((m) => m.dispose()));
+  }
+
+  private async load(entry: ModelEntry): Promise<LoadedModel> {
+    this.makeRoom(entry.name);
+    const { nlc, llama } = await this.options.runtime();
+    const path = await resolveModelSource(entry, this.options.cacheDir);
+    let loaded: LoadedModel;
+    try {
+      loaded = await LoadedModel.load(nlc, llama, entry, path, this.options.defaultThreads);
+    } catch (error) {
+      if (error instanceof LlamaportError) throw error;
+      throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    this.options.log(`loaded model ${entry.name} in ${loaded.loadMs.toFixed(0)} ms (${path})`);
+    // No expiry yet: the requests waiting on this load take it next and schedule expiry when they release it.
+    this.current.set(entry.name, loaded);
+    return loaded;
+  }
+
+  /** Unload least-recently-used idle models until one more fits under max_loaded_models. */
+  private makeRoom(incoming: string): void {
+    const limit = this.options.maxLoadedModels();
+    while (this.current.size + this.loading.size >= limit) {
+      let victim: LoadedModel | undefined;
+      for (const m of this.current.values())
+        if (m.users === 0 && m.entry.name !== incoming && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
+      if (!victim)
+        throw new LlamaportError(
+          "busy",
+          `cannot load model "${incoming}": ${this.current.size} models are loaded (max_loaded_models is ${limit}) and all are in use`,
+          { retryAfter: 5 },
+        );
+      this.options.log(`unloading least recently used model ${victim.entry.name} to make room for ${incoming}`);
+      this.retire(victim);
+    }
+  }
+
+  private retire(loaded: LoadedModel): void {
+    loaded.retired = true;
+    if (this.current.get(loaded.entry.name) === loaded) this.current.delete(loaded.entry.name);
+    if (loaded.users === 0) void this.dispose(loaded);
+    else this.retiring.add(loaded);
+  }
+
+  private scheduleExpiry(loaded: LoadedModel): void {
+    clearTimeout(loaded.expiryTimer);
+    loaded.expiresAt = undefined;
+    if (loaded.users > 0 || loaded.keepAliveMs < 0) return;
+    if (loaded.keepAliveMs === 0) return this.retire(loaded);
+    loaded.expiresAt = Date.now() + loaded.keepAliveMs;
+    loaded.expiryTimer = setTimeout(() => {
+      if (loaded.users === 0) {
+        this.options.log(`unloading model ${loaded.entry.name}: idle for its keep_alive`);
+        this.retire(loaded);
+      }
+    }, loaded.keepAliveMs);
+    loaded.expiryTimer.unref?.();
+  }
+
+  private async dispose(loaded: LoadedModel): Promise<void> {
+    this.retiring.delete(loaded);
+    if (this.current.get(loaded.entry.name) === loaded) this.current.delete(loaded.entry.name);
+    loaded.pool.rejectWaiters(new LlamaportError("unavailable", `model "${loaded.entry.name}" was unloaded`, { retryAfter: 1 }));
+    try {
+      await loaded.dispose();
+    } catch (error) {
+      this.options.log(`error while unloading ${loaded.entry.name}: ${(error as Error).message}`);
+    }
+  }
+}
+
+function parseKeepAlive(value: string | number): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new LlamaportError("invalid_request", `invalid keep_alive: ${(error as Error).message}`, { param: "keep_alive" });
+  }
+}

@@ -1,0 +1,127 @@
+/** Hands a context's sequences to requests: a free one with the longest shared prompt prefix, else a place in a bounded FIFO queue. */
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
+import { LlamaportError } from "./EngineError.ts";
+
+/** A sequence lent to one request. Call `release()` exactly once, in a `finally`. */
+export interface SequenceLease {
+  readonly sequence: LlamaContextSequence;
+  /** Milliseconds spent waiting in the queue. */
+  readonly queueMs: number;
+  release(): void;
+}
+
+interface Waiter {
+  resolve(lease: SequenceLease): void;
+  reject(error: unknown): void;
+  enqueuedAt: number;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class SequencePool {
+  private readonly free: LlamaContextSequence[];
+  private readonly waiters: Waiter[] = [];
+  private busy = 0;
+  /** Called whenever the pool goes from in use to idle (no lease out, nobody waiting). */
+  onIdle?: () => void;
+
+  constructor(
+    sequences: LlamaContextSequence[],
+    private readonly maxQueue: number,
+  ) {
+    this.free = sequences.slice();
+  }
+
+  get inUse(): number {
+    return this.busy;
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  get idle(): boolean {
+    return this.busy === 0 && this.waiters.length === 0;
+  }
+
+  /**
+   * Lease a sequence. With `promptTokens`, the free sequence whose cached tokens share the longest prefix with the
+   * prompt is chosen, so a follow-up chat turn only evaluates its new tokens.
+   */
+  acquire(promptTokens: readonly Token[] | undefined, signal?: AbortSignal): Promise<SequenceLease> {
+    if (signal?.aborted) return Promise.reject(new LlamaportError("aborted", "request aborted before it started"));
+    if (this.free.length > 0 && this.waiters.length === 0)
+      return Promise.resolve(this.lease(this.takeBest(promptTokens), 0));
+    if (this.waiters.length >= this.maxQueue)
+      return Promise.reject(
+        new LlamaportError("busy", `server busy: ${this.waiters.length} requests are already waiting for this model`, {
+          retryAfter: 1,
+        }),
+      );
+    return new Promise<SequenceLease>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, enqueuedAt: performance.now(), signal };
+      if (signal) {
+        waiter.onAbort = () => {
+          const index = this.waiters.indexOf(waiter);
+          if (index >= 0) this.waiters.splice(index, 1);
+          reject(new LlamaportError("aborted", "request aborted while waiting for a free sequence"));
+          if (this.idle) this.onIdle?.();
+        };
+        signal.addEventListener("abort", waiter.onAbort, { once: true });
+      }
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Rejects everyone waiting (the model is being unloaded). */
+  rejectWaiters(error: unknown): void {
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
+      waiter.reject(error);
+    }
+  }
+
+  private takeBest(promptTokens: readonly Token[] | undefined): LlamaContextSequence {
+    let bestIndex = 0;
+    if (promptTokens && promptTokens.length > 0) {
+      let bestShared = 0;
+      for (let i = 0; i < this.free.length; i++) {
+        const shared = this.free[i]!.compareContextTokens(promptTokens as Token[]).firstDifferentIndex;
+        if (shared > bestShared) {
+          bestShared = shared;
+          bestIndex = i;
+        }
+      }
+    }
+    // Without a shared prefix, take the least recently released sequence (the head of the list): the newer ones hold
+    // the conversations most likely to continue.
+    const [sequence] = this.free.splice(bestIndex, 1);
+    return sequence!;
+  }
+
+  private lease(sequence: LlamaContextSequence, queueMs: number): SequenceLease {
+    this.busy++;
+    let released = false;
+    return {
+      sequence,
+      queueMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.busy--;
+        this.handBack(sequence);
+      },
+    };
+  }
+
+  private handBack(sequence: LlamaContextSequence): void {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
+      waiter.resolve(this.lease(sequence, performance.now() - waiter.enqueuedAt));
+      return;
+    }
+    this.free.push(sequence);
+    if (this.idle) this.onIdle?.();
+  }
+}

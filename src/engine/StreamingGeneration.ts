@@ -1,0 +1,84 @@
+/** Bridges node-llama-cpp's callbacks to a pull-based event stream; text that piles up while the reader is busy is sent as one delta. */
+import type { Generation, GenerationEvent, GenerationSummary } from "./types.ts";
+
+/** What a producer writes into; it runs once, when the generation is first iterated. */
+export interface GenerationSink {
+  text(piece: string): void;
+  /** Aborted when the reader stops early (a client that went away): the producer must stop decoding. */
+  readonly signal: AbortSignal;
+}
+
+export type GenerationProducer = (sink: GenerationSink) => Promise<GenerationSummary>;
+
+export class StreamingGeneration implements Generation, GenerationSink {
+  private pending = "";
+  private summary?: GenerationSummary;
+  private failure?: { error: unknown };
+  private wake?: () => void;
+  private started = false;
+  private readonly controller = new AbortController();
+
+  constructor(private readonly producer: GenerationProducer) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  text(piece: string): void {
+    this.pending += piece;
+    this.notify();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<GenerationEvent> {
+    if (this.started) throw new Error("a Generation can only be read once");
+    this.started = true;
+    this.producer(this).then(
+      (summary) => {
+        this.summary = summary;
+        this.notify();
+      },
+      (error: unknown) => {
+        this.failure = { error };
+        this.notify();
+      },
+    );
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.pending.length > 0) {
+          const text = this.pending;
+          this.pending = "";
+          yield { type: "text", text };
+          continue;
+        }
+        if (this.failure) throw this.failure.error;
+        if (this.summary) {
+          finished = true;
+          yield this.summary;
+          return;
+        }
+        await new Promise<void>((resolve) => (this.wake = resolve));
+      }
+    } finally {
+      // The reader left before the end (client disconnect, plugin error): stop decoding and free the sequence.
+      if (!finished) this.controller.abort();
+    }
+  }
+
+  async collect(): Promise<{ text: string; summary: GenerationSummary }> {
+    let text = "";
+    for await (const event of this) {
+      if (event.type === "text") text += event.text;
+      else return { text, summary: event };
+    }
+    throw new Error("generation ended without a summary");
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    if (wake) {
+      this.wake = undefined;
+      wake();
+    }
+  }
+}

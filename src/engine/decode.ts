@@ -1,0 +1,93 @@
+/** Runs one generation on a leased sequence with node-llama-cpp's LlamaCompletion, streaming text into the sink. */
+import type { LlamaCompletionGenerationOptions } from "node-llama-cpp";
+import type { LoadedModel } from "./LoadedModel.ts";
+import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { beginningToken, type RenderedPrompt } from "./renderPrompt.ts";
+import type { Sampling } from "./sampling.ts";
+import type { SequenceLease } from "./SequencePool.ts";
+import type { GenerationSink } from "./StreamingGeneration.ts";
+import type { FinishReason } from "./types.ts";
+
+export interface DecodeResult {
+  finishReason: FinishReason;
+  stopSequence?: string;
+  cachedTokens: number;
+  completionTokens: number;
+  promptMs: number;
+  generateMs: number;
+}
+
+export async function decode(
+  nlc: NodeLlamaCppModule,
+  loaded: LoadedModel,
+  lease: SequenceLease,
+  prompt: RenderedPrompt,
+  sampling: Sampling,
+  options: { ignoreEos: boolean; signal: AbortSignal; sink: GenerationSink },
+): Promise<DecodeResult> {
+  const { sequence } = lease;
+  const { tokens } = prompt;
+  // The last prompt token is always evaluated again (it produces the first logits), so at most length - 1 are reused.
+  const cachedTokens = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
+  // LlamaCompletion puts the beginning-of-sequence token back itself.
+  const input = beginningToken(loaded) === undefined ? tokens : tokens.slice(1);
+
+  const started = performance.now();
+  let firstTokenAt = 0;
+  let completionTokens = 0;
+  const sink = options.sink;
+  const generation: LlamaCompletionGenerationOptions = {
+    onTextChunk: (text) => sink.text(text),
+    onToken: (generated) => {
+      if (completionTokens === 0) firstTokenAt = performance.now();
+      completionTokens += generated.length;
+    },
+    signal: options.signal,
+    stopOnAbortSignal: true,
+    // Without a limit, generation ends when the context is full instead of shifting it forever.
+    maxTokens: sampling.maxTokens ?? Math.max(1, loaded.contextSize - tokens.length),
+    temperature: sampling.temperature,
+    topP: sampling.topP,
+    topK: sampling.topK,
+    minP: sampling.minP,
+    seed: sampling.seed,
+    repeatPenalty:
+      sampling.repeatPenalty === undefined && !sampling.presencePenalty && !sampling.frequencyPenalty
+        ? false
+        : {
+            penalty: sampling.repeatPenalty ?? 1,
+            presencePenalty: sampling.presencePenalty,
+            frequencyPenalty: sampling.frequencyPenalty,
+            lastTokens: 64,
+          },
+    tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
+    customStopTriggers:
+      sampling.stop.length || prompt.templateStops.length ? [...sampling.stop, ...prompt.templateStops] : undefined,
+  };
+
+  const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+  try {
+    const { metadata } = await completion.generateCompletionWithMeta(input, generation);
+    const ended = performance.now();
+    if (firstTokenAt === 0) firstTokenAt = ended;
+    let finishReason: FinishReason = "stop";
+    let stopSequence: string | undefined;
+    if (metadata.stopReason === "maxTokens") finishReason = "length";
+    else if (metadata.stopReason === "abort") finishReason = "abort";
+    else if (metadata.stopReason === "customStopTrigger") {
+      const [first] = metadata.customStopTrigger;
+      if (metadata.customStopTrigger.length === 1 && typeof first === "string" && sampling.stop.includes(first))
+        stopSequence = first;
+    }
+    return {
+      finishReason,
+      stopSequence,
+      cachedTokens,
+      completionTokens,
+      promptMs: firstTokenAt - started,
+      generateMs: ended - firstTokenAt,
+    };
+  } finally {
+    completion.dispose({ disposeSequence: false });
+  }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bun
+/** The llamaport command line: the only place that reads argv and calls process.exit. */
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { ConfigError } from "./config/loadModelsFile.ts";
+import { parseArgs, usage, UsageError, type Command } from "./cli/parseArgs.ts";
+import { startLlamaport, stderrLog, version } from "./server/startLlamaport.ts";
+
+/** ./models.yaml, else one beside the executable (the compiled binary's folder), else none (built-in registry). */
+function findModelsFile(): string | undefined {
+  for (const candidate of [join(process.cwd(), "models.yaml"), join(dirname(process.execPath), "models.yaml")])
+    if (existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+async function main(): Promise<number> {
+  let command: Command;
+  try {
+    command = parseArgs(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`llamaport: ${error.message}\n\n${usage}`);
+    return 2;
+  }
+  if (command.kind === "help") {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (command.kind === "version") {
+    process.stdout.write(`llamaport ${version}\n`);
+    return 0;
+  }
+  const { settings } = command;
+  let running;
+  try {
+    running = await startLlamaport({ ...settings, models: settings.models ?? findModelsFile() });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`llamaport: ${error.message}\n`);
+      return 1;
+    }
+    if ((error as { code?: string }).code === "EADDRINUSE") {
+      process.stderr.write(`llamaport: ${settings.host}:${settings.port} is already in use\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const shutdown = async (signal: string) => {
+    stderrLog("info", `${signal}: shutting down`);
+    await running.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  return -1; // keep running
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (error) => {
+    process.stderr.write(`llamaport: ${(error as Error).stack ?? error}\n`);
+    process.exit(1);
+  },
+);

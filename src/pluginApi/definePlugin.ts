@@ -1,0 +1,76 @@
+/** The shape of a protocol plugin: a plain object with a name, routes and optional hooks. `definePlugin` only adds types. */
+import type { Static, TSchema } from "@sinclair/typebox";
+import type { Problem } from "../engine/EngineError.ts";
+import type { EngineFacade } from "../engine/types.ts";
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD";
+
+/** Log lines from a plugin are prefixed with its name. */
+export interface PluginLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** What a route handler gets for one request. */
+export interface RouteContext<Body = unknown> {
+  /** The JSON body, already checked against the route's `body` schema. */
+  body: Body;
+  /** Path parameters, e.g. `{ model: "demo" }` for `/v1/models/:model`. */
+  params: Record<string, string>;
+  query: Record<string, string | undefined>;
+  headers: Headers;
+  /** Aborted when the client disconnects; pass it to engine calls so decoding stops at once. */
+  signal: AbortSignal;
+  engine: EngineFacade;
+  log: PluginLogger;
+  request: Request;
+}
+
+/**
+ * A handler returns a value (sent as JSON), a `Response`, a stream made with `sse()` / `ndjson()`, or an async
+ * generator (sent as SSE). Throw `LlamaportError` for a problem with a status; the plugin's `error` hook renders it.
+ */
+export type RouteHandler<Body = unknown> = (context: RouteContext<Body>) => unknown;
+
+export interface RouteDefinition<Schema extends TSchema = TSchema> {
+  method: HttpMethod;
+  /** Path with `:params`, e.g. `/v1/models/:model`. */
+  path: string;
+  /** TypeBox schema (`t.Object(...)`) of the JSON body; a body that does not match is a 400 naming the field. */
+  body?: Schema;
+  handler: RouteHandler<TSchema extends Schema ? any : Static<Schema>>;
+}
+
+export interface PluginSetupContext {
+  engine: EngineFacade;
+  log: PluginLogger;
+}
+
+export interface PluginDefinition {
+  /** Used in logs, errors and `GET /plugins`. */
+  name: string;
+  version?: string;
+  routes: RouteDefinition<any>[];
+  /** Runs once when the plugin is loaded (and again on each reload). Throwing marks the load as failed. */
+  setup?(context: PluginSetupContext): void | Promise<void>;
+  /** Runs when the plugin is replaced or removed. */
+  dispose?(): void | Promise<void>;
+  /** This protocol's error body for a problem; the host sets the status (and Retry-After). Default: `{error: {code, message}}`. */
+  error?(problem: Problem): unknown;
+  /** The last item of a stream that failed after it started; default: `error(problem)` as one more item. */
+  streamError?(problem: Problem): unknown;
+}
+
+/**
+ * Declare a plugin. It only adds types: the host checks the object when it loads the file.
+ * @example export default definePlugin({ name: "hello", routes: [{ method: "GET", path: "/hello", handler: () => ({ hi: true }) }] });
+ */
+export function definePlugin(plugin: PluginDefinition): PluginDefinition {
+  return plugin;
+}
+
+/** Declare one route with its body type inferred from the schema (optional: plain objects work too). */
+export function route<Schema extends TSchema>(definition: RouteDefinition<Schema>): RouteDefinition<Schema> {
+  return definition;
+}

@@ -1,0 +1,26 @@
+/**
+ * The `llamaport` module: everything a protocol plugin may import. Plugins import nothing else, so they work the same
+ * from a source checkout and from the compiled binary.
+ * @module
+ */
+export { Type as t } from "@sinclair/typebox";
+export type { Static, TSchema } from "@sinclair/typebox";
+export { LlamaportError, toProblem } from "../engine/EngineError.ts";
+export type { Problem, ProblemCode, ProblemOptions } from "../engine/EngineError.ts";
+export type * from "../engine/types.ts";
+export { definePlugin, route } from "./definePlugin.ts";
+export type {
+  HttpMethod,
+  PluginDefinition,
+  PluginLogger,
+  PluginSetupContext,
+  RouteContext,
+  RouteDefinition,
+  RouteHandler,
+} from "./definePlugin.ts";
+export { ndjson, sse, sseEvent, SseMessage, StreamBody } from "./streams.ts";
+
+/** Unique ids for responses (`chatcmpl-…`, `msg_…`): a prefix and 24 random base-36 characters. */
+export function randomId(prefix = ""): string {
+  return prefix + crypto.randomUUID().replaceAll("-", "").slice(0, 24);
+}

@@ -1,0 +1,267 @@
+/** Loads protocol plugins (built-in and from the plugins folder), hot-reloads them on change, and keeps a failed one from hurting the rest. */
+import { existsSync, watch, type FSWatcher } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { basename, extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { EngineFacade } from "../engine/types.ts";
+import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
+import { checkPluginDefinition, type CompiledRoute } from "./checkPluginDefinition.ts";
+import { describeLoadError, type LoadErrorInfo } from "./describeLoadError.ts";
+import { registerApiModule } from "./registerApiModule.ts";
+
+export type Log = (level: "info" | "warn" | "error", message: string) => void;
+
+/** A route as the server serves it: which plugin owns it and how that plugin logs. */
+export interface ServedRoute extends CompiledRoute {
+  pluginId: string;
+  plugin: PluginDefinition;
+  log: PluginLogger;
+}
+
+/** What `GET /plugins` shows for one plugin file or built-in. */
+export interface PluginStatus {
+  id: string;
+  name: string;
+  version?: string;
+  /** "builtin" or the file's path. */
+  source: string;
+  state: "active" | "failed";
+  routes: string[];
+  loadedAt?: string;
+  /** The last load error; a failed reload keeps the previous version active and shows the error here. */
+  lastError?: LoadErrorInfo & { at: string };
+}
+
+interface ActivePlugin {
+  id: string;
+  source: string;
+  plugin: PluginDefinition;
+  routes: ServedRoute[];
+  loadedAt: string;
+}
+
+const pluginExtensions = new Set([".ts", ".mts", ".js", ".mjs"]);
+
+export interface PluginHostOptions {
+  /** The plugins folder; files there replace built-ins of the same name. Missing folder = built-ins only. */
+  dir?: string;
+  builtins: Record<string, PluginDefinition>;
+  engine: EngineFacade;
+  log: Log;
+  /** Debounce for file events; editors write files in several steps. */
+  debounceMs?: number;
+}
+
+export class PluginHost {
+  private readonly active = new Map<string, ActivePlugin>();
+  private readonly status = new Map<string, PluginStatus>();
+  private watcher?: FSWatcher;
+  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
+  private version = 0;
+  /** Serialises loads so two quick edits cannot finish out of order. */
+  private queue: Promise<void> = Promise.resolve();
+  /** Called after every change of the served route set. */
+  onChange?: (routes: ServedRoute[]) => void;
+
+  constructor(private readonly options: PluginHostOptions) {}
+
+  get dir(): string | undefined {
+    return this.options.dir && resolve(this.options.dir);
+  }
+
+  async start(): Promise<void> {
+    registerApiModule();
+    for (const [id, plugin] of Object.entries(this.options.builtins)) await this.activate(id, "builtin", plugin);
+    const dir = this.dir;
+    if (dir && existsSync(dir)) {
+      for (const file of (await readdir(dir)).sort()) if (isPluginFile(file)) await this.loadFile(join(dir, file));
+      this.watcher = watch(dir, (_event, name) => {
+        if (name && isPluginFile(name.toString())) this.schedule(join(dir, name.toString()));
+      });
+    } else if (dir) {
+      this.options.log("info", `plugins folder ${dir} does not exist; serving built-in plugins only`);
+    }
+    this.emit();
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    await this.queue;
+    for (const active of this.active.values()) await this.safeDispose(active);
+    this.active.clear();
+  }
+
+  routes(): ServedRoute[] {
+    return [...this.active.values()].flatMap((p) => p.routes);
+  }
+
+  list(): PluginStatus[] {
+    return [...this.status.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Resolves once every file event seen so far has been handled (tests use it; the watcher does not need it). */
+  settled(): Promise<void> {
+    return this.queue;
+  }
+
+  private schedule(file: string): void {
+    clearTimeout(this.timers.get(file));
+    this.timers.set(
+      file,
+      setTimeout(() => {
+        this.timers.delete(file);
+        this.queue = this.queue.then(async () => {
+          if (existsSync(file)) await this.loadFile(file);
+          else await this.removeFile(file);
+          this.emit();
+        });
+      }, this.options.debounceMs ?? 30),
+    );
+  }
+
+  private async loadFile(file: string): Promise<void> {
+    const id = pluginId(file);
+    let module: unknown;
+    try {
+      // A new query string makes Bun import the edited file again instead of returning the cached module.
+      module = await import(`${pathToFileURL(file).href}?v=${++this.version}`);
+    } catch (error) {
+      return this.fail(id, file, error);
+    }
+    let checked;
+    try {
+      checked = checkPluginDefinition(module);
+    } catch (error) {
+      return this.fail(id, file, error);
+    }
+    await this.activate(id, file, checked.plugin, checked.routes);
+  }
+
+  private async activate(id: string, source: string, plugin: PluginDefinition, compiled?: CompiledRoute[]): Promise<void> {
+    let routes: CompiledRoute[];
+    try {
+      routes = compiled ?? checkPluginDefinition(plugin).routes;
+    } catch (error) {
+      return this.fail(id, source, error);
+    }
+    const log = pluginLogger(plugin.name, this.options.log);
+    for (const other of this.active.values()) {
+      if (other.id === id) continue;
+      for (const route of routes) {
+        const clash = other.routes.find((r) => r.method === route.method && samePath(r.path, route.path));
+        if (clash)
+          return this.fail(id, source, new Error(`route ${route.method} ${route.path} is already served by plugin "${other.plugin.name}"`));
+      }
+    }
+    try {
+      await withTimeout(Promise.resolve(plugin.setup?.({ engine: this.options.engine, log })), 10_000, "setup");
+    } catch (error) {
+      return this.fail(id, source, error);
+    }
+    const previous = this.active.get(id);
+    const active: ActivePlugin = {
+      id,
+      source,
+      plugin,
+      loadedAt: new Date().toISOString(),
+      routes: routes.map((r) => ({ ...r, pluginId: id, plugin, log })),
+    };
+    this.active.set(id, active);
+    this.status.set(id, {
+      id,
+      name: plugin.name,
+      version: plugin.version,
+      source,
+      state: "active",
+      routes: routes.map((r) => `${r.method} ${r.path}`),
+      loadedAt: active.loadedAt,
+    });
+    if (previous) {
+      this.options.log("info", `plugin ${plugin.name} reloaded from ${source}`);
+      // Requests already running keep the old handlers; dispose only tells the old version it is no longer routed.
+      await this.safeDispose(previous);
+    } else if (source !== "builtin") this.options.log("info", `plugin ${plugin.name} loaded from ${source}`);
+  }
+
+  private async removeFile(file: string): Promise<void> {
+    const id = pluginId(file);
+    const active = this.active.get(id);
+    if (!active || active.source !== file) {
+      if (this.status.get(id)?.source === file) this.status.delete(id);
+      return;
+    }
+    this.active.delete(id);
+    this.status.delete(id);
+    this.options.log("info", `plugin ${active.plugin.name} removed (${file} deleted)`);
+    await this.safeDispose(active);
+    const builtin = this.options.builtins[id];
+    if (builtin) await this.activate(id, "builtin", builtin);
+  }
+
+  private fail(id: string, source: string, error: unknown): void {
+    const info = describeLoadError(error, source);
+    const where = info.line ? `${info.file ?? source}:${info.line}${info.column ? `:${info.column}` : ""}` : source;
+    const previous = this.active.get(id);
+    this.options.log(
+      "error",
+      `plugin ${id} failed to load (${where}): ${info.message}${previous ? "; the previous version keeps serving" : ""}`,
+    );
+    const status = this.status.get(id);
+    this.status.set(id, {
+      id,
+      name: status?.name ?? id,
+      version: status?.version,
+      source,
+      state: previous ? "active" : "failed",
+      routes: status?.routes ?? [],
+      loadedAt: status?.loadedAt,
+      lastError: { ...info, at: new Date().toISOString() },
+    });
+  }
+
+  private async safeDispose(active: ActivePlugin): Promise<void> {
+    try {
+      await active.plugin.dispose?.();
+    } catch (error) {
+      this.options.log("warn", `plugin ${active.plugin.name}: dispose failed: ${(error as Error).message}`);
+    }
+  }
+
+  private emit(): void {
+    this.onChange?.(this.routes());
+  }
+}
+
+function isPluginFile(name: string): boolean {
+  return pluginExtensions.has(extname(name)) && !name.endsWith(".d.ts") && !name.startsWith(".") && !name.startsWith("_");
+}
+
+function pluginId(file: string): string {
+  return basename(file, extname(file));
+}
+
+/** `/a/:x` and `/a/:y` collide: the parameter names do not matter to the router. */
+function samePath(a: string, b: string): boolean {
+  return a.replace(/:[^/]+/g, ":") === b.replace(/:[^/]+/g, ":");
+}
+
+function pluginLogger(name: string, log: Log): PluginLogger {
+  return {
+    info: (m) => log("info", `[${name}] ${m}`),
+    warn: (m) => log("warn", `[${name}] ${m}`),
+    error: (m) => log("error", `[${name}] ${m}`),
+  };
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,47 @@
+/** Checks a plugin module's default export once, at load time, so a broken plugin fails loudly instead of at its first request. */
+import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import type { TSchema } from "@sinclair/typebox";
+import type { HttpMethod, PluginDefinition, RouteDefinition } from "../pluginApi/definePlugin.ts";
+
+const methods = new Set<HttpMethod>(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
+
+/** A route ready to serve: its body checker is compiled once. */
+export interface CompiledRoute {
+  method: HttpMethod;
+  path: string;
+  definition: RouteDefinition;
+  bodyCheck?: TypeCheck<TSchema>;
+}
+
+export function checkPluginDefinition(value: unknown): { plugin: PluginDefinition; routes: CompiledRoute[] } {
+  const candidate = (value as { default?: unknown })?.default ?? value;
+  if (typeof candidate !== "object" || candidate === null)
+    throw new Error("the module must `export default definePlugin({...})`");
+  const plugin = candidate as PluginDefinition;
+  if (typeof plugin.name !== "string" || !/^[a-z0-9][a-z0-9._-]*$/i.test(plugin.name))
+    throw new Error("plugin `name` must be a non-empty string of letters, digits, '.', '_' or '-'");
+  if (!Array.isArray(plugin.routes)) throw new Error(`plugin "${plugin.name}": \`routes\` must be an array`);
+  for (const hook of ["setup", "dispose", "error", "streamError"] as const)
+    if (plugin[hook] !== undefined && typeof plugin[hook] !== "function")
+      throw new Error(`plugin "${plugin.name}": \`${hook}\` must be a function`);
+  const seen = new Set<string>();
+  const routes = plugin.routes.map((route, index) => {
+    const where = `plugin "${plugin.name}", routes[${index}]`;
+    if (!methods.has(route?.method)) throw new Error(`${where}: method must be one of ${[...methods].join(", ")}`);
+    if (typeof route.path !== "string" || !route.path.startsWith("/")) throw new Error(`${where}: path must start with "/"`);
+    if (typeof route.handler !== "function") throw new Error(`${where}: handler must be a function`);
+    const key = `${route.method} ${route.path}`;
+    if (seen.has(key)) throw new Error(`${where}: ${key} is declared twice`);
+    seen.add(key);
+    let bodyCheck: TypeCheck<TSchema> | undefined;
+    if (route.body !== undefined) {
+      try {
+        bodyCheck = TypeCompiler.Compile(route.body);
+      } catch (error) {
+        throw new Error(`${where}: body is not a valid TypeBox schema: ${(error as Error).message}`);
+      }
+    }
+    return { method: route.method, path: route.path, definition: route, bodyCheck };
+  });
+  return { plugin, routes };
+}

@@ -1,0 +1,83 @@
+/** Sends a plugin's stream: waits for the first item (so early errors are plain error responses), then frames items as SSE or NDJSON. */
+import { toProblem, type Problem } from "../engine/EngineError.ts";
+import type { PluginLogger } from "../pluginApi/definePlugin.ts";
+import { SseMessage, type StreamBody } from "../pluginApi/streams.ts";
+
+const encoder = new TextEncoder();
+
+const contentTypes = {
+  sse: "text/event-stream",
+  ndjson: "application/x-ndjson",
+} as const;
+
+/** Encodes one item. A string is taken as already serialized (plugins pre-build their per-token JSON); anything else is JSON-encoded. */
+function frame(framing: StreamBody["framing"], item: unknown): Uint8Array {
+  if (framing === "ndjson") return encoder.encode((typeof item === "string" ? item : JSON.stringify(item)) + "\n");
+  if (item instanceof SseMessage) {
+    const data = typeof item.data === "string" ? item.data : JSON.stringify(item.data);
+    return encoder.encode(item.event ? `event: ${item.event}\ndata: ${data}\n\n` : `data: ${data}\n\n`);
+  }
+  return encoder.encode(`data: ${typeof item === "string" ? item : JSON.stringify(item)}\n\n`);
+}
+
+export interface StreamHooks {
+  /** This protocol's last item for a stream that failed after it started. */
+  streamError(problem: Problem): unknown;
+  /** Error response for a stream that failed before its first item. */
+  errorResponse(problem: Problem): Response;
+  log: PluginLogger;
+}
+
+export async function streamResponse(body: StreamBody, hooks: StreamHooks): Promise<Response> {
+  const iterator = body.source[Symbol.asyncIterator]();
+  let first: IteratorResult<unknown>;
+  try {
+    first = await iterator.next();
+  } catch (error) {
+    return hooks.errorResponse(logged(error, hooks.log));
+  }
+  let pending: IteratorResult<unknown> | undefined = first;
+  let closed = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const result = pending ?? (await iterator.next());
+        pending = undefined;
+        if (result.done) {
+          closed = true;
+          controller.close();
+          return;
+        }
+        controller.enqueue(frame(body.framing, result.value));
+      } catch (error) {
+        // Headers are gone: end the stream with the protocol's error item instead of cutting the connection.
+        closed = true;
+        try {
+          controller.enqueue(frame(body.framing, hooks.streamError(logged(error, hooks.log))));
+        } catch (hookError) {
+          hooks.log.error(`streamError hook threw: ${(hookError as Error).message}`);
+        }
+        controller.close();
+      }
+    },
+    async cancel() {
+      // The client went away: returning the iterator runs the plugin's `finally` and stops the engine.
+      if (!closed) await iterator.return?.();
+    },
+  });
+  return new Response(stream, {
+    status: 200,
+    headers: {
+      "content-type": contentTypes[body.framing],
+      "cache-control": "no-cache",
+      ...(body.framing === "sse" ? { connection: "keep-alive" } : {}),
+      ...body.headers,
+    },
+  });
+}
+
+function logged(error: unknown, log: PluginLogger): Problem {
+  const problem = toProblem(error);
+  if (problem.code === "internal") log.error(`${(error as Error)?.stack ?? problem.message}`);
+  return problem;
+}
