@@ -100,12 +100,17 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
 
   const syntaxError = doc.errors[0];
   if (syntaxError) {
-    throw new ConfigError(file, `YAML syntax error: ${firstLine(syntaxError.message)}`, locate(syntaxError.pos[0]));
+    // yaml's own wording for this one points at its API; say what to change in the file instead.
+    const problem =
+      syntaxError.code === "MULTIPLE_DOCS"
+        ? 'more than one YAML document; a models file is one document, so remove this "---" and what follows'
+        : firstLine(syntaxError.message);
+    throw new ConfigError(file, `YAML syntax error: ${problem}`, locate(syntaxError.pos[0]));
   }
 
   let raw: unknown;
   try {
-    raw = doc.toJS({ maxAliasCount: 1000 });
+    raw = doc.toJS();
   } catch (error) {
     throw new ConfigError(file, `cannot read YAML: ${(error as Error).message}`, { line: 1, column: 1 }, { cause: error });
   }
@@ -250,7 +255,7 @@ interface Problem {
 function firstSchemaError(doc: Document, raw: unknown): Problem | undefined {
   let best: { problem: Problem; offset: number } | undefined;
   for (const error of Value.Errors(ModelsFileSchema, raw)) {
-    const problem = describeError(error);
+    const problem = describeError(error, raw);
     const offset = offsetOf(doc, problem.path, problem.at);
     // Strictly earlier only: for one place, TypeBox's own order (structure before contents) is the better pick.
     if (!best || offset < best.offset) best = { problem, offset };
@@ -258,8 +263,8 @@ function firstSchemaError(doc: Document, raw: unknown): Problem | undefined {
   return best?.problem;
 }
 
-function describeError(error: ValueError): Problem {
-  const path = parsePointer(error.path);
+function describeError(error: ValueError, raw: unknown): Problem {
+  const path = typedPath(raw, parsePointer(error.path));
   const schema = error.schema as TSchema;
   switch (error.type) {
     case ValueErrorType.ObjectAdditionalProperties: {
@@ -354,7 +359,7 @@ function editDistance(a: string, b: string): number {
 // ---------------------------------------------------------------------------------------------------------------
 // Key paths and source positions
 
-function parsePointer(pointer: string): PathSegment[] {
+function parsePointer(pointer: string): string[] {
   if (pointer === "") return [];
   return pointer
     .slice(1)
@@ -362,11 +367,21 @@ function parsePointer(pointer: string): PathSegment[] {
     .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
 }
 
+/** Turns pointer segments that index a list into numbers, so a model named "1" is not shown as a list index. */
+function typedPath(raw: unknown, segments: string[]): PathSegment[] {
+  let current = raw;
+  return segments.map((segment) => {
+    const list = Array.isArray(current);
+    current = isPlainObject(current) || list ? (current as Record<string, unknown>)[segment] : undefined;
+    return list ? Number(segment) : segment;
+  });
+}
+
 /** `models.demo.aliases[0]`; keys that would read ambiguously (dots, spaces) are quoted: `models["llama3.1:8b"]`. */
 export function formatKeyPath(path: readonly PathSegment[]): string {
   let out = "";
   for (const segment of path) {
-    if (typeof segment === "number" || /^\d+$/.test(segment)) out += `[${segment}]`;
+    if (typeof segment === "number") out += `[${segment}]`;
     else if (/^[A-Za-z0-9_$:/-]+$/.test(segment)) out += out ? `.${segment}` : segment;
     else out += `[${JSON.stringify(segment)}]`;
   }
@@ -398,7 +413,9 @@ function offsetOf(doc: Document, path: readonly PathSegment[], at: "key" | "valu
   }
   const keyNode = pair && isPair(pair) ? (pair.key as Node | null) : null;
   const valueNode = node as Node | null | undefined;
-  const preferred = at === "key" ? (keyNode ?? valueNode) : (valueNode ?? keyNode);
+  // An empty value (`context:` and nothing after) sits at the end of the line; its key is the better place to show.
+  const emptyValue = !valueNode?.range || valueNode.range[0] === valueNode.range[1];
+  const preferred = at === "key" || emptyValue ? (keyNode ?? valueNode) : valueNode;
   return preferred?.range?.[0] ?? (doc.contents as Node | null)?.range?.[0] ?? 0;
 }
 

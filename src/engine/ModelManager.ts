@@ -144,7 +144,8 @@ export class ModelManager {
   private scheduleExpiry(loaded: LoadedModel): void {
     clearTimeout(loaded.expiryTimer);
     loaded.expiresAt = undefined;
-    if (loaded.users > 0 || loaded.keepAliveMs < 0) return;
+    // setTimeout cannot wait past 2^31-1 ms (~24.8 days): anything longer is as good as "never".
+    if (loaded.users > 0 || loaded.keepAliveMs < 0 || loaded.keepAliveMs > 2 ** 31 - 1) return;
     if (loaded.keepAliveMs === 0) return this.retire(loaded);
     loaded.expiresAt = Date.now() + loaded.keepAliveMs;
     loaded.expiryTimer = setTimeout(() => {

@@ -5,6 +5,7 @@ import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { beginningToken, type RenderedPrompt } from "./renderPrompt.ts";
 import type { Sampling } from "./sampling.ts";
 import type { SequenceLease } from "./SequencePool.ts";
+import { StopStringFilter } from "./StopStringFilter.ts";
 import type { GenerationSink } from "./StreamingGeneration.ts";
 import type { FinishReason } from "./types.ts";
 
@@ -36,13 +37,23 @@ export async function decode(
   let firstTokenAt = 0;
   let completionTokens = 0;
   const sink = options.sink;
+  // Stop strings are matched on text, not tokens; finding one stops decoding through this controller.
+  const filter = sampling.stop.length > 0 ? new StopStringFilter(sampling.stop) : undefined;
+  const stopper = filter ? new AbortController() : undefined;
   const generation: LlamaCompletionGenerationOptions = {
-    onTextChunk: (text) => sink.text(text),
+    onTextChunk: filter
+      ? (text) => {
+          if (filter.stopped) return;
+          const safe = filter.push(text);
+          if (safe) sink.text(safe);
+          if (filter.stopped) stopper!.abort();
+        }
+      : (text) => sink.text(text),
     onToken: (generated) => {
       if (completionTokens === 0) firstTokenAt = performance.now();
       completionTokens += generated.length;
     },
-    signal: options.signal,
+    signal: stopper ? AbortSignal.any([options.signal, stopper.signal]) : options.signal,
     stopOnAbortSignal: true,
     // Without a limit, generation ends when the context is full instead of shifting it forever.
     maxTokens: sampling.maxTokens ?? Math.max(1, loaded.contextSize - tokens.length),
@@ -61,8 +72,7 @@ export async function decode(
             lastTokens: 64,
           },
     tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
-    customStopTriggers:
-      sampling.stop.length || prompt.templateStops.length ? [...sampling.stop, ...prompt.templateStops] : undefined,
+    customStopTriggers: prompt.templateStops.length ? prompt.templateStops : undefined,
   };
 
   const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
@@ -71,17 +81,16 @@ export async function decode(
     const ended = performance.now();
     if (firstTokenAt === 0) firstTokenAt = ended;
     let finishReason: FinishReason = "stop";
-    let stopSequence: string | undefined;
-    if (metadata.stopReason === "maxTokens") finishReason = "length";
+    if (filter?.stopped) finishReason = "stop";
+    else if (metadata.stopReason === "maxTokens") finishReason = "length";
     else if (metadata.stopReason === "abort") finishReason = "abort";
-    else if (metadata.stopReason === "customStopTrigger") {
-      const [first] = metadata.customStopTrigger;
-      if (metadata.customStopTrigger.length === 1 && typeof first === "string" && sampling.stop.includes(first))
-        stopSequence = first;
+    if (filter && !filter.stopped) {
+      const rest = filter.flush();
+      if (rest) sink.text(rest);
     }
     return {
       finishReason,
-      stopSequence,
+      stopSequence: filter?.stopped,
       cachedTokens,
       completionTokens,
       promptMs: firstTokenAt - started,

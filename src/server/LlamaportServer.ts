@@ -23,7 +23,8 @@ export class LlamaportServer {
   constructor(private readonly options: ServerOptions) {}
 
   get url(): string {
-    return `http://${this.server?.hostname.includes(":") ? `[${this.server.hostname}]` : this.server?.hostname}:${this.server?.port}`;
+    const hostname = this.server?.hostname ?? this.options.host;
+    return `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${this.port}`;
   }
 
   get port(): number {

@@ -250,7 +250,9 @@ models:
     ["models:\n  m:\n    source: x.gguf\n    chat_template: llama4\n", 4, 20, "models.m.chat_template", 'expected "auto" or a node-llama-cpp chat wrapper name (general, deepSeek'],
     ["memory_budget: lots\n", 1, 16, "memory_budget", 'expected "auto", a size such as "8GiB"'],
     ["memory_budget: 0GB\n", 1, 16, "memory_budget", 'expected a size greater than 0, got "0GB"'],
-    ["models:\n  m:\n    source:\n", 3, 12, "models.m.source", "expected a non-empty string, got an empty value"],
+    ["models:\n  m:\n    source:\n", 3, 5, "models.m.source", "expected a non-empty string, got an empty value"],
+    ["models:\n  m:\n  n:\n    source: x\n", 2, 3, "models.m", "expected a mapping of keys to values, got an empty value"],
+    ["models:\n  1:\n    source: x\n    parallel: x\n", 4, 15, "models.1.parallel", 'expected an integer >= 1, got "x"'],
     ["models:\n  m:\n    source: hf:only-owner/model.gguf\n", 3, 13, "models.m.source", "expected hf:<owner>/<repo>/<file.gguf>"],
     ["models: [a, b]\n", 1, 9, "models", "expected a mapping of keys to values, got a list"],
     ["- just\n- a list\n", 1, 1, undefined, "expected a mapping of keys to values, got a list"],
@@ -294,6 +296,12 @@ models:
 
     const tab = configError("models:\n  demo:\n\tsource: x\n");
     expect(tab.line).toBe(3);
+
+    const documents = configError("models: {}\n---\nmodels: {}\n");
+    expect([documents.line, documents.problem]).toEqual([
+      2,
+      'YAML syntax error: more than one YAML document; a models file is one document, so remove this "---" and what follows',
+    ]);
 
     const duplicate = configError("models:\n  a:\n    source: x.gguf\n  a:\n    source: y.gguf\n");
     expect(duplicate.line).toBe(4);

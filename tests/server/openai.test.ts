@@ -1,0 +1,181 @@
+/** The OpenAI protocol end to end: real server, real engine, real GGUF models, raw HTTP and the official `openai` client. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { bodyOf, hasSharedModels, noteSharedModels, postJson, readChunks, startTestServer, storiesModel, type TestServer } from "../support/testServer.ts";
+
+noteSharedModels("tests/server/openai.test.ts");
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({
+    demo: { source: "synthetic:demo", aliases: ["Meta-Llama-3-8B-Instruct"], context: 512, parallel: 2 },
+    ...(hasSharedModels ? { stories: { source: storiesModel, context: 512, parallel: 2 } } : {}),
+  });
+});
+afterAll(() => server?.[Symbol.asyncDispose]());
+
+const chat = (body: Record<string, unknown>) =>
+  postJson(`${server.url}/v1/chat/completions`, { messages: [{ role: "user", content: "Once upon a time" }], ...body });
+
+/** Parses an SSE body strictly: every event is `data: ...` (optionally after `event: ...`) followed by a blank line. */
+function parseSse(text: string): { event?: string; data: string }[] {
+  expect(text.endsWith("\n\n")).toBe(true);
+  return text
+    .slice(0, -2)
+    .split("\n\n")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines[0]!.startsWith("event: ") ? lines.shift()!.slice(7) : undefined;
+      expect(lines).toHaveLength(1);
+      expect(lines[0]!.startsWith("data: ")).toBe(true);
+      return { event, data: lines[0]!.slice(6) };
+    });
+}
+
+const models = hasSharedModels ? ["demo", "stories"] : ["demo"];
+
+describe.each(models)("POST /v1/chat/completions on %s", (model) => {
+  test("stream: exact SSE framing, one id, role first, finish chunk, then event: done / [DONE]", async () => {
+    const response = await chat({ model, stream: true, max_tokens: 12, temperature: 0 });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toStartWith("text/event-stream");
+    const events = parseSse((await readChunks(response)).text);
+    const last = events.pop()!;
+    expect(last).toEqual({ event: "done", data: "[DONE]" });
+    const chunks = events.map((e) => {
+      expect(e.event).toBeUndefined();
+      return JSON.parse(e.data);
+    });
+    expect(chunks.length).toBeGreaterThanOrEqual(2);
+    const ids = new Set(chunks.map((c) => c.id));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toStartWith("chatcmpl-");
+    for (const c of chunks) {
+      expect(c.object).toBe("chat.completion.chunk");
+      expect(c.model).toBe(model);
+      expect(c.system_fingerprint).toBeString();
+      expect(c.created).toBeNumber();
+    }
+    expect(chunks[0].choices[0].delta.role).toBe("assistant");
+    const final = chunks.at(-1);
+    expect(final.choices[0].delta).toEqual({});
+    expect(final.choices[0].finish_reason).toBe("length");
+    for (const c of chunks.slice(0, -1)) {
+      expect(c.choices[0].finish_reason).toBeNull();
+      expect(c.choices[0].delta.content).toBeString();
+    }
+  });
+
+  test("non-stream: chat.completion with message, finish_reason and usage", async () => {
+    const response = await chat({ model, max_tokens: 7, temperature: 0 });
+    expect(response.status).toBe(200);
+    const body = await bodyOf(response);
+    expect(body.object).toBe("chat.completion");
+    expect(body.model).toBe(model);
+    expect(body.choices[0].message.role).toBe("assistant");
+    expect(body.choices[0].message.content.length).toBeGreaterThan(0);
+    expect(body.choices[0].finish_reason).toBe("length");
+    expect(body.usage.completion_tokens).toBe(7);
+    expect(body.usage.prompt_tokens).toBeGreaterThan(3);
+    expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + 7);
+  });
+
+  test("temperature 0 is deterministic, and so is a fixed seed", async () => {
+    const text = async (body: Record<string, unknown>) => (await bodyOf(chat({ model, max_tokens: 24, ...body }))).choices[0].message.content;
+    expect(await text({ temperature: 0 })).toBe(await text({ temperature: 0 }));
+    const seeded = await text({ temperature: 1, seed: 1234 });
+    expect(await text({ temperature: 1, seed: 1234 })).toBe(seeded);
+  });
+
+  test("a stop string ends generation before it, with finish_reason stop", async () => {
+    const full: string = (await bodyOf(chat({ model, max_tokens: 40, temperature: 0 }))).choices[0].message.content;
+    const words = full.split(" ").filter((w) => w.length > 2);
+    const stop = words[Math.floor(words.length / 2)]!;
+    const body = await bodyOf(chat({ model, max_tokens: 40, temperature: 0, stop: [stop] }));
+    expect(body.choices[0].finish_reason).toBe("stop");
+    expect(body.choices[0].message.content).toBe(full.slice(0, full.indexOf(stop)));
+  });
+});
+
+test("text arrives incrementally: the first chunk long before the last", async () => {
+  const response = await chat({ model: models.at(-1), stream: true, max_tokens: 200, temperature: 0, ignore_eos: true });
+  const { times, text } = await readChunks(response);
+  expect(text.split("\n\n").length).toBeGreaterThan(100);
+  expect(times.length).toBeGreaterThan(5);
+  expect(times.at(-1)! - times[0]!).toBeGreaterThan(0);
+  // Not all at once: the first read happens before most of the data exists.
+  expect(times.filter((t) => t > times[0]!).length).toBeGreaterThan(2);
+});
+
+test("an alias resolves to the real model name", async () => {
+  const body = await bodyOf(chat({ model: "Meta-Llama-3-8B-Instruct", max_tokens: 3 }));
+  expect(body.model).toBe("demo");
+});
+
+test("GET /v1/models lists names and aliases", async () => {
+  const body = await bodyOf(fetch(`${server.url}/v1/models`));
+  expect(body.object).toBe("list");
+  const ids = body.data.map((m: { id: string }) => m.id);
+  expect(ids).toContain("demo");
+  expect(ids).toContain("Meta-Llama-3-8B-Instruct");
+  expect(body.data[0].object).toBe("model");
+});
+
+describe("the official openai client", () => {
+  const client = () => new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused" });
+
+  test("non-stream", async () => {
+    const completion = await client().chat.completions.create({
+      model: models.at(-1)!,
+      messages: [{ role: "user", content: "Tell me a story" }],
+      max_tokens: 10,
+      temperature: 0,
+    });
+    expect(completion.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    expect(completion.choices[0]!.finish_reason).toBe("length");
+    expect(completion.usage!.completion_tokens).toBe(10);
+  });
+
+  test("stream, with usage", async () => {
+    const stream = await client().chat.completions.create({
+      model: models.at(-1)!,
+      messages: [{ role: "user", content: "Tell me a story" }],
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    const whole = await client().chat.completions.create({
+      model: models.at(-1)!,
+      messages: [{ role: "user", content: "Tell me a story" }],
+      max_tokens: 10,
+      temperature: 0,
+    });
+    expect(text).toBe(whole.choices[0]!.message.content!);
+    expect(finish).toBe("length");
+    expect(usage!.completion_tokens).toBe(10);
+  });
+
+  test("legacy completions: raw prompt", async () => {
+    const completion = await client().completions.create({ model: models.at(-1)!, prompt: "Once upon a time", max_tokens: 8, temperature: 0 });
+    expect(completion.choices[0]!.text.length).toBeGreaterThan(0);
+    expect(completion.usage!.completion_tokens).toBe(8);
+  });
+
+  test("an unknown model is a NotFoundError naming it and the known models", async () => {
+    const error = await client()
+      .chat.completions.create({ model: "gpt-9", messages: [{ role: "user", content: "hi" }] })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((error as Error).message).toContain("gpt-9");
+    expect((error as Error).message).toContain("demo");
+  });
+});
