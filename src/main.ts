@@ -45,13 +45,17 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+  let stopping = false;
   const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     stderrLog("info", `${signal}: shutting down`);
     await running.stop();
     process.exit(0);
   };
-  process.once("SIGINT", () => void shutdown("SIGINT"));
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  // `on`, not `once`: with the handler gone, a repeated signal during shutdown would kill the process mid-cleanup.
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
   return -1; // keep running
 }
 

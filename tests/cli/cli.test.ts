@@ -1,0 +1,96 @@
+/** The command line: flags beat env beat defaults, usage errors exit 2, and `serve` really serves (a child process). */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { parseArgs, UsageError } from "../../src/cli/parseArgs.ts";
+import { tempDir, testCacheDir, writeModelsYaml } from "../support/testServer.ts";
+
+const main = join(import.meta.dir, "../../src/main.ts");
+
+describe("parseArgs", () => {
+  test("defaults", () => {
+    expect(parseArgs(["serve"], {})).toEqual({ kind: "serve", settings: { host: "127.0.0.1", port: 9112, models: undefined, plugins: undefined, threads: undefined } });
+    expect(parseArgs([], {}).kind).toBe("serve");
+  });
+
+  test("env beats defaults, flags beat env", () => {
+    const env = { LLAMAPORT_HOST: "0.0.0.0", LLAMAPORT_PORT: "8000", LLAMAPORT_MODELS: "/env/models.yaml", LLAMAPORT_PLUGINS: "/env/plugins" };
+    expect(parseArgs(["serve"], env)).toMatchObject({ settings: { host: "0.0.0.0", port: 8000, models: "/env/models.yaml", plugins: "/env/plugins" } });
+    expect(parseArgs(["serve", "--port", "9000", "--models=/flag.yaml", "--host", "::1"], env)).toMatchObject({
+      settings: { host: "::1", port: 9000, models: "/flag.yaml", plugins: "/env/plugins" },
+    });
+  });
+
+  test("help, version, and usage errors", () => {
+    expect(parseArgs(["--help"], {}).kind).toBe("help");
+    expect(parseArgs(["--version"], {}).kind).toBe("version");
+    expect(() => parseArgs(["serve", "--bogus"], {})).toThrow(UsageError);
+    expect(() => parseArgs(["serve", "--port"], {})).toThrow("--port needs a value");
+    expect(() => parseArgs(["serve", "--port", "http"], {})).toThrow("--port must be an integer");
+    expect(() => parseArgs(["frobnicate"], {})).toThrow('unknown command "frobnicate"');
+  });
+});
+
+describe("the llamaport process", () => {
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    Bun.spawn([process.execPath, main, ...args], { env: { ...process.env, LLAMAPORT_CACHE: testCacheDir, ...env }, stdout: "pipe", stderr: "pipe" });
+
+  test("--version and --help exit 0; an unknown flag prints usage and exits 2", async () => {
+    const version = run(["--version"]);
+    expect(await version.exited).toBe(0);
+    expect(await new Response(version.stdout).text()).toMatch(/^llamaport \d+\.\d+\.\d+\n$/);
+    const help = run(["--help"]);
+    expect(await help.exited).toBe(0);
+    expect(await new Response(help.stdout).text()).toContain("llamaport serve");
+    const bad = run(["serve", "--nope"]);
+    expect(await bad.exited).toBe(2);
+    expect(await new Response(bad.stderr).text()).toContain('unknown option "--nope"');
+  });
+
+  test("a bad models.yaml stops start-up with file, line, key and what was expected", async () => {
+    using dir = tempDir();
+    const file = join(dir.path, "models.yaml");
+    await Bun.write(file, "models:\n  demo:\n    source: synthetic:demo\n    parallel: four\n");
+    const child = run(["serve", "--port", "0", "--models", file]);
+    expect(await child.exited).toBe(1);
+    const stderr = await new Response(child.stderr).text();
+    expect(stderr).toContain(`${file}:4:15: models.demo.parallel`);
+    expect(stderr).toContain("integer");
+  });
+
+  test("serve listens (env settings) and answers both seed endpoints; SIGTERM stops it", async () => {
+    using dir = tempDir();
+    const file = await writeModelsYaml(dir.path, { demo: { source: "synthetic:demo", context: 256, parallel: 1 } });
+    const started = performance.now();
+    const child = run(["serve"], { LLAMAPORT_PORT: "0", LLAMAPORT_MODELS: file });
+    const reader = child.stderr.getReader();
+    let log = "";
+    let url: string | undefined;
+    while (!url) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`exited before listening:\n${log}`);
+      log += new TextDecoder().decode(value);
+      url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+    }
+    console.log(`process start -> listening: ${(performance.now() - started).toFixed(0)} ms`);
+    try {
+      const chat = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "demo", stream: true, max_tokens: 4, messages: [{ role: "user", content: "tell a joke" }] }),
+      });
+      expect(await chat.text()).toEndWith("event: done\ndata: [DONE]\n\n");
+      const generate = await fetch(`${url}/api/generate`, { method: "POST", body: JSON.stringify({ model: "demo", prompt: "tell me a joke", options: { num_predict: 4 } }) });
+      const lines = (await generate.text()).trim().split("\n").map((l) => JSON.parse(l));
+      expect(lines.at(-1).done).toBe(true);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const code = await child.exited;
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      log += new TextDecoder().decode(value);
+    }
+    expect(`${code}\n${log}`).toStartWith("0\n");
+    expect(log).toContain("SIGTERM: shutting down");
+  });
+});
