@@ -2,7 +2,6 @@
 import { existsSync, watch, type FSWatcher } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
 import { checkPluginDefinition, type CompiledRoute } from "./checkPluginDefinition.ts";
@@ -124,8 +123,9 @@ export class PluginHost {
     const id = pluginId(file);
     let module: unknown;
     try {
-      // A new query string makes Bun import the edited file again instead of returning the cached module.
-      module = await import(`${pathToFileURL(file).href}?v=${++this.version}`);
+      // A new query string makes Bun import the edited file again instead of returning the cached module. It must be
+      // a plain path: Bun drops the query of a file:// URL and would hand back the first version forever.
+      module = await import(`${file}?v=${++this.version}`);
     } catch (error) {
       return this.fail(id, file, error);
     }

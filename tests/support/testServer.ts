@@ -1,5 +1,5 @@
 /** Test support: real servers on random loopback ports, temp folders, and the shared test models (skipped clearly when absent). */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
@@ -48,6 +48,8 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dir = tempDir();
   const file = await writeModelsYaml(dir.path, models, options.top);
+  // An empty plugins folder beside models.yaml, watched from the start, for tests that drop plugins in.
+  mkdirSync(join(dir.path, "plugins"));
   const logs: string[] = [];
   const running = await startLlamaport({
     port: 0,
