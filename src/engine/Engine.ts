@@ -1,11 +1,11 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
 import { statSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import type { ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { decode } from "./decode.ts";
 import { LlamaportError } from "./EngineError.ts";
 import { ModelManager } from "./ModelManager.ts";
 import { ModelRegistry } from "./ModelRegistry.ts";
+import { physicalCores } from "./physicalCores.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
 import { renderChat, renderRaw, type RenderedPrompt } from "./renderPrompt.ts";
 import { resolveSampling } from "./sampling.ts";
@@ -24,7 +24,7 @@ import type {
 } from "./types.ts";
 
 export interface EngineOptions {
-  /** Threads for models that do not set their own; default: all available cores. */
+  /** Threads for models that do not set their own; default: the physical cores. */
   threads?: number;
   gpu?: "auto" | false;
   cacheDir?: string;
@@ -41,11 +41,12 @@ export class Engine implements EngineFacade {
   constructor(config: ModelRegistryConfig, options: EngineOptions = {}) {
     this.registry = new ModelRegistry(config);
     this.log = options.log ?? (() => {});
-    this.threads = options.threads ?? availableParallelism();
+    this.threads = options.threads ?? physicalCores();
     this.gpu = options.gpu ?? "auto";
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,
+      memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
       cacheDir: options.cacheDir,
       log: this.log,
@@ -194,7 +195,7 @@ export class Engine implements EngineFacade {
           signal,
           sink,
         });
-        return {
+        const summary: GenerationSummary = {
           type: "done",
           model: entry.name,
           finishReason: result.finishReason,
@@ -210,6 +211,13 @@ export class Engine implements EngineFacade {
             totalMs: performance.now() - started,
           },
         };
+        // One line per request (never per token): what was reused, how long it waited and why it ended.
+        this.log(
+          `${entry.name}: ${summary.promptTokens} prompt tokens (${summary.cachedTokens} cached), ${summary.completionTokens} generated, ` +
+            `queue ${lease.queueMs.toFixed(0)} ms, load ${loadMs.toFixed(0)} ms, prompt ${result.promptMs.toFixed(0)} ms, ` +
+            `generate ${result.generateMs.toFixed(0)} ms, ${summary.finishReason}`,
+        );
+        return summary;
       } finally {
         lease.release();
       }

@@ -13,6 +13,8 @@ export class LoadedModel {
   /** Set when the registry entry changed or went away: no new requests, unloaded once the running ones end. */
   retired = false;
   expiresAt?: number;
+  /** RAM this model was estimated to need before loading (weights + KV cache), for the memory budget. */
+  estimatedBytes = 0;
   expiryTimer?: ReturnType<typeof setTimeout>;
   private disposed = false;
   private eosBias?: TokenBias;

@@ -1,5 +1,7 @@
 /** Model lifecycle: lazy single-flight loading, LRU eviction under max_loaded_models, keep_alive expiry, and retiring on registry edits. */
 import type { Llama } from "node-llama-cpp";
+import { totalmem } from "node:os";
+import { formatByteSize } from "../config/byteSize.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
 import { LlamaportError } from "./EngineError.ts";
@@ -10,6 +12,8 @@ import { resolveModelSource } from "./resolveModelSource.ts";
 export interface ModelManagerOptions {
   runtime(): Promise<{ nlc: NodeLlamaCppModule; llama: Llama }>;
   maxLoadedModels(): number;
+  /** Bytes of RAM models may take together, or "auto" (total RAM minus a reserve for everything else). */
+  memoryBudget(): "auto" | number;
   defaultThreads: number;
   cacheDir?: string;
   log(message: string): void;
@@ -101,9 +105,12 @@ export class ModelManager {
     this.makeRoom(entry.name);
     const { nlc, llama } = await this.options.runtime();
     const path = await resolveModelSource(entry, this.options.cacheDir);
+    const estimate = await estimateBytes(nlc, llama, path, entry);
+    this.makeRoomInMemory(entry.name, estimate);
     let loaded: LoadedModel;
     try {
       loaded = await LoadedModel.load(nlc, llama, entry, path, this.options.defaultThreads);
+      loaded.estimatedBytes = estimate;
     } catch (error) {
       if (error instanceof LlamaportError) throw error;
       throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${(error as Error).message}`, {
@@ -130,6 +137,34 @@ export class ModelManager {
           { retryAfter: 5 },
         );
       this.options.log(`unloading least recently used model ${victim.entry.name} to make room for ${incoming}`);
+      this.retire(victim);
+    }
+  }
+
+  /**
+   * Unload least-recently-used idle models until `bytes` more fit in the memory budget. The estimate comes from the
+   * GGUF header (weights + KV cache for every sequence), before anything is allocated, so an oversized model is a
+   * clear error instead of an out-of-memory crash.
+   */
+  private makeRoomInMemory(incoming: string, bytes: number): void {
+    const setting = this.options.memoryBudget();
+    const budget = setting === "auto" ? Math.max(0, totalmem() - 1024 ** 3) : setting;
+    if (bytes > budget)
+      throw new LlamaportError(
+        "unavailable",
+        `model "${incoming}" needs about ${formatByteSize(bytes)} of memory (weights and KV cache), more than the memory budget of ${formatByteSize(budget)}; lower its context or parallel, or raise memory_budget`,
+      );
+    const used = () => [...this.current.values()].reduce((sum, m) => sum + m.estimatedBytes, 0);
+    while (used() + bytes > budget) {
+      let victim: LoadedModel | undefined;
+      for (const m of this.current.values()) if (m.users === 0 && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
+      if (!victim)
+        throw new LlamaportError(
+          "busy",
+          `cannot load model "${incoming}" (about ${formatByteSize(bytes)}): the loaded models use ${formatByteSize(used())} of the ${formatByteSize(budget)} memory budget and all are in use`,
+          { retryAfter: 5 },
+        );
+      this.options.log(`unloading least recently used model ${victim.entry.name} to free memory for ${incoming}`);
       this.retire(victim);
     }
   }
@@ -167,6 +202,17 @@ export class ModelManager {
       this.options.log(`error while unloading ${loaded.entry.name}: ${(error as Error).message}`);
     }
   }
+}
+
+async function estimateBytes(nlc: NodeLlamaCppModule, llama: Llama, path: string, entry: ModelEntry): Promise<number> {
+  const insights = await nlc.GgufInsights.from(await nlc.readGgufFileInfo(path), llama);
+  const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
+  const context = await insights.estimateContextResourceRequirementsV2({
+    contextSize: entry.context * entry.parallel,
+    sequences: entry.parallel,
+    modelGpuLayers: 0,
+  });
+  return model.cpuRam + context.cpuRam;
 }
 
 function parseKeepAlive(value: string | number): number {

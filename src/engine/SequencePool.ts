@@ -86,15 +86,18 @@ export class SequencePool {
     if (promptTokens && promptTokens.length > 0) {
       let bestShared = 0;
       for (let i = 0; i < this.free.length; i++) {
-        const shared = this.free[i]!.compareContextTokens(promptTokens as Token[]).firstDifferentIndex;
-        if (shared > bestShared) {
+        const sequence = this.free[i]!;
+        const shared = sequence.compareContextTokens(promptTokens as Token[]).firstDifferentIndex;
+        // Only a request that continues most of what a sequence holds may take it over (llama-server's slot
+        // similarity rule): a new conversation sharing just the template's first tokens must not evict a cached one.
+        if (shared > bestShared && shared * 2 >= sequence.contextTokens.length) {
           bestShared = shared;
           bestIndex = i;
         }
       }
     }
-    // Without a shared prefix, take the least recently released sequence (the head of the list): the newer ones hold
-    // the conversations most likely to continue.
+    // Otherwise the least recently released sequence (the head of the list): the newer ones hold the conversations
+    // most likely to continue.
     const [sequence] = this.free.splice(bestIndex, 1);
     return sequence!;
   }

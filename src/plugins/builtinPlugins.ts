@@ -2,5 +2,6 @@
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import openai from "../../plugins/openai.ts";
 import ollama from "../../plugins/ollama.ts";
+import anthropic from "../../plugins/anthropic.ts";
 
-export const builtinPlugins: Record<string, PluginDefinition> = { openai, ollama };
+export const builtinPlugins: Record<string, PluginDefinition> = { openai, ollama, anthropic };

@@ -10,6 +10,13 @@ const pluginFile = resolve(import.meta.dir, "../../plugins/anthropic.ts");
 const model = "demo";
 const user = (content: string) => [{ role: "user" as const, content }];
 
+type Params = Anthropic.MessageCreateParamsNonStreaming;
+/**
+ * Greedy (temperature 0), so the demo model repeats itself. The SDK's 1.x types dropped the sampling fields, but it
+ * still sends them and the Messages wire format (and llamaport) still takes them.
+ */
+const sampled = (params: Omit<Params, "model">, temperature = 0) => ({ model, temperature, ...params }) as Params;
+
 let pluginsDir: ReturnType<typeof tempDir>;
 let server: TestServer;
 let client: Anthropic;
@@ -51,7 +58,7 @@ test("the plugin is loaded from the plugins folder", async () => {
 
 describe("official SDK", () => {
   test("messages.create returns a message that stops at max_tokens", async () => {
-    const message = await client.messages.create({ model, max_tokens: 5, temperature: 0, messages: user("Hello there") });
+    const message = await client.messages.create(sampled({ max_tokens: 5, messages: user("Hello there") }));
     expect(message.id).toMatch(/^msg_[0-9a-z]{24}$/);
     expect(message).toMatchObject({ type: "message", role: "assistant", model, stop_reason: "max_tokens", stop_sequence: null });
     expect(message.content).toHaveLength(1);
@@ -64,7 +71,7 @@ describe("official SDK", () => {
   });
 
   test("messages.stream yields text events whose sum is finalMessage(), equal to the non-streamed reply", async () => {
-    const params = { model, max_tokens: 12, temperature: 0, messages: user("Tell me a story") };
+    const params = sampled({ max_tokens: 12, messages: user("Tell me a story") });
     const whole = await client.messages.create(params);
     const stream = client.messages.stream(params);
     const pieces: string[] = [];
@@ -83,7 +90,7 @@ describe("official SDK", () => {
   });
 
   test("stop_sequences: generation ends before the stop string and reports it", async () => {
-    const params = { model, max_tokens: 20, temperature: 0, messages: user("Once upon a time") };
+    const params = sampled({ max_tokens: 20, messages: user("Once upon a time") });
     const first = await client.messages.create(params);
     const full = first.content[0]?.type === "text" ? first.content[0].text : "";
     // A stop string taken from the greedy output itself must occur when the same request runs again.
@@ -101,13 +108,14 @@ describe("official SDK", () => {
   });
 
   test("system as a string and as text blocks is the same prompt; text blocks in messages are accepted", async () => {
-    const base = { model, max_tokens: 8, temperature: 0 };
-    const a = await client.messages.create({ ...base, system: "You are terse.", messages: user("Hi") });
-    const b = await client.messages.create({
-      ...base,
-      system: [{ type: "text", text: "You are terse." }],
-      messages: [{ role: "user", content: [{ type: "text", text: "Hi" }] }],
-    });
+    const a = await client.messages.create(sampled({ max_tokens: 8, system: "You are terse.", messages: user("Hi") }));
+    const b = await client.messages.create(
+      sampled({
+        max_tokens: 8,
+        system: [{ type: "text", text: "You are terse." }],
+        messages: [{ role: "user", content: [{ type: "text", text: "Hi" }] }],
+      }),
+    );
     expect(b.content).toEqual(a.content);
     expect(b.usage.input_tokens + (b.usage.cache_read_input_tokens ?? 0)).toBe(a.usage.input_tokens + (a.usage.cache_read_input_tokens ?? 0));
   });
@@ -125,7 +133,7 @@ describe("official SDK", () => {
     const unknown = await failure(client.messages.create({ model: "no-such-model", max_tokens: 5, messages: user("Hi") }));
     expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
     expect((unknown as InstanceType<typeof Anthropic.NotFoundError>).type).toBe("not_found_error");
-    const badTemperature = await failure(client.messages.create({ model, max_tokens: 5, temperature: 3, messages: user("Hi") }));
+    const badTemperature = await failure(client.messages.create(sampled({ max_tokens: 5, messages: user("Hi") }, 3)));
     expect(badTemperature).toBeInstanceOf(Anthropic.BadRequestError);
   });
 });
@@ -244,7 +252,7 @@ describe("error hooks", () => {
     ["internal", 500, "api_error"],
   ];
 
-  test.each(cases)("%s -> %s body and stream error event", async (code, status, type) => {
+  test.each(cases)("%s (status %d) renders as %s", async (code, status, type) => {
     const { default: plugin } = await import("../../plugins/anthropic.ts");
     const expected = { type: "error", error: { type, message: `${code} happened` } };
     expect(plugin.error!(problem(code, status))).toEqual(expected);

@@ -149,18 +149,13 @@ test("streams framed by the host end cleanly when the plugin's stream fails mid-
   const { LlamaportError } = await import("../../src/engine/EngineError.ts");
   const { default: openai } = await import("../../plugins/openai.ts");
   const { default: ollama } = await import("../../plugins/ollama.ts");
-  const failingEngine = {
-    findModel: () => undefined,
-    chat: () => ({
-      async *[Symbol.asyncIterator]() {
-        yield { type: "text", text: "Hello" };
-        throw new LlamaportError("unavailable", "model crashed");
-      },
-    }),
-    complete() {
-      return this.chat();
+  const failing = () => ({
+    async *[Symbol.asyncIterator]() {
+      yield { type: "text", text: "Hello" };
+      throw new LlamaportError("unavailable", "model crashed");
     },
-  } as never;
+  });
+  const failingEngine = { findModel: () => undefined, chat: failing, complete: failing } as never;
   const log = { info() {}, warn() {}, error() {} };
   const serve = async (plugin: typeof openai, path: string, body: unknown) => {
     const route = checkPluginDefinition(plugin).routes.find((r) => r.path === path)!;

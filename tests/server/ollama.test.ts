@@ -92,8 +92,8 @@ describe("the official ollama client", () => {
       streamed += part.response;
       if (part.done) final = part;
     }
-    expect(whole.response.length).toBeGreaterThan(0);
-    expect(streamed).toBe(whole.response);
+    expect(whole.response!.length).toBeGreaterThan(0);
+    expect(streamed).toBe(whole.response!);
     expect(final!.eval_count).toBe(10);
   });
 
