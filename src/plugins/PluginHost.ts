@@ -178,7 +178,8 @@ export class PluginHost {
       loadedAt: active.loadedAt,
     });
     if (previous) {
-      this.options.log("info", `plugin ${plugin.name} reloaded from ${source}`);
+      const what = previous.source === "builtin" ? "replaces the built-in" : "reloaded";
+      this.options.log("info", `plugin ${plugin.name} ${what} from ${source}`);
       // Requests already running keep the old handlers; dispose only tells the old version it is no longer routed.
       await this.safeDispose(previous);
     } else if (source !== "builtin") this.options.log("info", `plugin ${plugin.name} loaded from ${source}`);

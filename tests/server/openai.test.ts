@@ -170,6 +170,16 @@ describe("the official openai client", () => {
     expect(completion.usage!.completion_tokens).toBe(8);
   });
 
+  test("embeddings: one vector per input, same size, deterministic", async () => {
+    const result = await client().embeddings.create({ model: "demo", input: ["hello world", "goodbye"] });
+    expect(result.data).toHaveLength(2);
+    expect(result.data[0]!.embedding.length).toBeGreaterThan(8);
+    expect(result.data[1]!.embedding.length).toBe(result.data[0]!.embedding.length);
+    const again = await client().embeddings.create({ model: "demo", input: "hello world" });
+    expect(again.data[0]!.embedding).toEqual(result.data[0]!.embedding);
+    expect(result.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+
   test("an unknown model is a NotFoundError naming it and the known models", async () => {
     const error = await client()
       .chat.completions.create({ model: "gpt-9", messages: [{ role: "user", content: "hi" }] })
