@@ -57,9 +57,11 @@ describe("POST /api/generate", () => {
 
   test("raw and templated prompts differ, and system is used in the template", async () => {
     const options = { num_predict: 12, temperature: 0 };
-    const raw = await bodyOf(generate({ stream: false, raw: true, options }));
-    const templated = await bodyOf(generate({ stream: false, options }));
-    const withSystem = await bodyOf(generate({ stream: false, options, system: "You are a pirate." }));
+    // keep_alive 0 unloads after each request, so no prompt prefix is cached and prompt_eval_count is the whole prompt.
+    const fresh = { stream: false, options, keep_alive: 0 };
+    const raw = await bodyOf(generate({ ...fresh, raw: true }));
+    const templated = await bodyOf(generate(fresh));
+    const withSystem = await bodyOf(generate({ ...fresh, system: "You are a pirate." }));
     expect(raw.prompt_eval_count).toBeLessThan(templated.prompt_eval_count);
     expect(withSystem.prompt_eval_count).toBeGreaterThan(templated.prompt_eval_count);
   });
