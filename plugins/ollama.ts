@@ -26,6 +26,8 @@ const options = t.Object({
 });
 
 const keepAlive = t.Optional(t.Union([t.String(), t.Number()]));
+/** `"json"` or a JSON Schema object (Ollama's structured outputs); "" means no constraint. */
+const format = t.Optional(t.Union([t.String(), t.Record(t.String(), t.Unknown())]));
 
 const generateBody = t.Object({
   model: t.String({ minLength: 1 }),
@@ -35,6 +37,7 @@ const generateBody = t.Object({
   stream: t.Optional(t.Boolean()),
   options: t.Optional(options),
   keep_alive: keepAlive,
+  format,
 });
 
 const chatBody = t.Object({
@@ -50,6 +53,7 @@ const chatBody = t.Object({
   stream: t.Optional(t.Boolean()),
   options: t.Optional(options),
   keep_alive: keepAlive,
+  format,
 });
 
 const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()) });
@@ -62,9 +66,18 @@ const embedBody = t.Object({
 
 type Options = typeof options.static;
 
-function generateOptions(model: string, o: Options | undefined, keep: string | number | undefined, signal: AbortSignal): GenerateOptions {
+function generateOptions(
+  model: string,
+  o: Options | undefined,
+  keep: string | number | undefined,
+  format: string | Record<string, unknown> | undefined,
+  signal: AbortSignal,
+): GenerateOptions {
+  if (typeof format === "string" && format !== "" && format !== "json")
+    throw new LlamaportError("invalid_request", `invalid format "${format}": expected "json" or a JSON schema object`, { param: "format" });
   return {
     model,
+    format: format === "" ? undefined : (format as GenerateOptions["format"]),
     temperature: o?.temperature,
     topP: o?.top_p,
     topK: o?.top_k,
@@ -155,7 +168,7 @@ export default definePlugin({
       async handler({ body, engine, signal }) {
         if (!body.prompt) return loadOnly(engine, body.model, body.keep_alive, { response: "" });
         const generation = engine.complete({
-          ...generateOptions(body.model, body.options, body.keep_alive, signal),
+          ...generateOptions(body.model, body.options, body.keep_alive, body.format, signal),
           prompt: body.prompt,
           system: body.system,
           raw: body.raw,
@@ -184,7 +197,7 @@ export default definePlugin({
         if (!body.messages?.length)
           return loadOnly(engine, body.model, body.keep_alive, { message: { role: "assistant", content: "" } });
         const generation = engine.chat({
-          ...generateOptions(body.model, body.options, body.keep_alive, signal),
+          ...generateOptions(body.model, body.options, body.keep_alive, body.format, signal),
           messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),
         });
         if (body.stream === false) {

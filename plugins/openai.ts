@@ -40,6 +40,12 @@ const samplingFields = {
   repeat_penalty: nullable(t.Number({ exclusiveMinimum: 0 })),
   n: nullable(t.Integer({ minimum: 1, maximum: 1 })),
   ignore_eos: nullable(t.Boolean()),
+  response_format: nullable(
+    t.Object({
+      type: t.Union([t.Literal("text"), t.Literal("json_object"), t.Literal("json_schema")]),
+      json_schema: t.Optional(t.Object({ name: t.Optional(t.String()), schema: t.Optional(t.Record(t.String(), t.Unknown())) })),
+    }),
+  ),
 };
 
 const chatBody = t.Object({
@@ -74,6 +80,12 @@ function options(body: SamplingBody & { max_completion_tokens?: number | null },
     frequencyPenalty: b.frequency_penalty ?? undefined,
     repeatPenalty: b.repeat_penalty ?? undefined,
     ignoreEos: b.ignore_eos ?? undefined,
+    format:
+      b.response_format?.type === "json_object"
+        ? "json"
+        : b.response_format?.type === "json_schema"
+          ? (b.response_format.json_schema?.schema ?? "json")
+          : undefined,
     signal,
   };
 }

@@ -11,6 +11,7 @@ import { renderChat, renderRaw, type RenderedPrompt } from "./renderPrompt.ts";
 import { resolveSampling } from "./sampling.ts";
 import { StreamingGeneration, type GenerationSink } from "./StreamingGeneration.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
+import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import type {
   ChatRequest,
   CompletionRequest,
@@ -22,6 +23,26 @@ import type {
   GenerateOptions,
   ModelInfo,
 } from "./types.ts";
+
+const grammars = new Map<string, Promise<LlamaGrammar>>();
+
+/** JSON output constraints, compiled once per distinct format (grammars are reusable across requests). */
+async function grammarFor(llama: Llama, format: "json" | Record<string, unknown>): Promise<LlamaGrammar> {
+  const key = format === "json" ? "json" : JSON.stringify(format);
+  let grammar = grammars.get(key);
+  if (!grammar) {
+    grammar = format === "json" ? llama.getGrammarFor("json") : llama.createGrammarForJsonSchema(format as never);
+    // Bounded: a client sending ever-new schemas must not grow memory without limit.
+    if (grammars.size >= 64) grammars.delete(grammars.keys().next().value!);
+    grammars.set(key, grammar);
+    grammar.catch(() => grammars.delete(key));
+  }
+  try {
+    return await grammar;
+  } catch (error) {
+    throw new LlamaportError("invalid_request", `unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
+  }
+}
 
 export interface EngineOptions {
   /** Threads for models that do not set their own; default: the physical cores. */
@@ -189,9 +210,10 @@ export class Engine implements EngineFacade {
         );
       const lease = await loaded.pool.acquire(prompt.tokens, signal);
       try {
-        const { nlc } = await this.runtime();
+        const { nlc, llama } = await this.runtime();
         const result = await decode(nlc, loaded, lease, prompt, sampling, {
           ignoreEos: request.ignoreEos === true,
+          grammar: request.format === undefined ? undefined : await grammarFor(llama, request.format),
           signal,
           sink,
         });

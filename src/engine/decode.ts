@@ -1,5 +1,5 @@
 /** Runs one generation on a leased sequence with node-llama-cpp's LlamaCompletion, streaming text into the sink. */
-import type { LlamaCompletionGenerationOptions } from "node-llama-cpp";
+import type { LlamaCompletionGenerationOptions, LlamaGrammar } from "node-llama-cpp";
 import type { LoadedModel } from "./LoadedModel.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { beginningToken, type RenderedPrompt } from "./renderPrompt.ts";
@@ -24,7 +24,7 @@ export async function decode(
   lease: SequenceLease,
   prompt: RenderedPrompt,
   sampling: Sampling,
-  options: { ignoreEos: boolean; signal: AbortSignal; sink: GenerationSink },
+  options: { ignoreEos: boolean; grammar?: LlamaGrammar; signal: AbortSignal; sink: GenerationSink },
 ): Promise<DecodeResult> {
   const { sequence } = lease;
   const { tokens } = prompt;
@@ -73,6 +73,7 @@ export async function decode(
           },
     tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
     customStopTriggers: prompt.templateStops.length ? prompt.templateStops : undefined,
+    grammar: options.grammar,
   };
 
   const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });

@@ -23,6 +23,8 @@ export interface GenerateOptions {
   frequencyPenalty?: number;
   /** Keep generating past end-of-sequence tokens (benchmarks; llama-server's `ignore_eos`). */
   ignoreEos?: boolean;
+  /** Constrain the output: `"json"` = any JSON value, or a JSON Schema object the output must match. */
+  format?: "json" | Record<string, unknown>;
   /** How long the model stays loaded after this request: Ollama duration ("5m", seconds as a number, negative = forever). */
   keepAlive?: string | number;
   /** Aborting stops decoding at once and frees the sequence (or the queue place). */

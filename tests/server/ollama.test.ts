@@ -74,6 +74,13 @@ describe("POST /api/generate", () => {
     expect(cut.response).toBe(full.slice(0, full.indexOf(stop)));
   });
 
+  test("format: a JSON schema constrains the response; an unknown format string is a 400", async () => {
+    const format = { type: "object", properties: { happy: { type: "boolean" } }, required: ["happy"] };
+    const body = await bodyOf(generate({ model: "demo", stream: false, format, options: { num_predict: 100 } }));
+    expect(typeof JSON.parse(body.response).happy).toBe("boolean");
+    expect((await generate({ format: "yaml" })).status).toBe(400);
+  });
+
   test("an empty prompt loads the model and answers done at once", async () => {
     const body = await bodyOf(postJson(`${server.url}/api/generate`, { model: "demo" }));
     expect(body).toMatchObject({ model: "demo", response: "", done: true, done_reason: "load" });

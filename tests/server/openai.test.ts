@@ -107,6 +107,17 @@ test("text arrives incrementally: the first chunk long before the last", async (
   expect(times.filter((t) => t > times[0]!).length).toBeGreaterThan(2);
 });
 
+test("response_format json_schema constrains the output to the schema", async () => {
+  const schema = { type: "object", properties: { ok: { type: "boolean" }, name: { type: "string", maxLength: 8 } }, required: ["ok", "name"] };
+  const body = await bodyOf(chat({ model: "demo", max_tokens: 200, response_format: { type: "json_schema", json_schema: { name: "x", schema } } }));
+  const value = JSON.parse(body.choices[0].message.content);
+  expect(typeof value.ok).toBe("boolean");
+  expect(typeof value.name).toBe("string");
+  const invalid = await chat({ model: "demo", response_format: { type: "yaml" } });
+  expect(invalid.status).toBe(400);
+  expect((await bodyOf(invalid)).error.param).toBe("response_format.type");
+});
+
 test("an alias resolves to the real model name", async () => {
   const body = await bodyOf(chat({ model: "Meta-Llama-3-8B-Instruct", max_tokens: 3 }));
   expect(body.model).toBe("demo");

@@ -1,0 +1,891 @@
+// `bun run bench`: llamaport against llama.cpp's llama-server (same llama.cpp source, model, threads, context, sampling) in five scenarios; prints ratios and writes bench/results.md.
+import { execSync } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, closeSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import type { Token } from "node-llama-cpp";
+import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
+import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
+import { startLlamaport, type RunningLlamaport } from "../src/server/startLlamaport.ts";
+import { ensureLlamaServer, peerCmakeOptions } from "./buildLlamaServer.ts";
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Options
+
+type ModelKey = "tiny" | "smollm";
+
+interface Options {
+  quick: boolean;
+  models: ModelKey[];
+  scenarios: Set<number>;
+  threads: number[];
+  out: string | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = {
+    quick: false,
+    models: ["tiny", "smollm"],
+    scenarios: new Set([1, 2, 3, 4, 5]),
+    threads: [1, 2],
+    out: resolve(import.meta.dir, "results.md"),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${arg} needs a value`);
+      return next;
+    };
+    if (arg === "--quick") options.quick = true;
+    else if (arg === "--model") {
+      const v = value();
+      if (v === "both") options.models = ["tiny", "smollm"];
+      else if (v === "tiny" || v === "smollm") options.models = [v];
+      else throw new Error(`--model must be tiny, smollm or both, not ${v}`);
+    } else if (arg === "--scenarios") {
+      options.scenarios = new Set(value().split(",").map((s) => Number(s.trim())));
+      for (const s of options.scenarios) if (![1, 2, 3, 4, 5].includes(s)) throw new Error(`unknown scenario ${s}`);
+    } else if (arg === "--threads") {
+      options.threads = value().split(",").map((s) => Number(s.trim()));
+      if (options.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error("--threads takes e.g. 1,2");
+    } else if (arg === "--out") {
+      const v = value();
+      options.out = v === "-" ? undefined : resolve(v);
+    } else if (arg === "--help" || arg === "-h") {
+      console.log(
+        "bun run bench [--quick] [--model tiny|smollm|both] [--scenarios 1,2,3,4,5] [--threads 1,2] [--out file|-]\n" +
+          "  --quick   fewer repetitions and shorter scenario 3 (smoke run)\n" +
+          "  --out -   do not write bench/results.md",
+      );
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg} (try --help)`);
+  }
+  return options;
+}
+
+const options = parseOptions(process.argv.slice(2));
+
+/** Shared by both servers; per-slot context equal on both sides (llama-server divides -c by -np). */
+const CONTEXT = 2048;
+const PARALLEL = 4;
+const S1_TOKENS = 256;
+const S2_TOKENS = 256;
+const S3_CLIENTS = 16;
+const S3_TOKENS = options.quick ? 64 : 128;
+const S4_TURN1_TOKENS = 64;
+const S4_TURN2_TOKENS = 4;
+const S5_TOKENS = 256;
+const REPS = {
+  s1: options.quick ? 2 : 5,
+  s2: options.quick ? 1 : 3,
+  s3: 1,
+  s4: options.quick ? 2 : 3,
+  s5: options.quick ? 2 : 5,
+};
+
+/**
+ * The same sampling for every request on both servers. Temperature 0 is greedy in both (node-llama-cpp uses its
+ * greedy sampler; llama-server's temperature sampler keeps only the top logit); top_k/top_p/min_p are llama-server's
+ * defaults and llamaport's, sent explicitly so neither side falls back to something else. No repeat penalty on either.
+ */
+const SAMPLING = { temperature: 0, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 42, ignore_eos: true } as const;
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Deterministic prompts made of words the synthetic vocabulary holds whole (so token counts stay close to word counts)
+
+const WORDS = (
+  "the of and to in is it you that he was for on are with as his they be at one have this from or had by hot word " +
+  "but what some we can out other were all there when up use your how said an each she which do their time if will " +
+  "way about many then them write would like so these her long make thing see him two has look more day could go " +
+  "come did number sound no most people my over know water than call first who may down side been now find any new " +
+  "work part take get place made live where after back little only round man year came show every good me give our"
+).split(" ");
+
+function words(seed: number, count: number): string {
+  // A small LCG: reproducible across runs and machines, unlike Math.random.
+  let state = (seed * 2654435761 + 12345) >>> 0;
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out.push(WORDS[state % WORDS.length]!);
+  }
+  return out.join(" ");
+}
+
+/** A short prompt, distinct per call so neither server can reuse a cached prefix beyond the first token. */
+const shortPrompt = (seed: number) => `Story ${seed}: ${words(seed, 24)}`;
+
+// ---------------------------------------------------------------------------------------------------------------------
+// HTTP client: one streamed request, timing the first non-empty text and the end
+
+interface Target {
+  name: "llamaport" | "llama-server";
+  url: string;
+  model: string;
+  /** Fields only one server understands (llama-server's cache_prompt). */
+  extra: Record<string, unknown>;
+}
+
+interface StreamResult {
+  ttftMs: number;
+  totalMs: number;
+  text: string;
+  completionTokens?: number;
+  promptTokens?: number;
+  cachedTokens?: number;
+}
+
+function firstText(payload: any): string | undefined {
+  const choice = payload?.choices?.[0];
+  if (!choice) return undefined;
+  const text = choice.text ?? choice.delta?.content;
+  return typeof text === "string" && text.length > 0 ? text : undefined;
+}
+
+function readUsage(payload: any, result: StreamResult): void {
+  const usage = payload?.usage;
+  if (usage && typeof usage === "object") {
+    result.completionTokens = usage.completion_tokens ?? result.completionTokens;
+    result.promptTokens = usage.prompt_tokens ?? result.promptTokens;
+    const cached = usage.prompt_tokens_details?.cached_tokens;
+    if (typeof cached === "number") result.cachedTokens = cached;
+  }
+  // llama-server's final chunk carries its own counters; cache_n is the prompt tokens it reused.
+  const timings = payload?.timings;
+  if (timings && typeof timings === "object") {
+    if (typeof timings.predicted_n === "number") result.completionTokens = timings.predicted_n;
+    if (typeof timings.cache_n === "number" && result.cachedTokens === undefined) result.cachedTokens = timings.cache_n;
+  }
+}
+
+async function streamRequest(
+  target: Target,
+  path: "/v1/completions" | "/v1/chat/completions",
+  body: Record<string, unknown>,
+): Promise<StreamResult> {
+  const started = performance.now();
+  const response = await fetch(target.url + path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: target.model,
+      ...SAMPLING,
+      ...target.extra,
+      ...body,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  if (!response.ok || !response.body) throw new Error(`${target.name} ${path}: HTTP ${response.status} ${await response.text()}`);
+  const result: StreamResult = { ttftMs: NaN, totalMs: NaN, text: "" };
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let gotFirst = false;
+  // Parsing is kept to the first token and the final chunks, because this client shares llamaport's JS thread.
+  for await (const chunk of response.body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of event.split("\n")) {
+        if (!line.startsWith("data: ")) continue;
+        const data = line.slice(6);
+        if (data === "[DONE]") continue;
+        const final = data.includes('"usage":{') || data.includes('"timings":{');
+        if (gotFirst && !final) continue;
+        const payload = JSON.parse(data);
+        if (!gotFirst) {
+          const text = firstText(payload);
+          if (text !== undefined) {
+            result.ttftMs = performance.now() - started;
+            gotFirst = true;
+            result.text += text;
+          }
+        }
+        if (final) readUsage(payload, result);
+      }
+    }
+  }
+  result.totalMs = performance.now() - started;
+  if (!gotFirst) result.ttftMs = result.totalMs;
+  return result;
+}
+
+async function plainRequest(target: Target, path: string, body: Record<string, unknown>): Promise<any> {
+  const response = await fetch(target.url + path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: target.model, ...SAMPLING, ...target.extra, ...body, stream: false }),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${target.name} ${path}: HTTP ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The peer: llama-server as a child process on a loopback port
+
+async function freePort(): Promise<number> {
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = server.port!;
+  await server.stop(true);
+  return port;
+}
+
+interface Peer {
+  url: string;
+  args: string[];
+  /** llama.cpp's system_info line: the CPU features the build uses, to compare with node-llama-cpp's. */
+  systemInfo: string;
+  stop(): Promise<void>;
+}
+
+/** Argument list, kept in one place so results.md can quote it. */
+function peerArgs(modelPath: string, port: number, threads: number): string[] {
+  return [
+    "-m", modelPath,
+    "--host", "127.0.0.1",
+    "--port", String(port),
+    // -tb too: llamaport passes one thread count to node-llama-cpp, which uses it for prompt batches as well.
+    "-t", String(threads),
+    "-tb", String(threads),
+    // llama-server splits -c across -np slots; llamaport's `context` is per sequence. Non-unified KV on both sides
+    // (node-llama-cpp never enables kv_unified).
+    "-c", String(CONTEXT * PARALLEL),
+    "-np", String(PARALLEL),
+    "--no-kv-unified",
+    // node-llama-cpp sets n_batch = n_ubatch = min(context * sequences, 512); llama-server defaults to 2048/512.
+    "-b", "512",
+    "-ub", "512",
+    // node-llama-cpp 3.21.1 defaults flashAttention to "auto" when the model supports it, like llama-server's -fa auto.
+    "-fa", "auto",
+    "-ngl", "0",
+    // --fit may shrink unset parameters to fit device memory; nothing should be adjusted behind the benchmark's back.
+    "-fit", "off",
+    "--cont-batching",
+    "--no-webui",
+    // The same chat template on both sides (llamaport entries use node-llama-cpp's chatML wrapper) for scenario 4.
+    "--chat-template", "chatml",
+  ];
+}
+
+async function startPeer(binary: string, modelPath: string, threads: number, logDir: string): Promise<Peer> {
+  const port = await freePort();
+  const args = peerArgs(modelPath, port, threads);
+  const logPath = join(logDir, `llama-server-${port}.log`);
+  const logFd = openSync(logPath, "w");
+  const child: Subprocess = Bun.spawn([binary, ...args], { stdout: logFd, stderr: logFd, stdin: "ignore" });
+  closeSync(logFd);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = performance.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`llama-server exited ${child.exitCode}:\n${readFileSync(logPath, "utf8").slice(-3000)}`);
+    try {
+      const health = await fetch(`${url}/health`);
+      if (health.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (performance.now() > deadline) {
+      child.kill();
+      throw new Error(`llama-server did not become healthy in 60 s:\n${readFileSync(logPath, "utf8").slice(-3000)}`);
+    }
+    await Bun.sleep(100);
+  }
+  const systemInfo = readFileSync(logPath, "utf8").match(/system_info:.*?(CPU :[^\n]*)/)?.[1]?.trim() ?? "?";
+  return {
+    url,
+    args,
+    systemInfo,
+    stop: async () => {
+      child.kill("SIGTERM");
+      const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+      if (!exited) child.kill("SIGKILL");
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Statistics
+
+const median = (values: number[]) => quantile(values, 0.5);
+
+function quantile(values: number[], q: number): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  // Linear interpolation between closest ranks (numpy's default), so p99 of 16 samples sits just below the maximum.
+  const position = (sorted.length - 1) * q;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low]! + (sorted[high]! - sorted[low]!) * (position - low);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Result rows
+
+type Kind = "rate" | "time" | "info";
+
+interface Row {
+  model: ModelKey;
+  threads: number;
+  scenario: string;
+  metric: string;
+  unit: string;
+  llamaport: number;
+  peer: number;
+  /** rate: higher is better; time: lower is better; info: no ratio. */
+  kind: Kind;
+  goal?: string;
+  /** Whether the goal is met, where the row has one. */
+  pass?: boolean;
+  note?: string;
+}
+
+const rows: Row[] = [];
+
+/** Speed ratio: llamaport's speed over llama-server's, so >= 1.0 means llamaport is at least as fast for both kinds. */
+function speedRatio(row: Row): number {
+  if (row.kind === "rate") return row.llamaport / row.peer;
+  if (row.kind === "time") return row.peer / row.llamaport;
+  return NaN;
+}
+
+function addRow(row: Omit<Row, "pass"> & { pass?: boolean }): void {
+  const full: Row = { ...row };
+  if (full.pass === undefined && full.goal === ">= 1.0") full.pass = speedRatio(full) >= 1.0;
+  rows.push(full);
+  const ratio = speedRatio(full);
+  console.error(
+    `  [${full.model} t${full.threads}] ${full.scenario} ${full.metric}: llamaport ${fmt(full.llamaport)} ${full.unit}, ` +
+      `llama-server ${fmt(full.peer)} ${full.unit}${Number.isFinite(ratio) ? `, ratio ${ratio.toFixed(2)}` : ""}${full.note ? ` (${full.note})` : ""}`,
+  );
+}
+
+function fmt(value: number): string {
+  if (!Number.isFinite(value)) return "-";
+  if (Math.abs(value) >= 100) return value.toFixed(0);
+  if (Math.abs(value) >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Scenarios. Each alternates which server goes first per repetition, so slow drift on the shared machine (other
+// people's jobs) lands on both sides instead of on whichever happened to run second.
+
+function orderFor(rep: number, targets: [Target, Target]): Target[] {
+  return rep % 2 === 0 ? [targets[0], targets[1]] : [targets[1], targets[0]];
+}
+
+async function scenario1(ctx: BlockContext): Promise<void> {
+  const byName = { llamaport: { rate: [] as number[], ttft: [] as number[] }, "llama-server": { rate: [] as number[], ttft: [] as number[] } };
+  for (let rep = 0; rep < REPS.s1; rep++) {
+    const prompt = shortPrompt(1000 + rep);
+    for (const target of orderFor(rep, ctx.targets)) {
+      const r = await streamRequest(target, "/v1/completions", { prompt, max_tokens: S1_TOKENS });
+      checkCount(target, r, S1_TOKENS);
+      byName[target.name].rate.push(S1_TOKENS / (r.totalMs / 1000));
+      byName[target.name].ttft.push(r.ttftMs);
+    }
+  }
+  const base = { model: ctx.model, threads: ctx.threads, scenario: "1 one stream" };
+  addRow({ ...base, metric: `tokens/s (${S1_TOKENS} tokens, end to end)`, unit: "tok/s", kind: "rate", goal: ">= 1.0",
+    llamaport: median(byName.llamaport.rate), peer: median(byName["llama-server"].rate) });
+  addRow({ ...base, metric: "time to first token", unit: "ms", kind: "time", goal: ">= 1.0",
+    llamaport: median(byName.llamaport.ttft), peer: median(byName["llama-server"].ttft) });
+}
+
+async function concurrent(target: Target, clients: number, tokens: number, seedBase: number) {
+  const started = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: clients }, (_, i) =>
+      streamRequest(target, "/v1/completions", { prompt: shortPrompt(seedBase + i), max_tokens: tokens }),
+    ),
+  );
+  for (const r of results) checkCount(target, r, tokens);
+  return { wallMs: performance.now() - started, ttfts: results.map((r) => r.ttftMs) };
+}
+
+async function scenario2(ctx: BlockContext): Promise<void> {
+  const rates = { llamaport: [] as number[], "llama-server": [] as number[] };
+  for (let rep = 0; rep < REPS.s2; rep++) {
+    for (const target of orderFor(rep, ctx.targets)) {
+      const { wallMs } = await concurrent(target, PARALLEL, S2_TOKENS, 2000 + rep * 10);
+      rates[target.name].push((PARALLEL * S2_TOKENS) / (wallMs / 1000));
+    }
+  }
+  addRow({ model: ctx.model, threads: ctx.threads, scenario: `2 ${PARALLEL} streams`, metric: `aggregate tokens/s (${PARALLEL}x${S2_TOKENS})`,
+    unit: "tok/s", kind: "rate", goal: ">= 1.0", llamaport: median(rates.llamaport), peer: median(rates["llama-server"]) });
+}
+
+async function scenario3(ctx: BlockContext): Promise<void> {
+  const total = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const ttfts = { llamaport: [] as number[], "llama-server": [] as number[] };
+  for (let rep = 0; rep < REPS.s3; rep++) {
+    for (const target of orderFor(rep, ctx.targets)) {
+      const r = await concurrent(target, S3_CLIENTS, S3_TOKENS, 3000 + rep * 100);
+      total[target.name].push(r.wallMs);
+      ttfts[target.name].push(...r.ttfts);
+    }
+  }
+  const base = { model: ctx.model, threads: ctx.threads, scenario: `3 ${S3_CLIENTS} clients/${PARALLEL} slots`, kind: "time" as const, goal: ">= 1.0" };
+  addRow({ ...base, metric: `total time (${S3_CLIENTS}x${S3_TOKENS} tokens)`, unit: "ms", llamaport: median(total.llamaport), peer: median(total["llama-server"]) });
+  addRow({ ...base, metric: "p50 time to first token", unit: "ms", llamaport: quantile(ttfts.llamaport, 0.5), peer: quantile(ttfts["llama-server"], 0.5) });
+  addRow({ ...base, metric: "p99 time to first token", unit: "ms", llamaport: quantile(ttfts.llamaport, 0.99), peer: quantile(ttfts["llama-server"], 0.99) });
+}
+
+/** A conversation whose system message is long, so re-evaluating it is what a missing prefix reuse costs. */
+function conversation(seed: number) {
+  return {
+    system: `You are assistant number ${seed}. Background: ${words(seed * 7 + 1, 380)}`,
+    user1: `First question ${seed}: ${words(seed * 7 + 2, 30)}?`,
+    user2: `Follow up ${seed}: ${words(seed * 7 + 3, 30)}?`,
+  };
+}
+
+async function scenario4(ctx: BlockContext): Promise<void> {
+  const reuse = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const fresh = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const cached = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const promptTokens = { llamaport: [] as number[], "llama-server": [] as number[] };
+  for (let rep = 0; rep < REPS.s4; rep++) {
+    for (const target of orderFor(rep, ctx.targets)) {
+      const c = conversation(4000 + rep);
+      const turn1 = [
+        { role: "system", content: c.system },
+        { role: "user", content: c.user1 },
+      ];
+      const first = await plainRequest(target, "/v1/chat/completions", { messages: turn1, max_tokens: S4_TURN1_TOKENS });
+      const answer: string = first.choices[0].message.content;
+      const turn2 = [...turn1, { role: "assistant", content: answer }, { role: "user", content: c.user2 }];
+      const second = await streamRequest(target, "/v1/chat/completions", { messages: turn2, max_tokens: S4_TURN2_TOKENS });
+      reuse[target.name].push(second.ttftMs);
+      if (second.cachedTokens !== undefined) cached[target.name].push(second.cachedTokens);
+      if (second.promptTokens !== undefined) promptTokens[target.name].push(second.promptTokens);
+
+      // The same turn without reuse: a conversation of the same shape that shares nothing with any cached prompt
+      // (different words from the first one on), with the previous answer's length, so only the cache differs.
+      const other = conversation(9000 + rep);
+      const noReuse = [
+        { role: "system", content: other.system },
+        { role: "user", content: other.user1 },
+        { role: "assistant", content: answer },
+        { role: "user", content: other.user2 },
+      ];
+      const cold = await streamRequest(target, "/v1/chat/completions", { messages: noReuse, max_tokens: S4_TURN2_TOKENS });
+      fresh[target.name].push(cold.ttftMs);
+    }
+  }
+  const base = { model: ctx.model, threads: ctx.threads, scenario: "4 two-turn chat" };
+  const lpReuse = median(reuse.llamaport);
+  const lpFresh = median(fresh.llamaport);
+  addRow({ ...base, metric: "turn-2 TTFT with prompt reuse", unit: "ms", kind: "time", goal: ">= 1.0", llamaport: lpReuse, peer: median(reuse["llama-server"]),
+    note: `cached tokens ${fmt(median(cached.llamaport))} vs ${fmt(median(cached["llama-server"]))} of ${fmt(median(promptTokens.llamaport))} vs ${fmt(median(promptTokens["llama-server"]))}` });
+  addRow({ ...base, metric: "turn-2 TTFT without reuse (fresh prompt, same length)", unit: "ms", kind: "time", llamaport: lpFresh, peer: median(fresh["llama-server"]) });
+  addRow({ ...base, metric: "llamaport reuse speed-up (without / with)", unit: "x", kind: "info", llamaport: lpFresh / lpReuse,
+    peer: median(fresh["llama-server"]) / median(reuse["llama-server"]), goal: "far above 1", pass: lpFresh / lpReuse >= 2 });
+}
+
+/** Scenario 5 baseline: node-llama-cpp called directly in this process, configured the way LoadedModel configures it. */
+async function scenario5(ctx: BlockContext): Promise<void> {
+  const nlc = await importNodeLlamaCpp();
+  const llama = await getLlamaRuntime();
+  const model = await llama.loadModel({ modelPath: ctx.modelPath });
+  const context = await model.createContext({ contextSize: CONTEXT, sequences: PARALLEL, threads: ctx.threads });
+  const sequence = context.getSequence();
+  const bias = new nlc.TokenBias(model.tokenizer);
+  if (model.tokens.eos != null) bias.set(model.tokens.eos, "never");
+  if (model.tokens.eot != null) bias.set(model.tokens.eot, "never");
+  const llamaport = ctx.targets.find((t) => t.name === "llamaport")!;
+
+  const direct = async (prompt: string) => {
+    // What the engine does per request: tokenize, a LlamaCompletion on the sequence, stream text chunks out.
+    const started = performance.now();
+    let firstAt = 0;
+    let tokens = 0;
+    let text = "";
+    const input = model.tokenize(prompt, false, "trimLeadingSpace") as Token[];
+    const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+    try {
+      await completion.generateCompletionWithMeta(input, {
+        maxTokens: S5_TOKENS,
+        temperature: SAMPLING.temperature,
+        topK: SAMPLING.top_k,
+        topP: SAMPLING.top_p,
+        minP: SAMPLING.min_p,
+        seed: SAMPLING.seed,
+        repeatPenalty: false,
+        tokenBias: bias,
+        onTextChunk: (chunk) => {
+          text += chunk;
+        },
+        onToken: (generated) => {
+          if (tokens === 0) firstAt = performance.now();
+          tokens += generated.length;
+        },
+      });
+    } finally {
+      completion.dispose({ disposeSequence: false });
+    }
+    return { totalMs: performance.now() - started, ttftMs: firstAt - started, tokens, text };
+  };
+
+  const directMs: number[] = [];
+  const serverMs: number[] = [];
+  const perTokenUs: number[] = [];
+  try {
+    await direct(shortPrompt(4999)); // warm-up, like the servers got
+    for (let rep = 0; rep < REPS.s5; rep++) {
+      const prompt = shortPrompt(5000 + rep);
+      let d = NaN;
+      let s = NaN;
+      const order = rep % 2 === 0 ? ["direct", "server"] : ["server", "direct"];
+      for (const which of order) {
+        if (which === "direct") {
+          const r = await direct(prompt);
+          if (r.tokens !== S5_TOKENS) throw new Error(`direct run produced ${r.tokens} tokens, expected ${S5_TOKENS}`);
+          d = r.totalMs;
+        } else {
+          const r = await streamRequest(llamaport, "/v1/completions", { prompt, max_tokens: S5_TOKENS });
+          s = r.totalMs;
+        }
+      }
+      directMs.push(d);
+      serverMs.push(s);
+      perTokenUs.push(((s - d) * 1000) / S5_TOKENS);
+    }
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+  const overhead = median(perTokenUs);
+  addRow({ model: ctx.model, threads: ctx.threads, scenario: "5 server overhead", metric: `llamaport streaming vs direct node-llama-cpp (${S5_TOKENS} tokens)`,
+    unit: "ms", kind: "info", llamaport: median(serverMs), peer: NaN, note: `direct ${fmt(median(directMs))} ms` });
+  addRow({ model: ctx.model, threads: ctx.threads, scenario: "5 server overhead", metric: "overhead per token (median of paired runs)", unit: "us",
+    kind: "info", llamaport: overhead, peer: NaN, goal: "< 50 us", pass: overhead < 50 });
+  ctx.direct = { ms: median(directMs), serverMs: median(serverMs), overheadUs: overhead };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Checks done once per block: both servers produce the fixed length, and see the same prompt
+
+const countProblems: string[] = [];
+
+function checkCount(target: Target, r: StreamResult, expected: number): void {
+  // llamaport's /v1/completions stream carries no usage; with ignore_eos and max_tokens the count is exact (checked
+  // on the non-streamed verification request of each block).
+  if (r.completionTokens !== undefined && r.completionTokens !== expected)
+    countProblems.push(`${target.name}: ${r.completionTokens} tokens instead of ${expected}`);
+}
+
+interface BlockContext {
+  model: ModelKey;
+  modelPath: string;
+  threads: number;
+  targets: [Target, Target];
+  verification?: string;
+  direct?: { ms: number; serverMs: number; overheadUs: number };
+}
+
+async function verify(ctx: BlockContext): Promise<void> {
+  const prompt = shortPrompt(1);
+  const outputs: Record<string, any> = {};
+  for (const target of ctx.targets) {
+    // The first request also warms the server (llamaport loads the model on it).
+    outputs[target.name] = await plainRequest(target, "/v1/completions", { prompt, max_tokens: 32 });
+  }
+  const lp = outputs.llamaport;
+  const peer = outputs["llama-server"];
+  const problems: string[] = [];
+  for (const [name, out] of Object.entries(outputs))
+    if (out.usage?.completion_tokens !== 32) problems.push(`${name} generated ${out.usage?.completion_tokens} tokens, not 32`);
+  if (lp.usage?.prompt_tokens !== peer.usage?.prompt_tokens)
+    problems.push(`prompt tokens differ: llamaport ${lp.usage?.prompt_tokens}, llama-server ${peer.usage?.prompt_tokens}`);
+  const same = lp.choices[0].text === peer.choices[0].text;
+  ctx.verification =
+    `prompt ${lp.usage?.prompt_tokens} tokens; 32 greedy tokens ${same ? "identical" : "differ"} on both servers` +
+    (problems.length ? `; PROBLEMS: ${problems.join("; ")}` : "");
+  if (problems.length) console.error(`  verification: ${problems.join("; ")}`);
+  // One streamed warm-up per server, so the first timed request pays for nothing a later one would not.
+  for (const target of ctx.targets) await streamRequest(target, "/v1/completions", { prompt: shortPrompt(2), max_tokens: 16 });
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Machine and versions
+
+function sh(command: string): string {
+  try {
+    return execSync(command, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "?";
+  }
+}
+
+function machineInfo(commit: string) {
+  const lscpu = sh("lscpu");
+  const field = (name: string) => lscpu.match(new RegExp(`^${name}:\\s*(.+)$`, "m"))?.[1]?.trim() ?? "?";
+  const nlcPackage = JSON.parse(readFileSync(resolve(import.meta.dir, "../node_modules/node-llama-cpp/package.json"), "utf8"));
+  return {
+    cpu: field("Model name"),
+    cpus: field("CPU\\(s\\)"),
+    coresPerSocket: field("Core\\(s\\) per socket"),
+    threadsPerCore: field("Thread\\(s\\) per core"),
+    memory: sh("free -h | awk '/^Mem:/ {print $2}'"),
+    kernel: sh("uname -r"),
+    bun: Bun.version,
+    nodeLlamaCpp: nlcPackage.version as string,
+    llamaCppCommit: commit,
+    loadavg: sh("cat /proc/loadavg"),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const runStarted = performance.now();
+  const workDir = join(tmpdir(), `llamaport-bench-${process.pid}`);
+  mkdirSync(workDir, { recursive: true });
+
+  console.error("preparing llama-server (built once from node-llama-cpp's llama.cpp bundle, cached)...");
+  const build = await ensureLlamaServer({ log: (line) => console.error(`  ${line}`) });
+  console.error("preparing models...");
+  const modelPaths: Record<ModelKey, string> = {
+    tiny: await ensureSyntheticModel("demo"),
+    smollm: await ensureSyntheticModel("smollm2-135m"),
+  };
+
+  // One entry per model and thread count; each block loads its entry, and unloads it when done.
+  const entryName = (model: ModelKey, threads: number) => `${model}-t${threads}`;
+  const yaml = [
+    "# Written by bench/run.ts for one benchmark run.",
+    "max_loaded_models: 2",
+    "models:",
+    ...options.models.flatMap((model) =>
+      options.threads.map((threads) =>
+        [
+          `  ${entryName(model, threads)}:`,
+          `    source: ${JSON.stringify(modelPaths[model])}`,
+          `    context: ${CONTEXT}`,
+          `    parallel: ${PARALLEL}`,
+          `    threads: ${threads}`,
+          `    keep_alive: -1`,
+          `    chat_template: chatML`,
+        ].join("\n"),
+      ),
+    ),
+    "",
+  ].join("\n");
+  const modelsFile = join(workDir, "models.yaml");
+  writeFileSync(modelsFile, yaml);
+
+  const llamaport: RunningLlamaport = await startLlamaport({
+    port: 0,
+    models: modelsFile,
+    plugins: join(workDir, "no-plugins"),
+    watch: false,
+    log: () => {},
+  });
+  await llamaport.ready;
+  const llama = await getLlamaRuntime();
+  const backend = `gpu=${String(llama.gpu)}, ${llama.buildType} binary, ${llama.systemInfo.trim()}`;
+  const info = machineInfo(build.commit);
+  console.error(`llamaport ${llamaport.url}; ${backend}`);
+  console.error(`machine: ${info.cpu}, ${info.cpus} CPUs; load ${info.loadavg}`);
+
+  const blocks: BlockContext[] = [];
+  let peerArgsExample: string[] = [];
+  let peerSystemInfo = "?";
+  const cleanup: (() => Promise<void>)[] = [];
+  const onSignal = async () => {
+    for (const fn of cleanup) await fn().catch(() => {});
+    process.exit(130);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    for (const model of options.models) {
+      for (const threads of options.threads) {
+        console.error(`\n== ${model}, ${threads} thread(s)`);
+        const peer = await startPeer(build.binary, modelPaths[model], threads, workDir);
+        const stopPeer = () => peer.stop();
+        cleanup.push(stopPeer);
+        peerArgsExample = peer.args;
+        peerSystemInfo = peer.systemInfo;
+        const ctx: BlockContext = {
+          model,
+          modelPath: modelPaths[model],
+          threads,
+          targets: [
+            { name: "llamaport", url: llamaport.url, model: entryName(model, threads), extra: {} },
+            // cache_prompt is llama-server's default too; sent so the comparison does not depend on it.
+            { name: "llama-server", url: peer.url, model: "peer", extra: { cache_prompt: true } },
+          ],
+        };
+        blocks.push(ctx);
+        try {
+          await verify(ctx);
+          console.error(`  verification: ${ctx.verification}`);
+          if (options.scenarios.has(1)) await scenario1(ctx);
+          if (options.scenarios.has(2)) await scenario2(ctx);
+          if (options.scenarios.has(3)) await scenario3(ctx);
+          if (options.scenarios.has(4)) await scenario4(ctx);
+          if (options.scenarios.has(5)) await scenario5(ctx);
+        } finally {
+          await stopPeer();
+          cleanup.splice(cleanup.indexOf(stopPeer), 1);
+          await llamaport.engine.unload(entryName(model, threads)).catch(() => {});
+        }
+      }
+    }
+  } finally {
+    await llamaport.stop();
+  }
+
+  const elapsedS = (performance.now() - runStarted) / 1000;
+  info.loadavg = `${info.loadavg} (start) / ${sh("cat /proc/loadavg")} (end)`;
+  const threadChoice = chooseThreads();
+  printTable(threadChoice, elapsedS);
+  if (options.out) {
+    writeFileSync(options.out, renderMarkdown(info, backend, build, peerArgsExample, peerSystemInfo, blocks, threadChoice, elapsedS));
+    console.error(`\nwrote ${options.out}`);
+  }
+  if (countProblems.length) console.error(`token count problems:\n  ${countProblems.join("\n  ")}`);
+  if (existsSync(workDir)) execSync(`rm -rf ${JSON.stringify(workDir)}`);
+}
+
+interface ThreadChoice {
+  model: ModelKey;
+  perThreads: { threads: number; llamaport: number; peer: number }[];
+  llamaportBest: number;
+  peerBest: number;
+}
+
+/** For each model, the thread count with the best single-stream and 4-stream speed (sum of both ratios to the best). */
+function chooseThreads(): ThreadChoice[] {
+  const choices: ThreadChoice[] = [];
+  for (const model of options.models) {
+    const perThreads = options.threads.map((threads) => {
+      const pick = (scenario: string, side: "llamaport" | "peer") =>
+        rows.find((r) => r.model === model && r.threads === threads && r.scenario.startsWith(scenario) && r.kind === "rate")?.[side] ?? NaN;
+      // Single-stream and aggregate speed weigh equally; either alone can hide a regression in the other.
+      const score = (side: "llamaport" | "peer") => {
+        const s1 = pick("1", side);
+        const s2 = pick("2", side);
+        return Number.isFinite(s2) ? (Number.isFinite(s1) ? Math.sqrt(s1 * s2) : s2) : s1;
+      };
+      return { threads, llamaport: score("llamaport"), peer: score("peer") };
+    });
+    const best = (side: "llamaport" | "peer") =>
+      perThreads.reduce((a, b) => (Number.isFinite(b[side]) && !(b[side] <= a[side]) ? b : a)).threads;
+    choices.push({ model, perThreads, llamaportBest: best("llamaport"), peerBest: best("peer") });
+  }
+  return choices;
+}
+
+function printTable(threadChoice: ThreadChoice[], elapsedS: number): void {
+  const header = ["model", "thr", "scenario", "metric", "llamaport", "llama-server", "ratio", "goal"];
+  const lines = rows.map((r) => {
+    const ratio = speedRatio(r);
+    const llamaportCell = `${fmt(r.llamaport)} ${r.unit}`;
+    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : r.note ?? "-";
+    return [
+      r.model,
+      String(r.threads),
+      r.scenario,
+      r.metric,
+      llamaportCell,
+      peerCell,
+      Number.isFinite(ratio) ? ratio.toFixed(2) : "",
+      r.goal ? `${r.goal} ${r.pass === undefined ? "" : r.pass ? "ok" : "MISSED"}` : "",
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const render = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
+  console.log("\nratio = llamaport speed / llama-server speed (rates: llamaport/llama-server; times: llama-server/llamaport); >= 1.0 means llamaport is at least as fast");
+  console.log(render(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const line of lines) console.log(render(line));
+  console.log("");
+  for (const c of threadChoice) {
+    console.log(
+      `threads, ${c.model}: ` +
+        c.perThreads.map((p) => `${p.threads} thread(s): llamaport ${fmt(p.llamaport)}, llama-server ${fmt(p.peer)} tok/s`).join("; ") +
+        ` -> faster: llamaport ${c.llamaportBest}, llama-server ${c.peerBest} thread(s)`,
+    );
+  }
+  console.log(`(run took ${elapsedS.toFixed(0)} s)`);
+}
+
+function renderMarkdown(
+  info: ReturnType<typeof machineInfo>,
+  backend: string,
+  build: { binary: string; commit: string },
+  args: string[],
+  peerSystemInfo: string,
+  blocks: BlockContext[],
+  threadChoice: ThreadChoice[],
+  elapsedS: number,
+): string {
+  const out: string[] = [];
+  out.push("# Benchmark: llamaport vs llama-server");
+  out.push("");
+  out.push("Written by `bun run bench` (bench/run.ts). The numbers are a record of one run on one machine, not a test;");
+  out.push("rerun to refresh. Models are generated by the project's GGUF writer into the cache, never committed.");
+  out.push("");
+  out.push(`- Date: ${new Date().toISOString()}`);
+  out.push(`- Machine: ${info.cpu}; ${info.cpus} CPUs (${info.coresPerSocket} cores per socket, ${info.threadsPerCore} thread(s) per core); ${info.memory} RAM; Linux ${info.kernel}`);
+  out.push(`- Load average: ${info.loadavg} (the machine is shared: numbers move by several percent between runs)`);
+  out.push(`- Bun ${info.bun}; node-llama-cpp ${info.nodeLlamaCpp} (${backend})`);
+  out.push(`- llama.cpp: commit ${info.llamaCppCommit} from node-llama-cpp's \`llama/gitRelease.bundle\`, for both sides`);
+  out.push(`- llama-server build: \`cmake ${peerCmakeOptions.join(" ")}\`, target llama-server (${build.binary})`);
+  out.push(`- llama-server system info: ${peerSystemInfo}`);
+  out.push(`- llama-server flags: \`${args.map((a) => (a.includes("/") ? "<model.gguf>" : a)).join(" ").replace(/--port \d+/, "--port <free>")}\` (-t/-tb per block)`);
+  out.push(`- llamaport: in-process \`startLlamaport\`, one models.yaml entry per model and thread count: context ${CONTEXT} per sequence, parallel ${PARALLEL}, chat_template chatML`);
+  out.push(`- Run: \`bun run bench${options.quick ? " --quick" : ""}\` (models: ${options.models.join(", ")}; threads: ${options.threads.join(", ")}; scenarios: ${[...options.scenarios].join(", ")}), ${elapsedS.toFixed(0)} s`);
+  out.push("");
+  out.push("## Method");
+  out.push("");
+  out.push(`- Both servers get the same requests on the OpenAI-compatible endpoints with \`stream: true\`: temperature 0 (greedy), top_k 40, top_p 0.95, min_p 0.05, seed 42, \`ignore_eos: true\`, fixed \`max_tokens\`; prompts are distinct per request so no prompt cache helps outside scenario 4.`);
+  out.push("- Time to first token (TTFT) is measured by the client from sending the request to the first SSE chunk with non-empty text.");
+  out.push("- Each block (model x threads) verifies both servers first (exact completion token count; same prompt token count) and warms them up; repetitions alternate which server goes first; medians are reported.");
+  out.push(`- Scenarios: (1) one stream, ${S1_TOKENS} tokens, ${REPS.s1} reps; (2) ${PARALLEL} concurrent streams of ${S2_TOKENS}, ${REPS.s2} reps; (3) ${S3_CLIENTS} concurrent clients of ${S3_TOKENS} tokens on ${PARALLEL} slots (TTFT includes queueing); (4) a two-turn chat (long system message + question, ${S4_TURN1_TOKENS}-token answer, then the whole conversation + a new question), turn-2 TTFT, ${REPS.s4} reps; also the same-length turn with nothing cached; (5) llamaport streaming ${S5_TOKENS} tokens vs node-llama-cpp's LlamaCompletion called directly in the same process (same model file, context, threads, sampling), overhead = (server - direct) / tokens, ${REPS.s5} paired reps.`);
+  out.push("- ratio = llamaport speed / llama-server speed: for rates llamaport / llama-server, for times llama-server / llamaport; >= 1.0 means llamaport is at least as fast.");
+  out.push("");
+  out.push("## Results");
+  out.push("");
+  out.push("| model | threads | scenario | metric | llamaport | llama-server | ratio | goal |");
+  out.push("|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const ratio = speedRatio(r);
+    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : r.note ?? "-";
+    const metric = r.note && Number.isFinite(r.peer) ? `${r.metric} (${r.note})` : r.metric;
+    out.push(
+      `| ${r.model} | ${r.threads} | ${r.scenario} | ${metric} | ${fmt(r.llamaport)} ${r.unit} | ${peerCell} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : ""} | ${r.goal ? `${r.goal} ${r.pass === undefined ? "" : r.pass ? "ok" : "**missed**"}` : ""} |`,
+    );
+  }
+  out.push("");
+  out.push("## Threads");
+  out.push("");
+  out.push("Score = geometric mean of scenario 1 tokens/s and scenario 2 aggregate tokens/s.");
+  out.push("");
+  for (const c of threadChoice) {
+    out.push(
+      `- ${c.model}: ` +
+        c.perThreads.map((p) => `${p.threads} thread(s) llamaport ${fmt(p.llamaport)} / llama-server ${fmt(p.peer)}`).join("; ") +
+        `. Faster: ${c.llamaportBest} thread(s) for llamaport, ${c.peerBest} for llama-server.`,
+    );
+  }
+  out.push("");
+  out.push("## Verification per block");
+  out.push("");
+  for (const b of blocks) out.push(`- ${b.model}, ${b.threads} thread(s): ${b.verification ?? "-"}`);
+  if (countProblems.length) out.push(`- token count problems: ${countProblems.join("; ")}`);
+  out.push("");
+  return out.join("\n");
+}
+
+await main();
