@@ -115,7 +115,7 @@ test("response_format json_schema constrains the output to the schema", async ()
   expect(typeof value.name).toBe("string");
   const invalid = await chat({ model: "demo", response_format: { type: "yaml" } });
   expect(invalid.status).toBe(400);
-  expect((await bodyOf(invalid)).error.param).toBe("response_format.type");
+  expect((await bodyOf(invalid)).error.param).toStartWith("response_format");
 });
 
 test("an alias resolves to the real model name", async () => {
