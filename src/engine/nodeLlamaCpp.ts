@@ -11,16 +11,18 @@ let llamaPromise: Promise<Llama> | undefined;
 /**
  * Where node-llama-cpp is imported from. The compiled binary sets this to the entry file of the runtime folder it
  * unpacked, because node-llama-cpp reads its own files relative to its install folder and so cannot be bundled.
+ * A function is called at the first import, so the binary can unpack its runtime then, after the server listens.
  */
-let moduleSpecifier = "node-llama-cpp";
+let moduleSpecifier: string | (() => Promise<string>) = "node-llama-cpp";
 
-export function setNodeLlamaCppLocation(entryFile: string): void {
+export function setNodeLlamaCppLocation(entryFile: string | (() => Promise<string>)): void {
   if (modulePromise) throw new Error("node-llama-cpp was already imported");
   moduleSpecifier = entryFile;
 }
 
 export function importNodeLlamaCpp(): Promise<NodeLlamaCppModule> {
-  modulePromise ??= import(moduleSpecifier) as Promise<NodeLlamaCppModule>;
+  const specifier = moduleSpecifier;
+  modulePromise ??= (async () => import(typeof specifier === "string" ? specifier : await specifier()))() as Promise<NodeLlamaCppModule>;
   return modulePromise;
 }
 
