@@ -28,8 +28,9 @@ export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]
   };
 }
 
+/** Tokenized as llama.cpp's own servers do (SPM vocabularies keep their leading-space token), so raw prompts match them. */
 export function renderRaw(loaded: LoadedModel, prompt: string): RenderedPrompt {
-  return { tokens: withBos(loaded, loaded.model.tokenize(prompt, false, "trimLeadingSpace")), templateStops: [] };
+  return { tokens: withBos(loaded, loaded.model.tokenize(prompt, false)), templateStops: [] };
 }
 
 /** The token node-llama-cpp puts in front of every completion input, if any. */
