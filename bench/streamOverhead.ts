@@ -3,7 +3,6 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
-import { startLlamaport } from "../src/server/startLlamaport.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
@@ -15,8 +14,26 @@ const prompt = "Once upon a time";
 const dir = join(process.env.TMPDIR ?? "/tmp", `llamaport-bench-${process.pid}`);
 const modelsFile = join(dir, "models.yaml");
 await Bun.write(modelsFile, `models:\n  m:\n    source: ${modelPath}\n    context: 1024\n    parallel: 1\n    threads: 1\n`);
-const server = await startLlamaport({ port: 0, models: modelsFile, watch: false, log: () => {} });
-await server.ready;
+// The server runs in its own process, as in real use: an in-process HTTP client would share its JS thread.
+const child = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "serve", "--port", "0", "--models", modelsFile], {
+  stderr: "pipe",
+  stdout: "ignore",
+});
+const server = { url: await listeningUrl(child.stderr) };
+async function listeningUrl(stderr: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stderr.getReader();
+  let log = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited:\n${log}`);
+    log += new TextDecoder().decode(value);
+    const url = /listening on (\S+)/.exec(log)?.[1];
+    if (url) {
+      void (async () => { while (!(await reader.read()).done); })(); // keep draining its log
+      return url;
+    }
+  }
+}
 
 const nlc = await importNodeLlamaCpp();
 const llama = await getLlamaRuntime();
@@ -54,13 +71,24 @@ async function viaServer(): Promise<number> {
     method: "POST",
     body: JSON.stringify({ model: "m", stream: true, max_tokens: tokens, temperature: 0, ignore_eos: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: prompt }] }),
   });
-  const text = await response.text();
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let first = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    if (first === 0) first = performance.now();
+    text += decoder.decode(value, { stream: true });
+  }
   const seconds = (performance.now() - started) / 1000;
+  streamingRates.push((tokens - 1) / ((performance.now() - first) / 1000));
   const usage = JSON.parse(text.split("\n\n").at(-3)!.slice(6)).usage;
   if (usage.completion_tokens !== tokens) throw new Error(`server generated ${usage.completion_tokens} tokens`);
   return tokens / seconds;
 }
 
+const streamingRates: number[] = [];
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 await direct();
 await viaServer();
@@ -72,8 +100,11 @@ for (let i = 0; i < rounds; i++) {
 }
 console.log(`model ${modelPath}, ${tokens} tokens, EOS suppressed, 1 thread, ${rounds} rounds (median)`);
 console.log(`node-llama-cpp direct:        ${median(d).toFixed(0)} tok/s`);
-console.log(`/v1/chat/completions stream:  ${median(s).toFixed(0)} tok/s (wall time of the whole HTTP request)`);
+console.log(`/v1/chat/completions stream:  ${median(s).toFixed(0)} tok/s (wall time of the whole HTTP request, server in its own process)`);
+console.log(`overhead per token:           ${((1 / median(s) - 1 / median(d)) * 1e6).toFixed(0)} us (includes the request's fixed costs spread over ${tokens} tokens)`);
+console.log(`server rate after the first token: ${median(streamingRates).toFixed(0)} tok/s (per-token cost alone: ${((1 / median(streamingRates) - 1 / median(d)) * 1e6).toFixed(0)} us over direct)`);
 console.log(`ratio server/direct:          ${(median(s) / median(d)).toFixed(3)}`);
 await context.dispose();
 await model.dispose();
-await server.stop();
+child.kill("SIGTERM");
+await child.exited;
