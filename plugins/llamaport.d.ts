@@ -264,6 +264,22 @@ declare module "llamaport/internal/pluginApi/streams" {
     /** A named SSE event, e.g. `sseEvent("message_stop", {type: "message_stop"})`. */
     export function sseEvent(event: string, data: unknown): SseMessage;
 }
+declare module "config/duration" {
+    /** Milliseconds meaning "stay forever", what any negative duration becomes, as in Ollama. */
+    export const NEVER = -1;
+    /**
+     * What `parseDuration` accepts as a string, as an ECMAScript regex source, so the JSON schema can tell editors too:
+     * a Go duration ("1h30m", "250ms", "-1m") or a plain number of seconds ("300", "0", "-1").
+     */
+    export const DURATION_PATTERN: string;
+    /**
+     * Milliseconds for a keep_alive value: a number is seconds; a string is a Go duration or a number of seconds
+     * (Ollama reads OLLAMA_KEEP_ALIVE that way). Negative values become -1 ("never unload").
+     */
+    export function parseDuration(value: string | number): number;
+    /** The shortest string `parseDuration` reads back to the same milliseconds: "5m", "1h30m", "250ms", "0", "-1". */
+    export function formatDuration(ms: number): string;
+}
 declare module "llamaport" {
     /**
      * The `llamaport` module: everything a protocol plugin may import. Plugins import nothing else, so they work the same
@@ -278,6 +294,8 @@ declare module "llamaport" {
     export { definePlugin, route } from "llamaport/internal/pluginApi/definePlugin";
     export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
     export { ndjson, sse, sseEvent, SseMessage, StreamBody } from "llamaport/internal/pluginApi/streams";
+    /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
+    export { parseDuration } from "config/duration";
     /** Unique ids for responses (`chatcmpl-…`, `msg_…`): a prefix and 24 random base-36 characters. */
     export function randomId(prefix?: string): string;
 }

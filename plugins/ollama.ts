@@ -3,6 +3,7 @@ import {
   definePlugin,
   LlamaportError,
   ndjson,
+  parseDuration,
   route,
   t,
   type EngineFacade,
@@ -119,9 +120,18 @@ async function* lines(
 ) {
   const prefix = `{"model":${JSON.stringify(model)},"created_at":"`;
   const middle = `",${open}`;
+  // Tokens arrive faster than the clock's millisecond: format the timestamp only when it changes.
+  let stampMs = 0;
+  let stamp = "";
   for await (const event of generation) {
-    if (event.type === "text") yield prefix + new Date().toISOString() + middle + JSON.stringify(event.text) + close;
-    else yield last(event);
+    if (event.type === "text") {
+      const now = Date.now();
+      if (now !== stampMs) {
+        stampMs = now;
+        stamp = new Date(now).toISOString();
+      }
+      yield prefix + stamp + middle + JSON.stringify(event.text) + close;
+    } else yield last(event);
   }
 }
 
@@ -130,7 +140,13 @@ async function loadOnly(engine: EngineFacade, model: string, keep: string | numb
   const found = engine.findModel(model);
   if (!found) await engine.load(model); // throws not_found with the list of names
   const name = found?.name ?? model;
-  if (keep === 0 || keep === "0" || keep === "0s") {
+  let unload = false;
+  try {
+    unload = keep !== undefined && parseDuration(keep) === 0;
+  } catch (error) {
+    throw new LlamaportError("invalid_request", `invalid keep_alive: ${(error as Error).message}`, { param: "keep_alive" });
+  }
+  if (unload) {
     await engine.unload(name);
     return { model: name, created_at: new Date().toISOString(), ...extra, done: true, done_reason: "unload" };
   }
@@ -239,7 +255,8 @@ export default definePlugin({
             ...(info ? tag(info, loaded.name) : { name: loaded.name, model: loaded.name }),
             size: loaded.sizeBytes ?? 0,
             size_vram: 0,
-            expires_at: loaded.expiresAt ?? "0001-01-01T00:00:00Z",
+            // Ollama shows a far-future time for models that stay loaded (in use, or keep_alive < 0).
+            expires_at: loaded.expiresAt ?? "2318-08-31T00:00:00Z",
           };
         }),
       }),

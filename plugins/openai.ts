@@ -126,7 +126,11 @@ async function* chunks(
     if (event.type === "text") {
       yield open + JSON.stringify(event.text) + close;
       open = next;
-    } else yield* final(event);
+    } else {
+      // No text at all (e.g. an immediate end of sequence): clients still expect the opening chunk.
+      if (open !== next) yield open + '""' + close;
+      yield* final(event);
+    }
   }
   yield sseEvent("done", "[DONE]");
 }

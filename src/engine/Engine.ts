@@ -67,6 +67,7 @@ export class Engine implements EngineFacade {
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,
+      currentEntry: (name) => this.registry.entries.find((e) => e.name === name),
       memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
       cacheDir: options.cacheDir,
@@ -133,13 +134,22 @@ export class Engine implements EngineFacade {
   }
 
   async embed(request: EmbedRequest): Promise<EmbedResult> {
+    if (request.input.length === 0 || request.input.some((text) => text.length === 0))
+      throw new LlamaportError("invalid_request", "input must be one or more non-empty strings", { param: "input" });
     return this.withModel(request.model, request.keepAlive, async (loaded) => {
       const context = await loaded.embeddingContext();
       const embeddings: number[][] = [];
       let promptTokens = 0;
-      for (const text of request.input) {
+      for (const [index, text] of request.input.entries()) {
         if (request.signal?.aborted) throw new LlamaportError("aborted", "request aborted");
-        promptTokens += loaded.model.tokenize(text).length;
+        const tokens = loaded.model.tokenize(text).length;
+        if (tokens > loaded.embeddingContextSize)
+          throw new LlamaportError(
+            "context_exceeded",
+            `input[${index}] is ${tokens} tokens, the embedding context holds ${loaded.embeddingContextSize}`,
+            { param: "input" },
+          );
+        promptTokens += tokens;
         const { vector } = await context.getEmbeddingFor(text);
         embeddings.push(Array.from(vector));
       }
@@ -208,14 +218,20 @@ export class Engine implements EngineFacade {
           `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${entry.name}" is ${limit} (context ${loaded.contextSize} per sequence, 10% kept for the reply)`,
           { param: "messages" },
         );
+      const { nlc, llama } = await this.runtime();
+      // Compiled before leasing a sequence, so a slow grammar build never holds one.
+      const grammar = request.format === undefined ? undefined : await grammarFor(llama, request.format);
       const lease = await loaded.pool.acquire(prompt.tokens, signal);
       try {
-        const { nlc, llama } = await this.runtime();
         const result = await decode(nlc, loaded, lease, prompt, sampling, {
           ignoreEos: request.ignoreEos === true,
-          grammar: request.format === undefined ? undefined : await grammarFor(llama, request.format),
+          grammar,
           signal,
           sink,
+        }).catch((error: unknown) => {
+          // node-llama-cpp throws the signal's reason when an abort lands before decoding starts.
+          if (signal.aborted) throw new LlamaportError("aborted", "request aborted", { cause: error });
+          throw error;
         });
         const summary: GenerationSummary = {
           type: "done",

@@ -82,12 +82,24 @@ export class LoadedModel {
     return this.eosBias;
   }
 
+  /** Tokens one embedding input may have. */
+  get embeddingContextSize(): number {
+    return Math.min(this.entry.context, 2048);
+  }
+
   /** The embedding context, created on first use: most chat models never need one. */
   embeddingContext(): Promise<LlamaEmbeddingContext> {
-    this.embedding ??= this.model.createEmbeddingContext({
-      contextSize: Math.min(this.entry.context, 2048),
-      threads: this.entry.threads ?? this.context.currentThreads,
-    });
+    if (!this.embedding) {
+      const created = this.model.createEmbeddingContext({
+        contextSize: this.embeddingContextSize,
+        threads: this.entry.threads ?? this.context.currentThreads,
+      });
+      this.embedding = created;
+      // Do not keep a failure: the next request tries again.
+      created.catch(() => {
+        if (this.embedding === created) this.embedding = undefined;
+      });
+    }
     return this.embedding;
   }
 

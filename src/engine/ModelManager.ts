@@ -12,6 +12,8 @@ import { resolveModelSource } from "./resolveModelSource.ts";
 export interface ModelManagerOptions {
   runtime(): Promise<{ nlc: NodeLlamaCppModule; llama: Llama }>;
   maxLoadedModels(): number;
+  /** The registry's entry for a name now (it may have changed since a request resolved it). */
+  currentEntry(name: string): ModelEntry | undefined;
   /** Bytes of RAM models may take together, or "auto" (total RAM minus a reserve for everything else). */
   memoryBudget(): "auto" | number;
   defaultThreads: number;
@@ -29,6 +31,10 @@ export class ModelManager {
   private readonly current = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private readonly retiring = new Set<LoadedModel>();
+  /** Requests waiting for a model that is loading: a fresh model is pinned for them, never evicted before they get it. */
+  private readonly waiting = new Map<string, number>();
+  /** Memory reserved by loads in flight, so two loads at once cannot both squeeze under the budget. */
+  private readonly reserved = new Map<string, number>();
 
   constructor(private readonly options: ModelManagerOptions) {}
 
@@ -38,7 +44,10 @@ export class ModelManager {
     const keepAliveMs = keepAlive === undefined ? undefined : parseKeepAlive(keepAlive);
     for (;;) {
       const ready = this.current.get(entry.name);
-      if (ready && !ready.retired && !ready.isDisposed) {
+      // A models.yaml edit that landed while this model was loading: the loaded one has an outdated entry.
+      const latest = this.options.currentEntry(entry.name);
+      if (ready && latest && ready.entry !== latest && JSON.stringify(ready.entry) !== JSON.stringify(latest)) this.retire(ready);
+      else if (ready && !ready.retired && !ready.isDisposed) {
         ready.users++;
         ready.lastUsedAt = Date.now();
         clearTimeout(ready.expiryTimer);
@@ -53,8 +62,15 @@ export class ModelManager {
         const clear = () => this.loading.delete(entry.name);
         pending.then(clear, clear);
       }
-      await pending;
-      // Loop: the fresh model is now in `current` (or was evicted or retired meanwhile, then load again).
+      this.waiting.set(entry.name, (this.waiting.get(entry.name) ?? 0) + 1);
+      try {
+        await pending;
+      } finally {
+        const left = this.waiting.get(entry.name)! - 1;
+        if (left > 0) this.waiting.set(entry.name, left);
+        else this.waiting.delete(entry.name);
+      }
+      // Loop: the fresh model is now in `current` (or was retired meanwhile, then load again).
     }
   }
 
@@ -105,10 +121,11 @@ export class ModelManager {
     this.makeRoom(entry.name);
     const { nlc, llama } = await this.options.runtime();
     const path = await resolveModelSource(entry, this.options.cacheDir);
-    const estimate = await estimateBytes(nlc, llama, path, entry);
-    this.makeRoomInMemory(entry.name, estimate);
     let loaded: LoadedModel;
     try {
+      const estimate = await estimateBytes(nlc, llama, path, entry);
+      this.makeRoomInMemory(entry.name, estimate);
+      this.reserved.set(entry.name, estimate);
       loaded = await LoadedModel.load(nlc, llama, entry, path, this.options.defaultThreads);
       loaded.estimatedBytes = estimate;
     } catch (error) {
@@ -116,6 +133,8 @@ export class ModelManager {
       throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${(error as Error).message}`, {
         cause: error,
       });
+    } finally {
+      this.reserved.delete(entry.name);
     }
     this.options.log(`loaded model ${entry.name} in ${loaded.loadMs.toFixed(0)} ms (${path})`);
     // No expiry yet: the requests waiting on this load take it next and schedule expiry when they release it.
@@ -129,7 +148,7 @@ export class ModelManager {
     while (this.current.size + this.loading.size >= limit) {
       let victim: LoadedModel | undefined;
       for (const m of this.current.values())
-        if (m.users === 0 && m.entry.name !== incoming && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
+        if (this.evictable(m) && m.entry.name !== incoming && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
       if (!victim)
         throw new LlamaportError(
           "busy",
@@ -154,10 +173,13 @@ export class ModelManager {
         "unavailable",
         `model "${incoming}" needs about ${formatByteSize(bytes)} of memory (weights and KV cache), more than the memory budget of ${formatByteSize(budget)}; lower its context or parallel, or raise memory_budget`,
       );
-    const used = () => [...this.current.values()].reduce((sum, m) => sum + m.estimatedBytes, 0);
+    // Retiring models still hold their memory until their last request ends; loads in flight have reserved theirs.
+    const used = () =>
+      [...this.current.values(), ...this.retiring].reduce((sum, m) => sum + m.estimatedBytes, 0) +
+      [...this.reserved.values()].reduce((sum, bytes) => sum + bytes, 0);
     while (used() + bytes > budget) {
       let victim: LoadedModel | undefined;
-      for (const m of this.current.values()) if (m.users === 0 && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
+      for (const m of this.current.values()) if (this.evictable(m) && (!victim || m.lastUsedAt < victim.lastUsedAt)) victim = m;
       if (!victim)
         throw new LlamaportError(
           "busy",
@@ -167,6 +189,11 @@ export class ModelManager {
       this.options.log(`unloading least recently used model ${victim.entry.name} to free memory for ${incoming}`);
       this.retire(victim);
     }
+  }
+
+  /** Idle and not just loaded for requests still on their way to it. */
+  private evictable(loaded: LoadedModel): boolean {
+    return loaded.users === 0 && !this.waiting.has(loaded.entry.name);
   }
 
   private retire(loaded: LoadedModel): void {
@@ -208,7 +235,7 @@ async function estimateBytes(nlc: NodeLlamaCppModule, llama: Llama, path: string
   const insights = await nlc.GgufInsights.from(await nlc.readGgufFileInfo(path), llama);
   const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
   const context = await insights.estimateContextResourceRequirementsV2({
-    contextSize: entry.context * entry.parallel,
+    contextSize: entry.context, // per sequence: the estimate multiplies by `sequences` itself
     sequences: entry.parallel,
     modelGpuLayers: 0,
   });

@@ -4,12 +4,16 @@
  */
 export class StopStringFilter {
   private held = "";
-  private readonly longest: number;
   /** The stop string found, once one is. */
   stopped?: string;
 
+  /** Proper prefixes of every stop string, longest first, made once so the per-token check allocates nothing. */
+  private readonly prefixes: string[];
+
   constructor(private readonly stops: readonly string[]) {
-    this.longest = Math.max(...stops.map((s) => s.length));
+    const prefixes = new Set<string>();
+    for (const stop of stops) for (let length = 1; length < stop.length; length++) prefixes.add(stop.slice(0, length));
+    this.prefixes = [...prefixes].sort((a, b) => b.length - a.length);
   }
 
   /** Text that is safe to send: everything except a tail that might still grow into a stop string. */
@@ -41,10 +45,7 @@ export class StopStringFilter {
 
   /** Length of the longest suffix of `buffer` that is a proper prefix of some stop string. */
   private partialTail(buffer: string): number {
-    for (let length = Math.min(this.longest - 1, buffer.length); length > 0; length--) {
-      const tail = buffer.slice(buffer.length - length);
-      if (this.stops.some((stop) => stop.startsWith(tail))) return length;
-    }
+    for (const prefix of this.prefixes) if (buffer.endsWith(prefix)) return prefix.length;
     return 0;
   }
 }

@@ -28,9 +28,12 @@ export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]
   };
 }
 
-/** Tokenized as llama.cpp's own servers do (SPM vocabularies keep their leading-space token), so raw prompts match them. */
+/**
+ * Tokenized as llama.cpp's own servers do: special tokens in the text (`<|eot_id|>`, `<s>`) are parsed, so
+ * pre-templated prompts work, and SPM vocabularies keep their leading-space token.
+ */
 export function renderRaw(loaded: LoadedModel, prompt: string): RenderedPrompt {
-  return { tokens: withBos(loaded, loaded.model.tokenize(prompt, false)), templateStops: [] };
+  return { tokens: withBos(loaded, loaded.model.tokenize(prompt, true)), templateStops: [] };
 }
 
 /** The token node-llama-cpp puts in front of every completion input, if any. */

@@ -19,6 +19,8 @@ export type {
   RouteHandler,
 } from "./definePlugin.ts";
 export { ndjson, sse, sseEvent, SseMessage, StreamBody } from "./streams.ts";
+/** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
+export { parseDuration } from "../config/duration.ts";
 
 /** Unique ids for responses (`chatcmpl-…`, `msg_…`): a prefix and 24 random base-36 characters. */
 export function randomId(prefix = ""): string {

@@ -51,6 +51,14 @@ export interface PluginHostOptions {
   debounceMs?: number;
 }
 
+/** What the server tells the host about routing, before plugins load. */
+export interface RouteGuard {
+  /** Paths the server serves itself; no plugin may take them. */
+  reservedPaths: string[];
+  /** Throws if the router cannot serve this route set (it may refuse what the host's own checks allow). */
+  validate(routes: ServedRoute[]): void;
+}
+
 export class PluginHost {
   private readonly active = new Map<string, ActivePlugin>();
   private readonly status = new Map<string, PluginStatus>();
@@ -61,6 +69,8 @@ export class PluginHost {
   private queue: Promise<void> = Promise.resolve();
   /** Called after every change of the served route set. */
   onChange?: (routes: ServedRoute[]) => void;
+  /** Set by the server; checked before a plugin's routes go live. */
+  guard?: RouteGuard;
 
   constructor(private readonly options: PluginHostOptions) {}
 
@@ -154,6 +164,15 @@ export class PluginHost {
           return this.fail(id, source, new Error(`route ${route.method} ${route.path} is already served by plugin "${other.plugin.name}"`));
       }
     }
+    const reserved = routes.find((r) => this.guard?.reservedPaths.includes(r.path));
+    if (reserved) return this.fail(id, source, new Error(`route ${reserved.method} ${reserved.path} is reserved by the host`));
+    const served = routes.map((r) => ({ ...r, pluginId: id, plugin, log }));
+    try {
+      const others = [...this.active.values()].filter((p) => p.id !== id).flatMap((p) => p.routes);
+      this.guard?.validate([...others, ...served]);
+    } catch (error) {
+      return this.fail(id, source, new Error(`its routes cannot be served alongside the others: ${(error as Error).message}`));
+    }
     try {
       await withTimeout(Promise.resolve(plugin.setup?.({ engine: this.options.engine, log })), 10_000, "setup");
     } catch (error) {
@@ -165,7 +184,7 @@ export class PluginHost {
       source,
       plugin,
       loadedAt: new Date().toISOString(),
-      routes: routes.map((r) => ({ ...r, pluginId: id, plugin, log })),
+      routes: served,
     };
     this.active.set(id, active);
     this.status.set(id, {

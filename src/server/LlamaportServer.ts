@@ -2,7 +2,7 @@
 import type { Server } from "bun";
 import type { Engine } from "../engine/Engine.ts";
 import type { PluginHost } from "../plugins/PluginHost.ts";
-import { buildApp, type HostState } from "./buildApp.ts";
+import { buildApp, hostPaths, type HostState } from "./buildApp.ts";
 
 export interface ServerOptions {
   engine: Engine;
@@ -42,6 +42,14 @@ export class LlamaportServer {
     plugins.onChange = (routes) => {
       this.app = buildApp(routes, state);
     };
+    // A route set Elysia's router refuses (e.g. `/a/:x` next to `/a/:y/b`) must fail that plugin's load, not every
+    // request: build and exercise a candidate app first.
+    plugins.guard = {
+      reservedPaths: hostPaths,
+      validate: (routes) => {
+        buildApp(routes, state).compile();
+      },
+    };
     await plugins.start();
     this.app ??= buildApp(plugins.routes(), state);
     this.server = Bun.serve({
@@ -49,7 +57,14 @@ export class LlamaportServer {
       port: this.options.port,
       // Generation can be quiet for long (model loading, queueing): never drop an idle connection.
       idleTimeout: 0,
+      development: false,
       fetch: (request) => this.app!.handle(request),
+      // Last resort: whatever escapes the app still gets a JSON 500, never Bun's HTML error page.
+      error: (error) =>
+        new Response(JSON.stringify({ error: `internal error: ${error.message}` }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        }),
     });
     log("info", `listening on ${this.url}`);
     // Listen first: getLlama takes up to a second; requests that arrive meanwhile wait for it inside the engine.

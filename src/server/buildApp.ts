@@ -12,6 +12,9 @@ export interface HostState {
   version: string;
 }
 
+/** Paths the host serves itself, reserved from plugins. */
+export const hostPaths = ["/", "/health", "/plugins"];
+
 export function buildApp(routes: ServedRoute[], host: HostState) {
   const app = new Elysia()
     .onError(({ code, error }) => {

@@ -98,6 +98,20 @@ export default definePlugin({ name: "collide", routes: [{ method: "POST", path: 
     await waitFor(pluginList, (l) => !l.some((p) => ["badsetup", "invalid", "collide"].includes(p.id)));
   });
 
+  test("routes the router would refuse, or that take the host's own paths, fail only that plugin", async () => {
+    await Bun.write(join(pluginsDir, "params.ts"), `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "params", routes: [{ method: "GET", path: "/v1/models/:id/info", handler: () => 1 }] });`);
+    await Bun.write(join(pluginsDir, "health.ts"), `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "health", routes: [{ method: "GET", path: "/health", handler: () => ({ status: "mine" }) }] });`);
+    const list = await waitFor(pluginList, (l) => ["params", "health"].every((id) => l.find((p) => p.id === id)?.state === "failed"));
+    expect(list.find((p) => p.id === "params")!.lastError!.message).toContain("different parameter name");
+    expect(list.find((p) => p.id === "health")!.lastError!.message).toContain("reserved by the host");
+    expect(await bodyOf(fetch(`${server.url}/health`))).toEqual({ status: "ok" });
+    expect((await fetch(`${server.url}/v1/models/demo`)).status).toBe(200);
+    for (const id of ["params", "health"]) rmSync(join(pluginsDir, `${id}.ts`));
+    await waitFor(pluginList, (l) => !l.some((p) => ["params", "health"].includes(p.id)));
+  });
+
   test("a file named like a built-in replaces it, and deleting it brings the built-in back", async () => {
     await Bun.write(join(pluginsDir, "ollama.ts"), `import { definePlugin } from "llamaport";
 export default definePlugin({ name: "my-ollama", routes: [{ method: "GET", path: "/api/version", handler: () => ({ version: "mine" }) }] });`);

@@ -93,6 +93,16 @@ test("garbage never produces a 500 and the server keeps serving", async () => {
   expect(ok.status).toBe(200);
 });
 
+test("embeddings: empty input and input longer than the context are 400s, not 500s", async () => {
+  const empty = await postJson(`${server.url}/v1/embeddings`, { model: "demo", input: [] });
+  expect(empty.status).toBe(400);
+  const blank = await postJson(`${server.url}/api/embed`, { model: "demo", input: "" });
+  expect(blank.status).toBe(400);
+  const long = await postJson(`${server.url}/v1/embeddings`, { model: "demo", input: longText.repeat(4) });
+  expect(long.status).toBe(400);
+  expect((await bodyOf(long)).error.code).toBe("context_length_exceeded");
+});
+
 test("unknown paths are a JSON 404", async () => {
   const response = await fetch(`${server.url}/v1/nothing`);
   expect(response.status).toBe(404);
