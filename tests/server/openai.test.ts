@@ -1,7 +1,7 @@
 /** The OpenAI protocol end to end: real server, real engine, real GGUF models, raw HTTP and the official `openai` client. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { bodyOf, hasSharedModels, noteSharedModels, postJson, readChunks, startTestServer, storiesModel, type TestServer } from "../support/testServer.ts";
+import { bodyOf, hasSharedModels, randomLlama2Model, noteSharedModels, postJson, readChunks, startTestServer, storiesModel, type TestServer } from "../support/testServer.ts";
 
 noteSharedModels("tests/server/openai.test.ts");
 
@@ -9,7 +9,9 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({
     demo: { source: "synthetic:demo", aliases: ["Meta-Llama-3-8B-Instruct"], context: 512, parallel: 2 },
-    ...(hasSharedModels ? { stories: { source: storiesModel, context: 512, parallel: 2 } } : {}),
+    ...(hasSharedModels
+      ? { stories: { source: storiesModel, context: 512, parallel: 2 }, llama2: { source: randomLlama2Model, context: 512, parallel: 1 } }
+      : {}),
   });
 });
 afterAll(() => server?.[Symbol.asyncDispose]());
@@ -116,6 +118,19 @@ test("response_format json_schema constrains the output to the schema", async ()
   const invalid = await chat({ model: "demo", response_format: { type: "yaml" } });
   expect(invalid.status).toBe(400);
   expect((await bodyOf(invalid)).error.param).toStartWith("response_format");
+});
+
+test.skipIf(!hasSharedModels)("a model with the real 32k llama-2 tokenizer streams and counts tokens (needs ../shared)", async () => {
+  const body = await bodyOf(chat({ model: "llama2", max_tokens: 6, temperature: 0 }));
+  expect(body.usage.completion_tokens).toBe(6);
+  expect(body.usage.prompt_tokens).toBeGreaterThan(4);
+  const streamed = await readChunks(await chat({ model: "llama2", max_tokens: 6, temperature: 0, stream: true }));
+  const text = streamed.text
+    .split("\n\n")
+    .filter((e) => e.startsWith("data: {"))
+    .map((e) => JSON.parse(e.slice(6)).choices[0].delta.content ?? "")
+    .join("");
+  expect(text).toBe(body.choices[0].message.content);
 });
 
 test("an alias resolves to the real model name", async () => {
