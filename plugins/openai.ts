@@ -54,7 +54,7 @@ const chatBody = t.Object({
   max_completion_tokens: nullable(t.Integer({ minimum: 1 })),
 });
 
-const completionBody = t.Object({ ...samplingFields, prompt: t.String() });
+const completionBody = t.Object({ ...samplingFields, prompt: t.Union([t.String(), t.Array(t.String(), { minItems: 1, maxItems: 64 })]) });
 
 const embeddingsBody = t.Object({
   model: t.String({ minLength: 1 }),
@@ -228,19 +228,36 @@ export default definePlugin({
       async handler({ body, engine, signal }) {
         const id = randomId("cmpl-");
         const created = Math.floor(Date.now() / 1000);
-        const generation = engine.complete({ ...options(body, signal), prompt: body.prompt, raw: true });
+        const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
         if (!body.stream) {
-          const { text, summary } = await generation.collect();
+          // Several prompts run as concurrent requests (they share the model's sequences); one choice each.
+          const results = await Promise.all(
+            prompts.map((prompt) => engine.complete({ ...options(body, signal), prompt, raw: true }).collect()),
+          );
+          const total = results.reduce(
+            (sum, { summary }) => ({
+              ...sum,
+              promptTokens: sum.promptTokens + summary.promptTokens,
+              cachedTokens: sum.cachedTokens + summary.cachedTokens,
+              completionTokens: sum.completionTokens + summary.completionTokens,
+            }),
+            { ...results[0]!.summary, promptTokens: 0, cachedTokens: 0, completionTokens: 0 },
+          );
           return {
             id,
             object: "text_completion",
             created,
-            model: summary.model,
+            model: total.model,
             system_fingerprint: fingerprint,
-            choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason(summary) }],
-            usage: usage(summary),
+            choices: results.map(({ text, summary }, index) => ({ index, text, logprobs: null, finish_reason: finishReason(summary) })),
+            usage: usage(total),
           };
         }
+        if (prompts.length > 1)
+          throw new LlamaportError("not_supported", "streaming several prompts in one request is not supported; send one request per prompt", {
+            param: "prompt",
+          });
+        const generation = engine.complete({ ...options(body, signal), prompt: prompts[0]!, raw: true });
         const model = engine.findModel(body.model)?.name ?? body.model;
         const head =
           `{"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}","choices":[{"index":0,`;

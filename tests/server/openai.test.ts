@@ -196,6 +196,14 @@ describe("the official openai client", () => {
     expect(completion.usage!.completion_tokens).toBe(8);
   });
 
+  test("legacy completions: several prompts give one choice each", async () => {
+    const completion = await client().completions.create({ model: models.at(-1)!, prompt: ["Once upon a time", "The dog"], max_tokens: 4, temperature: 0 });
+    expect(completion.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(completion.usage!.completion_tokens).toBe(8);
+    const single = await client().completions.create({ model: models.at(-1)!, prompt: "The dog", max_tokens: 4, temperature: 0 });
+    expect(completion.choices[1]!.text).toBe(single.choices[0]!.text);
+  });
+
   test("embeddings: one vector per input, same size, deterministic", async () => {
     const result = await client().embeddings.create({ model: "demo", input: ["hello world", "goodbye"] });
     expect(result.data).toHaveLength(2);
