@@ -1,7 +1,7 @@
 /** Loads protocol plugins (built-in and from the plugins folder), hot-reloads them on change, and keeps a failed one from hurting the rest. */
-import { existsSync, watch, type FSWatcher } from "node:fs";
+import { existsSync, readdirSync, watch, type FSWatcher } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { basename, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
 import { checkPluginDefinition, type CompiledRoute } from "./checkPluginDefinition.ts";
@@ -63,6 +63,7 @@ export class PluginHost {
   private readonly active = new Map<string, ActivePlugin>();
   private readonly status = new Map<string, PluginStatus>();
   private watcher?: FSWatcher;
+  private parentWatcher?: FSWatcher;
   private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
   private version = 0;
   /** Serialises loads so two quick edits cannot finish out of order. */
@@ -84,17 +85,47 @@ export class PluginHost {
     const dir = this.dir;
     if (dir && existsSync(dir)) {
       for (const file of (await readdir(dir)).sort()) if (isPluginFile(file)) await this.loadFile(join(dir, file));
-      this.watcher = watch(dir, (_event, name) => {
-        if (name && isPluginFile(name.toString())) this.schedule(join(dir, name.toString()));
-      });
     } else if (dir) {
-      this.options.log("info", `plugins folder ${dir} does not exist; serving built-in plugins only`);
+      this.options.log("info", `plugins folder ${dir} does not exist yet; serving built-in plugins until it appears`);
     }
+    if (dir) this.watchFolder(dir);
     this.emit();
+  }
+
+  /**
+   * Watches the plugins folder, and its parent for the folder itself: a folder created after start, or deleted and
+   * made again, is picked up (a watcher on a deleted folder goes quiet for good).
+   */
+  private watchFolder(dir: string): void {
+    const underDir = () => [...this.active.values()].filter((p) => p.source.startsWith(dir + sep)).map((p) => p.source);
+    const arm = (rescan: boolean) => {
+      this.watcher?.close();
+      this.watcher = undefined;
+      try {
+        this.watcher = watch(dir, (_event, name) => {
+          if (name && isPluginFile(name.toString())) this.schedule(join(dir, name.toString()));
+        });
+      } catch {
+        return; // Gone between the event and the watch: the parent's next event says so.
+      }
+      // A (re-)created folder arrives with its files; plugins from the old one that are not there go.
+      if (rescan) for (const file of [...readdirSync(dir).map((f) => join(dir, f)), ...underDir()]) if (isPluginFile(file)) this.schedule(file);
+    };
+    if (existsSync(dir)) arm(false);
+    const parent = dirname(dir);
+    if (!existsSync(parent)) return;
+    this.parentWatcher = watch(parent, (_event, name) => {
+      if (name?.toString() !== basename(dir)) return;
+      if (existsSync(dir)) return arm(true);
+      this.watcher?.close();
+      this.watcher = undefined;
+      for (const source of underDir()) this.schedule(source);
+    });
   }
 
   async stop(): Promise<void> {
     this.watcher?.close();
+    this.parentWatcher?.close();
     for (const timer of this.timers.values()) clearTimeout(timer);
     await this.queue;
     for (const active of this.active.values()) await this.safeDispose(active);

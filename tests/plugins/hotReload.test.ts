@@ -1,6 +1,6 @@
 /** Hot reload on a running server: plugins added, changed (with a stream in flight), broken, removed; and models.yaml edits. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { bodyOf, postJson, startTestServer, type TestServer } from "../support/testServer.ts";
@@ -122,6 +122,20 @@ export default definePlugin({ name: "my-ollama", routes: [{ method: "GET", path:
     expect(await waitFor(version, (v) => v !== "mine")).not.toBe("mine");
     expect((await fetch(`${server.url}/api/tags`)).status).toBe(200);
   });
+});
+
+test("a plugins folder deleted and made again is watched again", async () => {
+  await Bun.write(join(pluginsDir, "hello.ts"), helloPlugin(7));
+  expect(await waitFor(hello, (v) => v === 7)).toBe(7);
+  rmSync(pluginsDir, { recursive: true });
+  expect(await waitFor(hello, (v) => v === 404)).toBe(404);
+  mkdirSync(pluginsDir);
+  await Bun.write(join(pluginsDir, "hello.ts"), helloPlugin(8));
+  expect(await waitFor(hello, (v) => v === 8)).toBe(8);
+  await Bun.write(join(pluginsDir, "hello.ts"), helloPlugin(9));
+  expect(await waitFor(hello, (v) => v === 9)).toBe(9);
+  rmSync(join(pluginsDir, "hello.ts"));
+  await waitFor(hello, (v) => v === 404);
 });
 
 describe("models.yaml", () => {
