@@ -1,7 +1,8 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
 import { statSync } from "node:fs";
-import type { ModelRegistryConfig } from "../config/loadModelsFile.ts";
+import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { decode } from "./decode.ts";
+import { grammarFor } from "./grammarFor.ts";
 import { LlamaportError } from "./EngineError.ts";
 import { ModelManager } from "./ModelManager.ts";
 import { ModelRegistry } from "./ModelRegistry.ts";
@@ -11,7 +12,6 @@ import { renderChat, renderRaw, type RenderedPrompt } from "./renderPrompt.ts";
 import { resolveSampling } from "./sampling.ts";
 import { StreamingGeneration, type GenerationSink } from "./StreamingGeneration.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
-import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import type {
   ChatRequest,
   CompletionRequest,
@@ -23,26 +23,6 @@ import type {
   GenerateOptions,
   ModelInfo,
 } from "./types.ts";
-
-const grammars = new Map<string, Promise<LlamaGrammar>>();
-
-/** JSON output constraints, compiled once per distinct format (grammars are reusable across requests). */
-async function grammarFor(llama: Llama, format: "json" | Record<string, unknown>): Promise<LlamaGrammar> {
-  const key = format === "json" ? "json" : JSON.stringify(format);
-  let grammar = grammars.get(key);
-  if (!grammar) {
-    grammar = format === "json" ? llama.getGrammarFor("json") : llama.createGrammarForJsonSchema(format as never);
-    // Bounded: a client sending ever-new schemas must not grow memory without limit.
-    if (grammars.size >= 64) grammars.delete(grammars.keys().next().value!);
-    grammars.set(key, grammar);
-    grammar.catch(() => grammars.delete(key));
-  }
-  try {
-    return await grammar;
-  } catch (error) {
-    throw new LlamaportError("invalid_request", `unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
-  }
-}
 
 export interface EngineOptions {
   /** Threads for models that do not set their own; default: the physical cores. */
@@ -87,33 +67,35 @@ export class Engine implements EngineFacade {
   }
 
   listModels(): ModelInfo[] {
-    return this.registry.entries.map((entry) => {
-      let sizeBytes: number | undefined;
-      let modifiedAt = new Date(0).toISOString();
-      try {
-        const stat = statSync(entry.source);
-        sizeBytes = stat.size;
-        modifiedAt = stat.mtime.toISOString();
-      } catch {
-        // Not a file on disk (yet): synthetic or remote source.
-      }
-      return {
-        name: entry.name,
-        aliases: entry.aliases,
-        source: entry.source,
-        context: entry.context,
-        parallel: entry.parallel,
-        loaded: this.models.isLoaded(entry.name),
-        sizeBytes,
-        modifiedAt,
-        details: { architecture: "llama" },
-      };
-    });
+    return this.registry.entries.map((entry) => this.modelInfo(entry));
   }
 
   findModel(name: string): ModelInfo | undefined {
     const entry = this.registry.find(name);
-    return entry && this.listModels().find((m) => m.name === entry.name);
+    return entry && this.modelInfo(entry);
+  }
+
+  private modelInfo(entry: ModelEntry): ModelInfo {
+    let sizeBytes: number | undefined;
+    let modifiedAt = new Date(0).toISOString();
+    try {
+      const stat = statSync(entry.source);
+      sizeBytes = stat.size;
+      modifiedAt = stat.mtime.toISOString();
+    } catch {
+      // Not a file on disk (yet): synthetic or remote source.
+    }
+    return {
+      name: entry.name,
+      aliases: entry.aliases,
+      source: entry.source,
+      context: entry.context,
+      parallel: entry.parallel,
+      loaded: this.models.isLoaded(entry.name),
+      sizeBytes,
+      modifiedAt,
+      details: { architecture: "llama" },
+    };
   }
 
   chat(request: ChatRequest): Generation {
