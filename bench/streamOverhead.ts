@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
+import { LogReader } from "../tests/support/LogReader.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const modelPath = process.argv[2] ?? (existsSync(stories) ? stories : await ensureSyntheticModel("demo"));
@@ -19,21 +20,8 @@ const child = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts
   stderr: "pipe",
   stdout: "ignore",
 });
-const server = { url: await listeningUrl(child.stderr) };
-async function listeningUrl(stderr: ReadableStream<Uint8Array>): Promise<string> {
-  const reader = stderr.getReader();
-  let log = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited:\n${log}`);
-    log += new TextDecoder().decode(value);
-    const url = /listening on (\S+)/.exec(log)?.[1];
-    if (url) {
-      void (async () => { while (!(await reader.read()).done); })(); // keep draining its log
-      return url;
-    }
-  }
-}
+const log = new LogReader(child.stderr);
+const server = { url: (await log.waitFor(/listening on (\S+)/, 30_000))[1]! };
 
 const nlc = await importNodeLlamaCpp();
 const llama = await getLlamaRuntime();

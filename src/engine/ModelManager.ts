@@ -46,7 +46,7 @@ export class ModelManager {
       const ready = this.current.get(entry.name);
       // A models.yaml edit that landed while this model was loading: the loaded one has an outdated entry.
       const latest = this.options.currentEntry(entry.name);
-      if (ready && latest && ready.entry !== latest && JSON.stringify(ready.entry) !== JSON.stringify(latest)) this.retire(ready);
+      if (ready && latest && !sameEntry(ready.entry, latest)) this.retire(ready);
       else if (ready && !ready.retired && !ready.isDisposed) {
         ready.users++;
         ready.lastUsedAt = Date.now();
@@ -87,7 +87,7 @@ export class ModelManager {
     const byName = new Map(entries.map((e) => [e.name, e]));
     for (const [name, loaded] of this.current) {
       const next = byName.get(name);
-      if (next && JSON.stringify(next) === JSON.stringify(loaded.entry)) continue;
+      if (next && sameEntry(next, loaded.entry)) continue;
       this.retire(loaded);
     }
   }
@@ -229,6 +229,11 @@ export class ModelManager {
       this.options.log(`error while unloading ${loaded.entry.name}: ${(error as Error).message}`);
     }
   }
+}
+
+/** Registry entries are plain data rebuilt on every reload: equal content means the loaded model is still right. */
+function sameEntry(a: ModelEntry, b: ModelEntry): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 async function estimateBytes(nlc: NodeLlamaCppModule, llama: Llama, path: string, entry: ModelEntry): Promise<number> {

@@ -4,6 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesS
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { completionMarker, hostTag, runtimeEntry, unpackRuntime } from "../../src/runtime/unpackRuntime.ts";
+import { LogReader } from "../support/LogReader.ts";
 import { tempDir } from "../support/testServer.ts";
 
 const root = resolve(import.meta.dir, "../..");
@@ -13,40 +14,6 @@ const hostSupported = process.platform === "linux" && process.arch === "x64";
 
 if (skip) console.warn("SKIPPING tests/binary/binary.test.ts: LLAMAPORT_SKIP_BINARY_TEST=1 (CI runs it; it builds the binary, ~5 s)");
 else if (!hostSupported) console.warn(`SKIPPING tests/binary/binary.test.ts: it builds and runs the linux-x64 binary, this is ${process.platform}-${process.arch}`);
-
-/** Reads a child's stderr as it comes, so the pipe never fills and blocks the child, and lets the test wait for a line. */
-class LogReader {
-  text = "";
-  readonly closed: Promise<void>;
-  private wake?: () => void;
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.closed = (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of stream) {
-        this.text += decoder.decode(chunk, { stream: true });
-        this.wake?.();
-      }
-      this.wake?.();
-    })();
-  }
-
-  async waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    let closed = false;
-    void this.closed.then(() => (closed = true));
-    for (;;) {
-      const match = pattern.exec(this.text);
-      if (match) return match;
-      if (closed) throw new Error(`the binary exited before logging ${pattern}:\n${this.text}`);
-      if (Date.now() > deadline) throw new Error(`no ${pattern} in ${timeoutMs} ms:\n${this.text}`);
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-}
 
 describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
   // Made in beforeAll: a skipped describe still runs its body, and would leave these folders behind.

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { parseArgs, UsageError } from "../../src/cli/parseArgs.ts";
+import { LogReader } from "../support/LogReader.ts";
 import { tempDir, testCacheDir, writeModelsYaml } from "../support/testServer.ts";
 
 const main = join(import.meta.dir, "../../src/main.ts");
@@ -62,15 +63,8 @@ describe("the llamaport process", () => {
     const file = await writeModelsYaml(dir.path, { demo: { source: "synthetic:demo", context: 256, parallel: 1 } });
     const started = performance.now();
     const child = run(["serve"], { LLAMAPORT_PORT: "0", LLAMAPORT_MODELS: file });
-    const reader = child.stderr.getReader();
-    let log = "";
-    let url: string | undefined;
-    while (!url) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`exited before listening:\n${log}`);
-      log += new TextDecoder().decode(value);
-      url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
-    }
+    const log = new LogReader(child.stderr);
+    const url = (await log.waitFor(/listening on (http:\/\/\S+)/, 30_000))[1]!;
     console.log(`process start -> listening: ${(performance.now() - started).toFixed(0)} ms`);
     try {
       const chat = await fetch(`${url}/v1/chat/completions`, {
@@ -85,12 +79,8 @@ describe("the llamaport process", () => {
       child.kill("SIGTERM");
     }
     const code = await child.exited;
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      log += new TextDecoder().decode(value);
-    }
-    expect(`${code}\n${log}`).toStartWith("0\n");
-    expect(log).toContain("SIGTERM: shutting down");
+    await log.closed;
+    expect(`${code}\n${log.text}`).toStartWith("0\n");
+    expect(log.text).toContain("SIGTERM: shutting down");
   });
 });
