@@ -16,13 +16,15 @@ for (let v = 1; v <= 11; v++) {
   await Bun.write(join(dir, "plugins", "probe.ts"), plugin(v));
   for (;;) {
     const response = await fetch(`${server.url}/probe`);
-    if (response.status === 200 && (await response.json() as { v: number }).v === v) break;
+    if (response.status === 200 && ((await response.json()) as { v: number }).v === v) break;
     await Bun.sleep(1);
   }
   if (v > 1) times.push(performance.now() - started); // the first write also creates the file: not a reload
   await Bun.sleep(100);
 }
 times.sort((a, b) => a - b);
-console.log(`plugin write -> new version serving: median ${times[5]!.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms (10 reloads)`);
+console.log(
+  `plugin write -> new version serving: median ${times[5]!.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms (10 reloads)`,
+);
 await server.stop();
 rmSync(dir, { recursive: true, force: true });

@@ -45,10 +45,16 @@ function parseOptions(argv: string[]): Options {
       else if (v === "tiny" || v === "smollm") options.models = [v];
       else throw new Error(`--model must be tiny, smollm or both, not ${v}`);
     } else if (arg === "--scenarios") {
-      options.scenarios = new Set(value().split(",").map((s) => Number(s.trim())));
+      options.scenarios = new Set(
+        value()
+          .split(",")
+          .map((s) => Number(s.trim())),
+      );
       for (const s of options.scenarios) if (![1, 2, 3, 4, 5].includes(s)) throw new Error(`unknown scenario ${s}`);
     } else if (arg === "--threads") {
-      options.threads = value().split(",").map((s) => Number(s.trim()));
+      options.threads = value()
+        .split(",")
+        .map((s) => Number(s.trim()));
       if (options.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error("--threads takes e.g. 1,2");
     } else if (arg === "--out") {
       const v = value();
@@ -263,29 +269,42 @@ interface Peer {
 /** Argument list, kept in one place so results.md can quote it. */
 function peerArgs(modelPath: string, port: number, threads: number): string[] {
   return [
-    "-m", modelPath,
-    "--host", "127.0.0.1",
-    "--port", String(port),
+    "-m",
+    modelPath,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
     // -tb too: llamaport passes one thread count to node-llama-cpp, which uses it for prompt batches as well.
-    "-t", String(threads),
-    "-tb", String(threads),
+    "-t",
+    String(threads),
+    "-tb",
+    String(threads),
     // llama-server splits -c across -np slots; llamaport's `context` is per sequence. Non-unified KV on both sides
     // (node-llama-cpp never enables kv_unified).
-    "-c", String(CONTEXT * PARALLEL),
-    "-np", String(PARALLEL),
+    "-c",
+    String(CONTEXT * PARALLEL),
+    "-np",
+    String(PARALLEL),
     "--no-kv-unified",
     // node-llama-cpp sets n_batch = n_ubatch = min(context * sequences, 512); llama-server defaults to 2048/512.
-    "-b", "512",
-    "-ub", "512",
+    "-b",
+    "512",
+    "-ub",
+    "512",
     // node-llama-cpp 3.21.1 defaults flashAttention to "auto" when the model supports it, like llama-server's -fa auto.
-    "-fa", "auto",
-    "-ngl", "0",
+    "-fa",
+    "auto",
+    "-ngl",
+    "0",
     // --fit may shrink unset parameters to fit device memory; nothing should be adjusted behind the benchmark's back.
-    "-fit", "off",
+    "-fit",
+    "off",
     "--cont-batching",
     "--no-webui",
     // The same chat template on both sides (llamaport entries use node-llama-cpp's chatML wrapper) for scenario 4.
-    "--chat-template", "chatml",
+    "--chat-template",
+    "chatml",
   ];
 }
 
@@ -428,7 +447,10 @@ function orderFor(rep: number, targets: [Target, Target]): Target[] {
 }
 
 async function scenario1(ctx: BlockContext): Promise<void> {
-  const byName = { llamaport: { rate: [] as number[], ttft: [] as number[] }, "llama-server": { rate: [] as number[], ttft: [] as number[] } };
+  const byName = {
+    llamaport: { rate: [] as number[], ttft: [] as number[] },
+    "llama-server": { rate: [] as number[], ttft: [] as number[] },
+  };
   for (let rep = 0; rep < REPS.s1; rep++) {
     const prompt = shortPrompt(1000 + rep);
     for (const target of orderFor(rep, ctx.targets)) {
@@ -439,10 +461,24 @@ async function scenario1(ctx: BlockContext): Promise<void> {
     }
   }
   const base = { model: ctx.model, threads: ctx.threads, scenario: "1 one stream" };
-  addRow({ ...base, metric: `tokens/s (${S1_TOKENS} tokens, end to end)`, unit: "tok/s", kind: "rate", goal: ">= 1.0",
-    llamaport: median(byName.llamaport.rate), peer: median(byName["llama-server"].rate) });
-  addRow({ ...base, metric: "time to first token", unit: "ms", kind: "time", goal: ">= 1.0",
-    llamaport: median(byName.llamaport.ttft), peer: median(byName["llama-server"].ttft) });
+  addRow({
+    ...base,
+    metric: `tokens/s (${S1_TOKENS} tokens, end to end)`,
+    unit: "tok/s",
+    kind: "rate",
+    goal: ">= 1.0",
+    llamaport: median(byName.llamaport.rate),
+    peer: median(byName["llama-server"].rate),
+  });
+  addRow({
+    ...base,
+    metric: "time to first token",
+    unit: "ms",
+    kind: "time",
+    goal: ">= 1.0",
+    llamaport: median(byName.llamaport.ttft),
+    peer: median(byName["llama-server"].ttft),
+  });
 }
 
 async function concurrent(target: Target, clients: number, tokens: number, seedBase: number) {
@@ -464,8 +500,17 @@ async function scenario2(ctx: BlockContext): Promise<void> {
       rates[target.name].push((PARALLEL * S2_TOKENS) / (wallMs / 1000));
     }
   }
-  addRow({ model: ctx.model, threads: ctx.threads, scenario: `2 ${PARALLEL} streams`, metric: `aggregate tokens/s (${PARALLEL}x${S2_TOKENS})`,
-    unit: "tok/s", kind: "rate", goal: ">= 1.0", llamaport: median(rates.llamaport), peer: median(rates["llama-server"]) });
+  addRow({
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario: `2 ${PARALLEL} streams`,
+    metric: `aggregate tokens/s (${PARALLEL}x${S2_TOKENS})`,
+    unit: "tok/s",
+    kind: "rate",
+    goal: ">= 1.0",
+    llamaport: median(rates.llamaport),
+    peer: median(rates["llama-server"]),
+  });
 }
 
 async function scenario3(ctx: BlockContext): Promise<void> {
@@ -478,10 +523,34 @@ async function scenario3(ctx: BlockContext): Promise<void> {
       ttfts[target.name].push(...r.ttfts);
     }
   }
-  const base = { model: ctx.model, threads: ctx.threads, scenario: `3 ${S3_CLIENTS} clients/${PARALLEL} slots`, kind: "time" as const, goal: ">= 1.0" };
-  addRow({ ...base, metric: `total time (${S3_CLIENTS}x${S3_TOKENS} tokens)`, unit: "ms", llamaport: median(total.llamaport), peer: median(total["llama-server"]) });
-  addRow({ ...base, metric: "p50 time to first token", unit: "ms", llamaport: quantile(ttfts.llamaport, 0.5), peer: quantile(ttfts["llama-server"], 0.5) });
-  addRow({ ...base, metric: "p99 time to first token", unit: "ms", llamaport: quantile(ttfts.llamaport, 0.99), peer: quantile(ttfts["llama-server"], 0.99) });
+  const base = {
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario: `3 ${S3_CLIENTS} clients/${PARALLEL} slots`,
+    kind: "time" as const,
+    goal: ">= 1.0",
+  };
+  addRow({
+    ...base,
+    metric: `total time (${S3_CLIENTS}x${S3_TOKENS} tokens)`,
+    unit: "ms",
+    llamaport: median(total.llamaport),
+    peer: median(total["llama-server"]),
+  });
+  addRow({
+    ...base,
+    metric: "p50 time to first token",
+    unit: "ms",
+    llamaport: quantile(ttfts.llamaport, 0.5),
+    peer: quantile(ttfts["llama-server"], 0.5),
+  });
+  addRow({
+    ...base,
+    metric: "p99 time to first token",
+    unit: "ms",
+    llamaport: quantile(ttfts.llamaport, 0.99),
+    peer: quantile(ttfts["llama-server"], 0.99),
+  });
 }
 
 /** A conversation whose system message is long, so re-evaluating it is what a missing prefix reuse costs. */
@@ -529,11 +598,34 @@ async function scenario4(ctx: BlockContext): Promise<void> {
   const base = { model: ctx.model, threads: ctx.threads, scenario: "4 two-turn chat" };
   const lpReuse = median(reuse.llamaport);
   const lpFresh = median(fresh.llamaport);
-  addRow({ ...base, metric: "turn-2 TTFT with prompt reuse", unit: "ms", kind: "time", goal: ">= 1.0", llamaport: lpReuse, peer: median(reuse["llama-server"]),
-    note: `cached tokens ${fmt(median(cached.llamaport))} vs ${fmt(median(cached["llama-server"]))} of ${fmt(median(promptTokens.llamaport))} vs ${fmt(median(promptTokens["llama-server"]))}` });
-  addRow({ ...base, metric: "turn-2 TTFT without reuse (fresh prompt, same length)", unit: "ms", kind: "time", llamaport: lpFresh, peer: median(fresh["llama-server"]) });
-  addRow({ ...base, metric: "llamaport reuse speed-up (without / with)", unit: "x", kind: "info", llamaport: lpFresh / lpReuse,
-    peer: median(fresh["llama-server"]) / median(reuse["llama-server"]), goal: "far above 1", pass: lpFresh / lpReuse >= 2 });
+  addRow({
+    ...base,
+    metric: "turn-2 TTFT with prompt reuse",
+    unit: "ms",
+    kind: "time",
+    goal: ">= 1.0",
+    llamaport: lpReuse,
+    peer: median(reuse["llama-server"]),
+    note: `cached tokens ${fmt(median(cached.llamaport))} vs ${fmt(median(cached["llama-server"]))} of ${fmt(median(promptTokens.llamaport))} vs ${fmt(median(promptTokens["llama-server"]))}`,
+  });
+  addRow({
+    ...base,
+    metric: "turn-2 TTFT without reuse (fresh prompt, same length)",
+    unit: "ms",
+    kind: "time",
+    llamaport: lpFresh,
+    peer: median(fresh["llama-server"]),
+  });
+  addRow({
+    ...base,
+    metric: "llamaport reuse speed-up (without / with)",
+    unit: "x",
+    kind: "info",
+    llamaport: lpFresh / lpReuse,
+    peer: median(fresh["llama-server"]) / median(reuse["llama-server"]),
+    goal: "far above 1",
+    pass: lpFresh / lpReuse >= 2,
+  });
 }
 
 /** Scenario 5 baseline: node-llama-cpp called directly in this process, configured the way LoadedModel configures it. */
@@ -622,16 +714,43 @@ async function scenario5(ctx: BlockContext): Promise<void> {
     await model.dispose();
   }
   const overhead = median(perTokenUs);
-  addRow({ model: ctx.model, threads: ctx.threads, scenario: "5 server overhead", metric: `llamaport streaming vs direct node-llama-cpp (${S5_TOKENS} tokens)`,
-    unit: "ms", kind: "info", llamaport: median(serverMs), peer: NaN, note: `direct ${fmt(median(directMs))} ms` });
-  addRow({ model: ctx.model, threads: ctx.threads, scenario: "5 server overhead", metric: `direct node-llama-cpp (llamaport column) vs llama-server, same prompts`,
-    unit: "ms", kind: "time", llamaport: median(directMs), peer: median(peerMs) });
+  addRow({
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario: "5 server overhead",
+    metric: `llamaport streaming vs direct node-llama-cpp (${S5_TOKENS} tokens)`,
+    unit: "ms",
+    kind: "info",
+    llamaport: median(serverMs),
+    peer: NaN,
+    note: `direct ${fmt(median(directMs))} ms`,
+  });
+  addRow({
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario: "5 server overhead",
+    metric: `direct node-llama-cpp (llamaport column) vs llama-server, same prompts`,
+    unit: "ms",
+    kind: "time",
+    llamaport: median(directMs),
+    peer: median(peerMs),
+  });
   // A baseline clearly slower than the server path means the direct run was disturbed (seen at 2 threads on a
   // shared 2-core machine), not that the server costs nothing: report it as inconclusive rather than as a pass.
   const inconclusive = overhead < -50;
-  addRow({ model: ctx.model, threads: ctx.threads, scenario: "5 server overhead", metric: "overhead per token (median of paired runs)", unit: "us",
-    kind: "info", llamaport: overhead, peer: NaN, goal: "< 50 us", pass: inconclusive ? undefined : overhead < 50,
-    note: inconclusive ? "inconclusive: direct baseline slower than the server path" : undefined });
+  addRow({
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario: "5 server overhead",
+    metric: "overhead per token (median of paired runs)",
+    unit: "us",
+    kind: "info",
+    llamaport: overhead,
+    peer: NaN,
+    goal: "< 50 us",
+    pass: inconclusive ? undefined : overhead < 50,
+    note: inconclusive ? "inconclusive: direct baseline slower than the server path" : undefined,
+  });
   ctx.direct = { ms: median(directMs), serverMs: median(serverMs), overheadUs: overhead };
 }
 
@@ -828,7 +947,10 @@ async function main(): Promise<void> {
     const previous = existsSync(options.out) ? readFileSync(options.out, "utf8") : "";
     const markerAt = previous.indexOf(NOTES_MARKER);
     const notes = markerAt >= 0 ? previous.slice(markerAt) : `${NOTES_MARKER}\n`;
-    writeFileSync(options.out, renderMarkdown(info, backend, build, peerArgsExample, peerSystemInfo, blocks, threadChoice, elapsedS) + "\n" + notes);
+    writeFileSync(
+      options.out,
+      renderMarkdown(info, backend, build, peerArgsExample, peerSystemInfo, blocks, threadChoice, elapsedS) + "\n" + notes,
+    );
     console.error(`\nwrote ${options.out}`);
   }
   if (countProblems.length) console.error(`token count problems:\n  ${countProblems.join("\n  ")}`);
@@ -869,7 +991,7 @@ function printTable(threadChoice: ThreadChoice[], elapsedS: number): void {
   const lines = rows.map((r) => {
     const ratio = speedRatio(r);
     const llamaportCell = `${fmt(r.llamaport)} ${r.unit}`;
-    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : r.note ?? "-";
+    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : (r.note ?? "-");
     return [
       r.model,
       String(r.threads),
@@ -883,7 +1005,9 @@ function printTable(threadChoice: ThreadChoice[], elapsedS: number): void {
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const render = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
-  console.log("\nratio = llamaport speed / llama-server speed (rates: llamaport/llama-server; times: llama-server/llamaport); >= 1.0 means llamaport is at least as fast");
+  console.log(
+    "\nratio = llamaport speed / llama-server speed (rates: llamaport/llama-server; times: llama-server/llamaport); >= 1.0 means llamaport is at least as fast",
+  );
   console.log(render(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const line of lines) console.log(render(line));
@@ -915,23 +1039,44 @@ function renderMarkdown(
   out.push("rerun to refresh. Models are generated by the project's GGUF writer into the cache, never committed.");
   out.push("");
   out.push(`- Date: ${new Date().toISOString()}`);
-  out.push(`- Machine: ${info.cpu}; ${info.cpus} CPUs (${info.coresPerSocket} cores per socket, ${info.threadsPerCore} thread(s) per core); ${info.memory} RAM; Linux ${info.kernel}`);
+  out.push(
+    `- Machine: ${info.cpu}; ${info.cpus} CPUs (${info.coresPerSocket} cores per socket, ${info.threadsPerCore} thread(s) per core); ${info.memory} RAM; Linux ${info.kernel}`,
+  );
   out.push(`- Load average: ${info.loadavg} (the machine is shared: numbers move by several percent between runs)`);
   out.push(`- Bun ${info.bun}; node-llama-cpp ${info.nodeLlamaCpp} (${backend})`);
   out.push(`- llama.cpp: commit ${info.llamaCppCommit} from node-llama-cpp's \`llama/gitRelease.bundle\`, for both sides`);
-  out.push(`- llama-server build: \`cmake ${build.cmakeOptions.join(" ")}\`, target llama-server, i.e. the instruction sets of ggml's "${build.variant}" CPU variant, which is what node-llama-cpp's prebuilt loads here (OpenMP off in both); source patches: ${build.patches.join(", ") || "none"}`);
+  out.push(
+    `- llama-server build: \`cmake ${build.cmakeOptions.join(" ")}\`, target llama-server, i.e. the instruction sets of ggml's "${build.variant}" CPU variant, which is what node-llama-cpp's prebuilt loads here (OpenMP off in both); source patches: ${build.patches.join(", ") || "none"}`,
+  );
   out.push(`- llama-server system info: ${peerSystemInfo}`);
-  out.push(`- llama-server flags: \`${args.map((a) => (a.includes("/") ? "<model.gguf>" : a)).join(" ").replace(/--port \d+/, "--port <free>")}\` (-t/-tb per block)`);
-  out.push(`- llamaport: in-process \`startLlamaport\`, one models.yaml entry per model and thread count: context ${CONTEXT} per sequence, parallel ${PARALLEL}, chat_template chatML`);
-  out.push(`- Run: \`bun run bench${options.quick ? " --quick" : ""}\` (models: ${options.models.join(", ")}; threads: ${options.threads.join(", ")}; scenarios: ${[...options.scenarios].join(", ")}), ${elapsedS.toFixed(0)} s`);
+  out.push(
+    `- llama-server flags: \`${args
+      .map((a) => (a.includes("/") ? "<model.gguf>" : a))
+      .join(" ")
+      .replace(/--port \d+/, "--port <free>")}\` (-t/-tb per block)`,
+  );
+  out.push(
+    `- llamaport: in-process \`startLlamaport\`, one models.yaml entry per model and thread count: context ${CONTEXT} per sequence, parallel ${PARALLEL}, chat_template chatML`,
+  );
+  out.push(
+    `- Run: \`bun run bench${options.quick ? " --quick" : ""}\` (models: ${options.models.join(", ")}; threads: ${options.threads.join(", ")}; scenarios: ${[...options.scenarios].join(", ")}), ${elapsedS.toFixed(0)} s`,
+  );
   out.push("");
   out.push("## Method");
   out.push("");
-  out.push(`- Both servers get the same requests on the OpenAI-compatible endpoints with \`stream: true\`: temperature 0 (greedy), top_k 40, top_p 0.95, min_p 0.05, seed 42, \`ignore_eos: true\`, fixed \`max_tokens\`; prompts are distinct per request so no prompt cache helps outside scenario 4.`);
+  out.push(
+    `- Both servers get the same requests on the OpenAI-compatible endpoints with \`stream: true\`: temperature 0 (greedy), top_k 40, top_p 0.95, min_p 0.05, seed 42, \`ignore_eos: true\`, fixed \`max_tokens\`; prompts are distinct per request so no prompt cache helps outside scenario 4.`,
+  );
   out.push("- Time to first token (TTFT) is measured by the client from sending the request to the first SSE chunk with non-empty text.");
-  out.push("- Each block (model x threads) verifies both servers first (exact completion token count; same prompt token count) and warms them up; repetitions alternate which server goes first; medians are reported.");
-  out.push(`- Scenarios: (1) one stream, ${S1_TOKENS} tokens, ${REPS.s1} reps; (2) ${PARALLEL} concurrent streams of ${S2_TOKENS}, ${REPS.s2} reps; (3) ${S3_CLIENTS} concurrent clients of ${S3_TOKENS} tokens on ${PARALLEL} slots (TTFT includes queueing); (4) a two-turn chat (system message of ${SYSTEM_WORDS} words, about 1000 tokens, + question, ${S4_TURN1_TOKENS}-token answer, then the whole conversation + a new question), turn-2 TTFT, ${REPS.s4} reps; also the same-length turn with nothing cached; (5) llamaport streaming ${S5_TOKENS} tokens vs node-llama-cpp's LlamaCompletion called directly in the same process (same model file, context, threads, sampling), overhead = (server - direct) / tokens, ${REPS.s5} paired reps.`);
-  out.push("- ratio = llamaport speed / llama-server speed: for rates llamaport / llama-server, for times llama-server / llamaport; >= 1.0 means llamaport is at least as fast.");
+  out.push(
+    "- Each block (model x threads) verifies both servers first (exact completion token count; same prompt token count) and warms them up; repetitions alternate which server goes first; medians are reported.",
+  );
+  out.push(
+    `- Scenarios: (1) one stream, ${S1_TOKENS} tokens, ${REPS.s1} reps; (2) ${PARALLEL} concurrent streams of ${S2_TOKENS}, ${REPS.s2} reps; (3) ${S3_CLIENTS} concurrent clients of ${S3_TOKENS} tokens on ${PARALLEL} slots (TTFT includes queueing); (4) a two-turn chat (system message of ${SYSTEM_WORDS} words, about 1000 tokens, + question, ${S4_TURN1_TOKENS}-token answer, then the whole conversation + a new question), turn-2 TTFT, ${REPS.s4} reps; also the same-length turn with nothing cached; (5) llamaport streaming ${S5_TOKENS} tokens vs node-llama-cpp's LlamaCompletion called directly in the same process (same model file, context, threads, sampling), overhead = (server - direct) / tokens, ${REPS.s5} paired reps.`,
+  );
+  out.push(
+    "- ratio = llamaport speed / llama-server speed: for rates llamaport / llama-server, for times llama-server / llamaport; >= 1.0 means llamaport is at least as fast.",
+  );
   out.push("");
   out.push("## Results");
   out.push("");
@@ -939,7 +1084,7 @@ function renderMarkdown(
   out.push("|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     const ratio = speedRatio(r);
-    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : r.note ?? "-";
+    const peerCell = Number.isFinite(r.peer) ? `${fmt(r.peer)} ${r.unit}` : (r.note ?? "-");
     const metric = r.note && Number.isFinite(r.peer) ? `${r.metric} (${r.note})` : r.metric;
     out.push(
       `| ${r.model} | ${r.threads} | ${r.scenario} | ${metric} | ${fmt(r.llamaport)} ${r.unit} | ${peerCell} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : ""} | ${r.goal ? `${r.goal} ${verdict(r, "**missed**")}` : ""} |`,

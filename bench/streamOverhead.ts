@@ -33,7 +33,12 @@ const noEos = new nlc.TokenBias(model.tokenizer).set(model.tokens.eos!, "never")
 const chatWrapper = nlc.resolveChatWrapper(model);
 // Both sides keep their sequence between rounds, so both reuse the prompt prefix from the previous round.
 const rendered = chatWrapper
-  .generateContextState({ chatHistory: [{ type: "user", text: prompt }, { type: "model", response: [] }] })
+  .generateContextState({
+    chatHistory: [
+      { type: "user", text: prompt },
+      { type: "model", response: [] },
+    ],
+  })
   .contextText.tokenize(model.tokenizer);
 
 async function direct(): Promise<number> {
@@ -57,7 +62,15 @@ async function viaServer(): Promise<number> {
   const started = performance.now();
   const response = await fetch(`${server.url}/v1/chat/completions`, {
     method: "POST",
-    body: JSON.stringify({ model: "m", stream: true, max_tokens: tokens, temperature: 0, ignore_eos: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: prompt }] }),
+    body: JSON.stringify({
+      model: "m",
+      stream: true,
+      max_tokens: tokens,
+      temperature: 0,
+      ignore_eos: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: "user", content: prompt }],
+    }),
   });
   const reader = response.body!.getReader();
   const decoder = new TextDecoder();
@@ -89,8 +102,12 @@ for (let i = 0; i < rounds; i++) {
 console.log(`model ${modelPath}, ${tokens} tokens, EOS suppressed, 1 thread, ${rounds} rounds (median)`);
 console.log(`node-llama-cpp direct:        ${median(d).toFixed(0)} tok/s`);
 console.log(`/v1/chat/completions stream:  ${median(s).toFixed(0)} tok/s (wall time of the whole HTTP request, server in its own process)`);
-console.log(`overhead per token:           ${((1 / median(s) - 1 / median(d)) * 1e6).toFixed(0)} us (includes the request's fixed costs spread over ${tokens} tokens)`);
-console.log(`server rate after the first token: ${median(streamingRates).toFixed(0)} tok/s (per-token cost alone: ${((1 / median(streamingRates) - 1 / median(d)) * 1e6).toFixed(0)} us over direct)`);
+console.log(
+  `overhead per token:           ${((1 / median(s) - 1 / median(d)) * 1e6).toFixed(0)} us (includes the request's fixed costs spread over ${tokens} tokens)`,
+);
+console.log(
+  `server rate after the first token: ${median(streamingRates).toFixed(0)} tok/s (per-token cost alone: ${((1 / median(streamingRates) - 1 / median(d)) * 1e6).toFixed(0)} us over direct)`,
+);
 console.log(`ratio server/direct:          ${(median(s) / median(d)).toFixed(3)}`);
 await context.dispose();
 await model.dispose();

@@ -59,8 +59,7 @@ function flatten(value: string | unknown[], field: string): string {
         param: `${at}.type`,
       });
     const text = (block as { text?: unknown }).text;
-    if (typeof text !== "string")
-      throw new LlamaportError("invalid_request", `${at}.text: expected a string`, { param: `${at}.text` });
+    if (typeof text !== "string") throw new LlamaportError("invalid_request", `${at}.text: expected a string`, { param: `${at}.text` });
     parts.push(text);
   });
   // Separate blocks are separate passages (clients put reminders and the question in different blocks): keep them apart.

@@ -111,13 +111,7 @@ function stats(summary: GenerationSummary) {
 }
 
 /** One NDJSON line per text piece, built from a prefix made once per request; then the closing line. */
-async function* lines(
-  generation: Generation,
-  model: string,
-  open: string,
-  close: string,
-  last: (s: GenerationSummary) => object,
-) {
+async function* lines(generation: Generation, model: string, open: string, close: string, last: (s: GenerationSummary) => object) {
   const prefix = `{"model":${JSON.stringify(model)},"created_at":"`;
   const middle = `",${open}`;
   // Tokens arrive faster than the clock's millisecond: format the timestamp only when it changes.
@@ -210,8 +204,7 @@ export default definePlugin({
       path: "/api/chat",
       body: chatBody,
       async handler({ body, engine, signal }) {
-        if (!body.messages?.length)
-          return loadOnly(engine, body.model, body.keep_alive, { message: { role: "assistant", content: "" } });
+        if (!body.messages?.length) return loadOnly(engine, body.model, body.keep_alive, { message: { role: "assistant", content: "" } });
         const generation = engine.chat({
           ...generateOptions(body.model, body.options, body.keep_alive, body.format, signal),
           messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),
@@ -271,7 +264,14 @@ export default definePlugin({
         const model = engine.findModel(name);
         if (!model) throw new LlamaportError("not_found", `model '${name}' not found`, { param: "model" });
         const { details } = tag(model, model.name);
-        return { modelfile: "", parameters: "", template: "", details, model_info: { "general.architecture": details.family }, modified_at: model.modifiedAt };
+        return {
+          modelfile: "",
+          parameters: "",
+          template: "",
+          details,
+          model_info: { "general.architecture": details.family },
+          modified_at: model.modifiedAt,
+        };
       },
     }),
     route({

@@ -196,28 +196,39 @@ export default definePlugin({
             model: summary.model,
             system_fingerprint: fingerprint,
             choices: [
-              { index: 0, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: finishReason(summary) },
+              {
+                index: 0,
+                message: { role: "assistant", content: text, refusal: null },
+                logprobs: null,
+                finish_reason: finishReason(summary),
+              },
             ],
             usage: usage(summary),
           };
         }
         const includeUsage = body.stream_options?.include_usage === true;
         const model = engine.findModel(body.model)?.name ?? body.model;
-        const head =
-          `{"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}",${includeUsage ? `"usage":null,` : ""}"choices":[{"index":0,"delta":{`;
+        const head = `{"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}",${includeUsage ? `"usage":null,` : ""}"choices":[{"index":0,"delta":{`;
         return sse(
-          chunks(generation, head, `"role":"assistant","content":`, `"content":`, `},"logprobs":null,"finish_reason":null}]}`, (summary) => {
-            const base = { id, object: "chat.completion.chunk", created, model: summary.model, system_fingerprint: fingerprint };
-            const last: unknown[] = [
-              {
-                ...base,
-                ...(includeUsage ? { usage: null } : {}),
-                choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(summary) }],
-              },
-            ];
-            if (includeUsage) last.push({ ...base, choices: [], usage: usage(summary) });
-            return last;
-          }),
+          chunks(
+            generation,
+            head,
+            `"role":"assistant","content":`,
+            `"content":`,
+            `},"logprobs":null,"finish_reason":null}]}`,
+            (summary) => {
+              const base = { id, object: "chat.completion.chunk", created, model: summary.model, system_fingerprint: fingerprint };
+              const last: unknown[] = [
+                {
+                  ...base,
+                  ...(includeUsage ? { usage: null } : {}),
+                  choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(summary) }],
+                },
+              ];
+              if (includeUsage) last.push({ ...base, choices: [], usage: usage(summary) });
+              return last;
+            },
+          ),
         );
       },
     }),
@@ -254,13 +265,16 @@ export default definePlugin({
           };
         }
         if (prompts.length > 1)
-          throw new LlamaportError("not_supported", "streaming several prompts in one request is not supported; send one request per prompt", {
-            param: "prompt",
-          });
+          throw new LlamaportError(
+            "not_supported",
+            "streaming several prompts in one request is not supported; send one request per prompt",
+            {
+              param: "prompt",
+            },
+          );
         const generation = engine.complete({ ...options(body, signal), prompt: prompts[0]!, raw: true });
         const model = engine.findModel(body.model)?.name ?? body.model;
-        const head =
-          `{"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}","choices":[{"index":0,`;
+        const head = `{"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}","choices":[{"index":0,`;
         return sse(
           chunks(generation, head, `"text":`, `"text":`, `,"logprobs":null,"finish_reason":null}]}`, (summary) => [
             {

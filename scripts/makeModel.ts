@@ -5,17 +5,17 @@ import { writeLlamaGguf } from "../src/gguf/writeLlamaGguf.ts";
 const [preset, outPath] = process.argv.slice(2);
 const known = Object.keys(syntheticPresets).join(", ");
 if (!preset || preset === "--help" || preset === "-h") {
-    console.error(`usage: bun scripts/makeModel.ts <preset> [outPath]\npresets: ${known}`);
-    process.exit(preset ? 0 : 2);
+  console.error(`usage: bun scripts/makeModel.ts <preset> [outPath]\npresets: ${known}`);
+  process.exit(preset ? 0 : 2);
 }
 const spec = syntheticPresets[preset];
 if (!spec) {
-    console.error(`unknown synthetic model "${preset}"; known: ${known}`);
-    process.exit(2);
+  console.error(`unknown synthetic model "${preset}"; known: ${known}`);
+  process.exit(2);
 }
 if (outPath) {
-    await writeLlamaGguf(outPath, spec);
-    console.log(outPath);
+  await writeLlamaGguf(outPath, spec);
+  console.log(outPath);
 } else {
-    console.log(await ensureSyntheticModel(preset));
+  console.log(await ensureSyntheticModel(preset));
 }

@@ -27,16 +27,13 @@ const byteSizeRegex = new RegExp(BYTE_SIZE_PATTERN);
 /** Bytes in a size: a number is bytes; a string is a number with an optional unit (B, K/KB/KiB, M, G, T; any case). */
 export function parseByteSize(value: string | number): number {
   if (typeof value === "number") {
-    if (!Number.isFinite(value) || value < 0)
-      throw new Error(`invalid size ${value}: expected a number of bytes >= 0`);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`invalid size ${value}: expected a number of bytes >= 0`);
     return Math.floor(value);
   }
   if (typeof value !== "string") throw new Error(`invalid size ${JSON.stringify(value)}: expected a string like "8GiB"`);
   const text = value.trim();
   if (!byteSizeRegex.test(text))
-    throw new Error(
-      `invalid size ${JSON.stringify(value)}: expected a number of bytes or a size like "8GiB", "512MB", "1.5G"`,
-    );
+    throw new Error(`invalid size ${JSON.stringify(value)}: expected a number of bytes or a size like "8GiB", "512MB", "1.5G"`);
   const [, amount, unit] = /^([\d.]+) ?([a-zA-Z]*)$/.exec(text)!;
   const bytes = Number(amount) * unitBytes[unit!.toLowerCase()]!;
   if (!Number.isFinite(bytes)) throw new Error(`invalid size ${JSON.stringify(value)}: too large`);

@@ -68,12 +68,7 @@ export class ConfigError extends Error {
   /** The message without the location and key prefix. */
   problem: string;
 
-  constructor(
-    file: string,
-    problem: string,
-    where: { line?: number; column?: number; key?: string } = {},
-    options?: ErrorOptions,
-  ) {
+  constructor(file: string, problem: string, where: { line?: number; column?: number; key?: string } = {}, options?: ErrorOptions) {
     const location = where.line === undefined ? file : `${file}:${where.line}:${where.column ?? 1}`;
     super(`${location}: ${where.key ? `${where.key}: ` : ""}${problem}`, options);
     this.file = file;
@@ -147,7 +142,10 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
     });
 
     if (entry.source.startsWith("hf:") && !HF_SOURCE.test(entry.source))
-      throw problemAt(at("source"), `expected hf:<owner>/<repo>/<file.gguf> (optionally <repo>@<revision>), got ${JSON.stringify(entry.source)}`);
+      throw problemAt(
+        at("source"),
+        `expected hf:<owner>/<repo>/<file.gguf> (optionally <repo>@<revision>), got ${JSON.stringify(entry.source)}`,
+      );
     if (entry.source === "synthetic:") throw problemAt(at("source"), 'expected "synthetic:<preset>" with a preset name');
 
     let keepAliveMs: number;
@@ -167,7 +165,8 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
     } catch (error) {
       throw problemAt(["memory_budget"], (error as Error).message);
     }
-    if (memoryBudget === 0) throw problemAt(["memory_budget"], `expected a size greater than 0, got ${JSON.stringify(parsed.memory_budget)}`);
+    if (memoryBudget === 0)
+      throw problemAt(["memory_budget"], `expected a size greater than 0, got ${JSON.stringify(parsed.memory_budget)}`);
   }
 
   return {

@@ -5,7 +5,7 @@ import { DURATION_PATTERN } from "./duration.ts";
 
 /** Model names and aliases: what clients put in `model`, so no spaces and nothing that needs URL-escaping in Ollama paths. */
 export const MODEL_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]*$";
-export const MODEL_NAME_RULE = 'a name starting with a letter or digit and using only letters, digits and . _ : / -';
+export const MODEL_NAME_RULE = "a name starting with a letter or digit and using only letters, digits and . _ : / -";
 
 /** node-llama-cpp 3.21.1's chat wrapper names, hard-coded so the config layer does not load the native module. */
 export const CHAT_TEMPLATE_NAMES = [
@@ -46,28 +46,19 @@ export const MODEL_DEFAULTS = {
 // `errorMessage` is not JSON Schema, but yaml-language-server shows it in place of its own generic message,
 // and the loader uses it for the same purpose, so a pattern failure reads the same in the editor and in the server.
 
-const Duration = Type.Union(
-  [
-    Type.String({ pattern: DURATION_PATTERN }),
-    Type.Number(),
-  ],
-  {
-    description:
-      'How long the model stays loaded after its last request, as in Ollama: "5m", "1h30m", "30s", "0" (unload right away), a number of seconds, or a negative value to never unload.',
-    default: MODEL_DEFAULTS.keepAlive,
-    errorMessage: 'expected a duration such as "5m", "1h30m", "30s", "0", a number of seconds, or a negative number for "never"',
-  },
-);
+const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number()], {
+  description:
+    'How long the model stays loaded after its last request, as in Ollama: "5m", "1h30m", "30s", "0" (unload right away), a number of seconds, or a negative value to never unload.',
+  default: MODEL_DEFAULTS.keepAlive,
+  errorMessage: 'expected a duration such as "5m", "1h30m", "30s", "0", a number of seconds, or a negative number for "never"',
+});
 
-const GpuLayers = Type.Union(
-  [Type.Literal("auto"), Type.Literal("max"), Type.Integer({ minimum: 0 })],
-  {
-    description:
-      'Model layers to offload to the GPU: "auto" (fit what the free VRAM allows), "max" (all of them) or a count; 0 keeps the model on the CPU.',
-    default: MODEL_DEFAULTS.gpuLayers,
-    errorMessage: 'expected "auto", "max" or an integer >= 0',
-  },
-);
+const GpuLayers = Type.Union([Type.Literal("auto"), Type.Literal("max"), Type.Integer({ minimum: 0 })], {
+  description:
+    'Model layers to offload to the GPU: "auto" (fit what the free VRAM allows), "max" (all of them) or a count; 0 keeps the model on the CPU.',
+  default: MODEL_DEFAULTS.gpuLayers,
+  errorMessage: 'expected "auto", "max" or an integer >= 0',
+});
 
 const ChatTemplate = Type.Union(
   CHAT_TEMPLATE_NAMES.map((name) => Type.Literal(name)),
@@ -84,31 +75,25 @@ const ModelName = (description: string) =>
 
 export const SamplingDefaultsSchema = Type.Object(
   {
-    temperature: Type.Optional(
-      Type.Number({ minimum: 0, description: "Sampling temperature; 0 picks the most likely token every time." }),
-    ),
+    temperature: Type.Optional(Type.Number({ minimum: 0, description: "Sampling temperature; 0 picks the most likely token every time." })),
     top_p: Type.Optional(
-      Type.Number({ minimum: 0, maximum: 1, description: "Nucleus sampling: keep the smallest set of tokens whose probabilities add up to this." }),
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        description: "Nucleus sampling: keep the smallest set of tokens whose probabilities add up to this.",
+      }),
     ),
-    top_k: Type.Optional(
-      Type.Integer({ minimum: 0, description: "Keep only the k most likely tokens; 0 turns this filter off." }),
-    ),
+    top_k: Type.Optional(Type.Integer({ minimum: 0, description: "Keep only the k most likely tokens; 0 turns this filter off." })),
     min_p: Type.Optional(
       Type.Number({ minimum: 0, maximum: 1, description: "Drop tokens less likely than this fraction of the most likely one." }),
     ),
     seed: Type.Optional(Type.Integer({ description: "Random seed, for repeatable output." })),
-    max_tokens: Type.Optional(
-      Type.Integer({ minimum: 1, description: "Most tokens to generate when a request does not say." }),
-    ),
+    max_tokens: Type.Optional(Type.Integer({ minimum: 1, description: "Most tokens to generate when a request does not say." })),
     stop: Type.Optional(
       Type.Array(Type.String({ minLength: 1 }), { description: "Strings that end generation when produced; not included in the output." }),
     ),
-    repeat_penalty: Type.Optional(
-      Type.Number({ minimum: 0, description: "Penalty for repeating recent tokens; 1 means none." }),
-    ),
-    presence_penalty: Type.Optional(
-      Type.Number({ description: "Penalty for tokens that already appeared at all; 0 means none." }),
-    ),
+    repeat_penalty: Type.Optional(Type.Number({ minimum: 0, description: "Penalty for repeating recent tokens; 1 means none." })),
+    presence_penalty: Type.Optional(Type.Number({ description: "Penalty for tokens that already appeared at all; 0 means none." })),
     frequency_penalty: Type.Optional(
       Type.Number({ description: "Penalty growing with how often a token already appeared; 0 means none." }),
     ),
@@ -135,11 +120,13 @@ export const ModelEntrySchema = Type.Object(
       Type.Integer({ minimum: 1, default: MODEL_DEFAULTS.context, description: "Context size in tokens for each sequence." }),
     ),
     parallel: Type.Optional(
-      Type.Integer({ minimum: 1, default: MODEL_DEFAULTS.parallel, description: "Sequences decoded together: how many requests run at once." }),
+      Type.Integer({
+        minimum: 1,
+        default: MODEL_DEFAULTS.parallel,
+        description: "Sequences decoded together: how many requests run at once.",
+      }),
     ),
-    threads: Type.Optional(
-      Type.Integer({ minimum: 1, description: "CPU threads to use; leave out to let the engine decide." }),
-    ),
+    threads: Type.Optional(Type.Integer({ minimum: 1, description: "CPU threads to use; leave out to let the engine decide." })),
     gpu_layers: Type.Optional(GpuLayers),
     chat_template: Type.Optional(ChatTemplate),
     keep_alive: Type.Optional(Duration),
@@ -168,15 +155,12 @@ export const ModelsFileSchema = Type.Object(
       }),
     ),
     memory_budget: Type.Optional(
-      Type.Union(
-        [Type.Literal("auto"), Type.String({ pattern: BYTE_SIZE_PATTERN }), Type.Integer({ minimum: 1 })],
-        {
-          description:
-            'Memory the loaded models may use together: "auto" (the free RAM when a model loads), a size like "8GiB" or "512MB", or a number of bytes.',
-          default: MODEL_DEFAULTS.memoryBudget,
-          errorMessage: 'expected "auto", a size such as "8GiB", "512MB", "1.5G", or a number of bytes',
-        },
-      ),
+      Type.Union([Type.Literal("auto"), Type.String({ pattern: BYTE_SIZE_PATTERN }), Type.Integer({ minimum: 1 })], {
+        description:
+          'Memory the loaded models may use together: "auto" (the free RAM when a model loads), a size like "8GiB" or "512MB", or a number of bytes.',
+        default: MODEL_DEFAULTS.memoryBudget,
+        errorMessage: 'expected "auto", a size such as "8GiB", "512MB", "1.5G", or a number of bytes',
+      }),
     ),
     models: Type.Optional(
       Type.Record(Type.String({ pattern: MODEL_NAME_PATTERN }), ModelEntrySchema, {

@@ -50,8 +50,7 @@ export class SequencePool {
    */
   acquire(promptTokens: readonly Token[] | undefined, signal?: AbortSignal): Promise<SequenceLease> {
     if (signal?.aborted) return Promise.reject(new LlamaportError("aborted", "request aborted before it started"));
-    if (this.free.length > 0 && this.waiters.length === 0)
-      return Promise.resolve(this.lease(this.takeBest(promptTokens), 0));
+    if (this.free.length > 0 && this.waiters.length === 0) return Promise.resolve(this.lease(this.takeBest(promptTokens), 0));
     if (this.waiters.length >= this.maxQueue)
       return Promise.reject(
         new LlamaportError("busy", `server busy: ${this.waiters.length} requests are already waiting for this model`, {

@@ -49,8 +49,7 @@ async function fetchToFile(url: string, dir: string, target: string, signal?: Ab
     } catch (error) {
       throw new LlamaportError("unavailable", `cannot download ${url}: ${(error as Error).message}`, { cause: error });
     }
-    if (!response.ok || !response.body)
-      throw new LlamaportError("unavailable", `cannot download ${url}: HTTP ${response.status}`);
+    if (!response.ok || !response.body) throw new LlamaportError("unavailable", `cannot download ${url}: HTTP ${response.status}`);
     const expected = Number(response.headers.get("content-length") ?? NaN);
     const writer = Bun.file(temp).writer();
     const reader = response.body.getReader();

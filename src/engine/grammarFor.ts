@@ -20,4 +20,3 @@ export async function grammarFor(llama: Llama, format: "json" | Record<string, u
     throw new LlamaportError("invalid_request", `unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
   }
 }
-

@@ -40,7 +40,11 @@ export function resolveSampling(request: GenerateOptions, defaults: SamplingDefa
     check(Number.isInteger(sampling.maxTokens) && sampling.maxTokens >= 1, "max_tokens", "must be an integer >= 1");
   if (sampling.seed !== undefined) check(Number.isInteger(sampling.seed), "seed", "must be an integer");
   if (sampling.repeatPenalty !== undefined) check(sampling.repeatPenalty > 0, "repeat_penalty", "must be > 0");
-  check(sampling.stop.every((s) => typeof s === "string" && s.length > 0), "stop", "must be non-empty strings");
+  check(
+    sampling.stop.every((s) => typeof s === "string" && s.length > 0),
+    "stop",
+    "must be non-empty strings",
+  );
   return sampling;
 }
 

@@ -6,64 +6,64 @@ import { join } from "node:path";
 import { GGUF_WRITER_VERSION, writeLlamaGguf, type SyntheticLlamaSpec } from "./writeLlamaGguf.ts";
 
 const tinyShape = {
-    embedding: 64,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    feedForward: 128,
-    contextLength: 2048,
-    vocabSize: 1000,
+  embedding: 64,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  feedForward: 128,
+  contextLength: 2048,
+  vocabSize: 1000,
 } as const;
 
 export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
-    demo: { name: "synthetic-demo", seed: 1, ...tinyShape, tensorType: "Q8_0" },
-    "tiny-f32": { name: "synthetic-tiny-f32", seed: 1, ...tinyShape, tensorType: "F32" },
-    "tiny-f16": { name: "synthetic-tiny-f16", seed: 1, ...tinyShape, tensorType: "F16" },
-    // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
-    "smollm2-135m": {
-        name: "synthetic-smollm2-135m",
-        seed: 1,
-        embedding: 576,
-        layers: 30,
-        heads: 9,
-        kvHeads: 3,
-        feedForward: 1536,
-        contextLength: 2048,
-        vocabSize: 32000,
-        tensorType: "Q8_0",
-    },
+  demo: { name: "synthetic-demo", seed: 1, ...tinyShape, tensorType: "Q8_0" },
+  "tiny-f32": { name: "synthetic-tiny-f32", seed: 1, ...tinyShape, tensorType: "F32" },
+  "tiny-f16": { name: "synthetic-tiny-f16", seed: 1, ...tinyShape, tensorType: "F16" },
+  // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
+  "smollm2-135m": {
+    name: "synthetic-smollm2-135m",
+    seed: 1,
+    embedding: 576,
+    layers: 30,
+    heads: 9,
+    kvHeads: 3,
+    feedForward: 1536,
+    contextLength: 2048,
+    vocabSize: 32000,
+    tensorType: "Q8_0",
+  },
 };
 
 export function defaultCacheDir(): string {
-    const explicit = process.env.LLAMAPORT_CACHE;
-    if (explicit) return explicit;
-    const xdg = process.env.XDG_CACHE_HOME;
-    if (xdg) return join(xdg, "llamaport");
-    return join(homedir(), ".cache", "llamaport");
+  const explicit = process.env.LLAMAPORT_CACHE;
+  if (explicit) return explicit;
+  const xdg = process.env.XDG_CACHE_HOME;
+  if (xdg) return join(xdg, "llamaport");
+  return join(homedir(), ".cache", "llamaport");
 }
 
 /** Hash of every field in a fixed order plus the writer version, so any change to spec or generator gets a new file. */
 function specHash(spec: SyntheticLlamaSpec): string {
-    const canonical = JSON.stringify([
-        GGUF_WRITER_VERSION,
-        spec.name,
-        spec.seed,
-        spec.embedding,
-        spec.layers,
-        spec.heads,
-        spec.kvHeads,
-        spec.feedForward,
-        spec.contextLength,
-        spec.vocabSize,
-        spec.tensorType,
-    ]);
-    return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
+  const canonical = JSON.stringify([
+    GGUF_WRITER_VERSION,
+    spec.name,
+    spec.seed,
+    spec.embedding,
+    spec.layers,
+    spec.heads,
+    spec.kvHeads,
+    spec.feedForward,
+    spec.contextLength,
+    spec.vocabSize,
+    spec.tensorType,
+  ]);
+  return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
 }
 
 export function syntheticModelPath(preset: string, cacheDir: string = defaultCacheDir()): string {
-    const spec = syntheticPresets[preset];
-    if (!spec) throw new Error(`unknown synthetic model "${preset}"; known: ${Object.keys(syntheticPresets).join(", ")}`);
-    return join(cacheDir, "models", `synthetic-${preset}-${specHash(spec)}.gguf`);
+  const spec = syntheticPresets[preset];
+  if (!spec) throw new Error(`unknown synthetic model "${preset}"; known: ${Object.keys(syntheticPresets).join(", ")}`);
+  return join(cacheDir, "models", `synthetic-${preset}-${specHash(spec)}.gguf`);
 }
 
 /** Concurrent callers in one process share a single write instead of each generating the same bytes. */
@@ -75,16 +75,16 @@ const inFlight = new Map<string, Promise<string>>();
  * partial file.
  */
 export async function ensureSyntheticModel(preset: string, cacheDir?: string): Promise<string> {
-    const spec = syntheticPresets[preset];
-    const path = syntheticModelPath(preset, cacheDir);
-    const existing = await stat(path).catch(() => null);
-    if (existing?.isFile()) return path;
+  const spec = syntheticPresets[preset];
+  const path = syntheticModelPath(preset, cacheDir);
+  const existing = await stat(path).catch(() => null);
+  if (existing?.isFile()) return path;
 
-    const pending = inFlight.get(path);
-    if (pending) return pending;
-    const job = writeLlamaGguf(path, spec!)
-        .then(() => path)
-        .finally(() => inFlight.delete(path));
-    inFlight.set(path, job);
-    return job;
+  const pending = inFlight.get(path);
+  if (pending) return pending;
+  const job = writeLlamaGguf(path, spec!)
+    .then(() => path)
+    .finally(() => inFlight.delete(path));
+  inFlight.set(path, job);
+  return job;
 }

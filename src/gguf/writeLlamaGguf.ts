@@ -6,16 +6,16 @@ import { dirname } from "node:path";
 export type GgufTensorType = "F32" | "F16" | "Q8_0";
 
 export interface SyntheticLlamaSpec {
-    name: string;
-    seed: number;
-    embedding: number;
-    layers: number;
-    heads: number;
-    kvHeads: number;
-    feedForward: number;
-    contextLength: number;
-    vocabSize: number;
-    tensorType: GgufTensorType;
+  name: string;
+  seed: number;
+  embedding: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  feedForward: number;
+  contextLength: number;
+  vocabSize: number;
+  tensorType: GgufTensorType;
 }
 
 /**
@@ -55,31 +55,31 @@ const u32Scratch = new Uint32Array(f32Scratch.buffer);
 
 /** IEEE 754 binary32 -> binary16 bits, round-to-nearest-even, with subnormals, Inf and NaN handled like C casts. */
 export function float32ToFloat16Bits(value: number): number {
-    f32Scratch[0] = value;
-    const bits = u32Scratch[0]!;
-    const sign = (bits >>> 16) & 0x8000;
-    const exp = (bits >>> 23) & 0xff;
-    const mant = bits & 0x7fffff;
-    if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-    const halfExp = exp - 127 + 15;
-    if (halfExp >= 0x1f) return sign | 0x7c00;
-    if (halfExp <= 0) {
-        // Below 2^-25 even the largest float mantissa rounds to zero.
-        if (halfExp < -10) return sign;
-        const full = mant | 0x800000;
-        const shift = 14 - halfExp;
-        let half = full >>> shift;
-        const rem = full & ((1 << shift) - 1);
-        const halfway = 1 << (shift - 1);
-        // A carry out of the mantissa lands in the exponent field, which is exactly the smallest normal.
-        if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
-        return sign | half;
-    }
-    let half = (halfExp << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    // Carry may overflow into the exponent (and up to Inf), which is the correct rounding result.
-    if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
+  f32Scratch[0] = value;
+  const bits = u32Scratch[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
+  const halfExp = exp - 127 + 15;
+  if (halfExp >= 0x1f) return sign | 0x7c00;
+  if (halfExp <= 0) {
+    // Below 2^-25 even the largest float mantissa rounds to zero.
+    if (halfExp < -10) return sign;
+    const full = mant | 0x800000;
+    const shift = 14 - halfExp;
+    let half = full >>> shift;
+    const rem = full & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    // A carry out of the mantissa lands in the exponent field, which is exactly the smallest normal.
+    if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
     return sign | half;
+  }
+  let half = (halfExp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  // Carry may overflow into the exponent (and up to Inf), which is the correct rounding result.
+  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
+  return sign | half;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -87,31 +87,31 @@ export function float32ToFloat16Bits(value: number): number {
 
 /** Common English words; they are the tokens the output layer favours so that generated text reads as words. */
 const ENGLISH_WORDS = (
-    "the of and to a in is it you that he was for on are with as I his they be at one have this from or had by " +
-    "hot word but what some we can out other were all there when up use your how said an each she which do their " +
-    "time if will way about many then them write would like so these her long make thing see him two has look more " +
-    "day could go come did number sound no most people my over know water than call first who may down side been " +
-    "now find any new work part take get place made live where after back little only round man year came show " +
-    "every good me give our under name very through just form sentence great think say help low line differ turn " +
-    "cause much mean before move right boy old too same tell does set three want air well also play small end put " +
-    "home read hand port large spell add even land here must big high such follow act why ask men change went " +
-    "light kind off need house picture try us again animal point mother world near build self earth father head " +
-    "stand own page should country found answer school grow study still learn plant cover food sun four between " +
-    "state keep eye never last let thought city tree cross farm hard start might story saw far sea draw left late " +
-    "run while press close night real life few north open seem together next white children begin got walk " +
-    "example ease paper group always music those both mark often letter until mile river car feet care second book " +
-    "carry took science eat room friend began idea fish mountain stop once base hear horse cut sure watch color " +
-    "face wood main enough plain girl usual young ready above ever red list though feel talk bird soon body dog " +
-    "family direct pose leave song measure door product black short numeral class wind question happen complete " +
-    "ship area half rock order fire south problem piece told knew pass since top whole king space heard best hour " +
-    "better true during hundred five remember step early hold west ground interest reach fast verb sing listen six " +
-    "table travel less morning ten simple several vowel toward war lay against pattern slow center love person " +
-    "money serve appear road map rain rule govern pull cold notice voice unit power town fine certain fly fall lead " +
-    "cry dark machine note wait plan figure star box noun field rest correct able pound done beauty drive stood " +
-    "contain front teach week final gave green oh quick develop ocean warm free minute strong special mind behind " +
-    "clear tail produce fact street inch multiply nothing course stay wheel full force blue object decide surface " +
-    "deep moon island foot system busy test record boat common gold possible plane stead dry wonder laugh thousand " +
-    "ago ran check game shape equate miss brought heat snow tire bring yes distant fill east paint language among"
+  "the of and to a in is it you that he was for on are with as I his they be at one have this from or had by " +
+  "hot word but what some we can out other were all there when up use your how said an each she which do their " +
+  "time if will way about many then them write would like so these her long make thing see him two has look more " +
+  "day could go come did number sound no most people my over know water than call first who may down side been " +
+  "now find any new work part take get place made live where after back little only round man year came show " +
+  "every good me give our under name very through just form sentence great think say help low line differ turn " +
+  "cause much mean before move right boy old too same tell does set three want air well also play small end put " +
+  "home read hand port large spell add even land here must big high such follow act why ask men change went " +
+  "light kind off need house picture try us again animal point mother world near build self earth father head " +
+  "stand own page should country found answer school grow study still learn plant cover food sun four between " +
+  "state keep eye never last let thought city tree cross farm hard start might story saw far sea draw left late " +
+  "run while press close night real life few north open seem together next white children begin got walk " +
+  "example ease paper group always music those both mark often letter until mile river car feet care second book " +
+  "carry took science eat room friend began idea fish mountain stop once base hear horse cut sure watch color " +
+  "face wood main enough plain girl usual young ready above ever red list though feel talk bird soon body dog " +
+  "family direct pose leave song measure door product black short numeral class wind question happen complete " +
+  "ship area half rock order fire south problem piece told knew pass since top whole king space heard best hour " +
+  "better true during hundred five remember step early hold west ground interest reach fast verb sing listen six " +
+  "table travel less morning ten simple several vowel toward war lay against pattern slow center love person " +
+  "money serve appear road map rain rule govern pull cold notice voice unit power town fine certain fly fall lead " +
+  "cry dark machine note wait plan figure star box noun field rest correct able pound done beauty drive stood " +
+  "contain front teach week final gave green oh quick develop ocean warm free minute strong special mind behind " +
+  "clear tail produce fact street inch multiply nothing course stay wheel full force blue object decide surface " +
+  "deep moon island foot system busy test record boat common gold possible plane stead dry wonder laugh thousand " +
+  "ago ran check game shape equate miss brought heat snow tire bring yes distant fill east paint language among"
 ).split(" ");
 
 /** Pieces without the word-start marker, so ordinary text tokenizes into word parts rather than raw bytes. */
@@ -124,257 +124,257 @@ const SYLLABLE_VOWELS = "aeiou".split("");
 
 /** Pronounceable pseudo-words (consonant-vowel syllables), in a fixed order so the vocabulary is reproducible. */
 function* generatedPieces(): Generator<string> {
-    const syllables: string[] = [];
-    for (const c of SYLLABLE_CONSONANTS) for (const v of SYLLABLE_VOWELS) syllables.push(c + v);
-    for (let length = 1; ; length++) {
-        const total = syllables.length ** length;
-        for (let index = 0; index < total; index++) {
-            let rest = index;
-            let word = "";
-            for (let s = 0; s < length; s++) {
-                word += syllables[rest % syllables.length];
-                rest = Math.floor(rest / syllables.length);
-            }
-            yield "\u2581" + word;
-            yield word;
-        }
+  const syllables: string[] = [];
+  for (const c of SYLLABLE_CONSONANTS) for (const v of SYLLABLE_VOWELS) syllables.push(c + v);
+  for (let length = 1; ; length++) {
+    const total = syllables.length ** length;
+    for (let index = 0; index < total; index++) {
+      let rest = index;
+      let word = "";
+      for (let s = 0; s < length; s++) {
+        word += syllables[rest % syllables.length];
+        rest = Math.floor(rest / syllables.length);
+      }
+      yield "\u2581" + word;
+      yield word;
     }
+  }
 }
 
 interface Vocabulary {
-    tokens: string[];
-    scores: number[];
-    types: number[];
-    /** Tokens whose output-layer rows carry signal; every other row is zero so it never wins against them. */
-    favoured: boolean[];
+  tokens: string[];
+  scores: number[];
+  types: number[];
+  /** Tokens whose output-layer rows carry signal; every other row is zero so it never wins against them. */
+  favoured: boolean[];
 }
 
 const FIRST_PIECE_ID = 3 + 256;
 
 function buildVocabulary(vocabSize: number): Vocabulary {
-    const tokens: string[] = ["<unk>", "<s>", "</s>"];
-    const types: number[] = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL];
-    for (let b = 0; b < 256; b++) {
-        tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
-        types.push(TokenType.BYTE);
+  const tokens: string[] = ["<unk>", "<s>", "</s>"];
+  const types: number[] = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL];
+  for (let b = 0; b < 256; b++) {
+    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
+    types.push(TokenType.BYTE);
+  }
+  const favoured: boolean[] = tokens.map(() => false);
+  const seen = new Set(tokens);
+  const add = (piece: string, isFavoured: boolean): void => {
+    if (tokens.length >= vocabSize || seen.has(piece)) return;
+    seen.add(piece);
+    tokens.push(piece);
+    types.push(TokenType.NORMAL);
+    favoured.push(isFavoured);
+  };
+  add("\u2581", false);
+  for (const word of ENGLISH_WORDS) add("\u2581" + word, true);
+  for (const p of PUNCTUATION) add(p, p === "." || p === ",");
+  for (const s of SUFFIX_PIECES) add(s, false);
+  for (const c of SINGLE_CHARS) add(c, false);
+  for (const word of ENGLISH_WORDS) add(word, false);
+  if (tokens.length < vocabSize) {
+    for (const piece of generatedPieces()) {
+      add(piece, false);
+      if (tokens.length >= vocabSize) break;
     }
-    const favoured: boolean[] = tokens.map(() => false);
-    const seen = new Set(tokens);
-    const add = (piece: string, isFavoured: boolean): void => {
-        if (tokens.length >= vocabSize || seen.has(piece)) return;
-        seen.add(piece);
-        tokens.push(piece);
-        types.push(TokenType.NORMAL);
-        favoured.push(isFavoured);
-    };
-    add("\u2581", false);
-    for (const word of ENGLISH_WORDS) add("\u2581" + word, true);
-    for (const p of PUNCTUATION) add(p, p === "." || p === ",");
-    for (const s of SUFFIX_PIECES) add(s, false);
-    for (const c of SINGLE_CHARS) add(c, false);
-    for (const word of ENGLISH_WORDS) add(word, false);
-    if (tokens.length < vocabSize) {
-        for (const piece of generatedPieces()) {
-            add(piece, false);
-            if (tokens.length >= vocabSize) break;
-        }
-    }
-    // SentencePiece-style scores: earlier pieces are more frequent and win merges.
-    const scores = tokens.map((_, id) => (id < FIRST_PIECE_ID ? 0 : -(id - FIRST_PIECE_ID)));
-    return { tokens, scores, types, favoured };
+  }
+  // SentencePiece-style scores: earlier pieces are more frequent and win merges.
+  const scores = tokens.map((_, id) => (id < FIRST_PIECE_ID ? 0 : -(id - FIRST_PIECE_ID)));
+  return { tokens, scores, types, favoured };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // header serialization
 
 class ByteWriter {
-    private buffer = new Uint8Array(1 << 16);
-    private view = new DataView(this.buffer.buffer);
-    length = 0;
-    private static encoder = new TextEncoder();
+  private buffer = new Uint8Array(1 << 16);
+  private view = new DataView(this.buffer.buffer);
+  length = 0;
+  private static encoder = new TextEncoder();
 
-    private reserve(bytes: number): void {
-        if (this.length + bytes <= this.buffer.length) return;
-        let size = this.buffer.length * 2;
-        while (size < this.length + bytes) size *= 2;
-        const next = new Uint8Array(size);
-        next.set(this.buffer.subarray(0, this.length));
-        this.buffer = next;
-        this.view = new DataView(next.buffer);
-    }
-    u32(v: number): void {
-        this.reserve(4);
-        this.view.setUint32(this.length, v, true);
-        this.length += 4;
-    }
-    i32(v: number): void {
-        this.reserve(4);
-        this.view.setInt32(this.length, v, true);
-        this.length += 4;
-    }
-    u64(v: number): void {
-        this.reserve(8);
-        this.view.setBigUint64(this.length, BigInt(v), true);
-        this.length += 8;
-    }
-    f32(v: number): void {
-        this.reserve(4);
-        this.view.setFloat32(this.length, v, true);
-        this.length += 4;
-    }
-    u8(v: number): void {
-        this.reserve(1);
-        this.buffer[this.length++] = v;
-    }
-    string(s: string): void {
-        const bytes = ByteWriter.encoder.encode(s);
-        this.u64(bytes.length);
-        this.reserve(bytes.length);
-        this.buffer.set(bytes, this.length);
-        this.length += bytes.length;
-    }
-    padTo(alignment: number): void {
-        const pad = (alignment - (this.length % alignment)) % alignment;
-        this.reserve(pad);
-        this.buffer.fill(0, this.length, this.length + pad);
-        this.length += pad;
-    }
-    bytes(): Uint8Array {
-        return this.buffer.subarray(0, this.length);
-    }
+  private reserve(bytes: number): void {
+    if (this.length + bytes <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < this.length + bytes) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buffer.subarray(0, this.length));
+    this.buffer = next;
+    this.view = new DataView(next.buffer);
+  }
+  u32(v: number): void {
+    this.reserve(4);
+    this.view.setUint32(this.length, v, true);
+    this.length += 4;
+  }
+  i32(v: number): void {
+    this.reserve(4);
+    this.view.setInt32(this.length, v, true);
+    this.length += 4;
+  }
+  u64(v: number): void {
+    this.reserve(8);
+    this.view.setBigUint64(this.length, BigInt(v), true);
+    this.length += 8;
+  }
+  f32(v: number): void {
+    this.reserve(4);
+    this.view.setFloat32(this.length, v, true);
+    this.length += 4;
+  }
+  u8(v: number): void {
+    this.reserve(1);
+    this.buffer[this.length++] = v;
+  }
+  string(s: string): void {
+    const bytes = ByteWriter.encoder.encode(s);
+    this.u64(bytes.length);
+    this.reserve(bytes.length);
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+  padTo(alignment: number): void {
+    const pad = (alignment - (this.length % alignment)) % alignment;
+    this.reserve(pad);
+    this.buffer.fill(0, this.length, this.length + pad);
+    this.length += pad;
+  }
+  bytes(): Uint8Array {
+    return this.buffer.subarray(0, this.length);
+  }
 }
 
 type VT = typeof ValueType;
 type MetadataValue =
-    | { type: VT["UINT32"] | VT["FLOAT32"] | VT["INT32"]; value: number }
-    | { type: VT["BOOL"]; value: boolean }
-    | { type: VT["STRING"]; value: string }
-    | { type: VT["ARRAY"]; itemType: VT["STRING"]; value: string[] }
-    | { type: VT["ARRAY"]; itemType: VT["FLOAT32"] | VT["INT32"]; value: number[] };
+  | { type: VT["UINT32"] | VT["FLOAT32"] | VT["INT32"]; value: number }
+  | { type: VT["BOOL"]; value: boolean }
+  | { type: VT["STRING"]; value: string }
+  | { type: VT["ARRAY"]; itemType: VT["STRING"]; value: string[] }
+  | { type: VT["ARRAY"]; itemType: VT["FLOAT32"] | VT["INT32"]; value: number[] };
 
 function writeScalar(w: ByteWriter, type: ValueType, value: number | string | boolean): void {
-    switch (type) {
-        case ValueType.UINT32:
-            return w.u32(value as number);
-        case ValueType.INT32:
-            return w.i32(value as number);
-        case ValueType.FLOAT32:
-            return w.f32(value as number);
-        case ValueType.BOOL:
-            return w.u8(value ? 1 : 0);
-        case ValueType.STRING:
-            return w.string(value as string);
-        default:
-            throw new Error(`unsupported GGUF scalar type ${type}`);
-    }
+  switch (type) {
+    case ValueType.UINT32:
+      return w.u32(value as number);
+    case ValueType.INT32:
+      return w.i32(value as number);
+    case ValueType.FLOAT32:
+      return w.f32(value as number);
+    case ValueType.BOOL:
+      return w.u8(value ? 1 : 0);
+    case ValueType.STRING:
+      return w.string(value as string);
+    default:
+      throw new Error(`unsupported GGUF scalar type ${type}`);
+  }
 }
 
 function writeMetadata(w: ByteWriter, key: string, entry: MetadataValue): void {
-    w.string(key);
-    w.u32(entry.type);
-    if (entry.type === ValueType.ARRAY) {
-        w.u32(entry.itemType);
-        w.u64(entry.value.length);
-        for (const item of entry.value) writeScalar(w, entry.itemType, item);
-    } else {
-        writeScalar(w, entry.type, entry.value);
-    }
+  w.string(key);
+  w.u32(entry.type);
+  if (entry.type === ValueType.ARRAY) {
+    w.u32(entry.itemType);
+    w.u64(entry.value.length);
+    for (const item of entry.value) writeScalar(w, entry.itemType, item);
+  } else {
+    writeScalar(w, entry.type, entry.value);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // tensors
 
 interface TensorPlan {
-    name: string;
-    /** GGUF order: dims[0] is the fastest-varying (row length), dims[1] the number of rows. */
-    dims: number[];
-    type: GgufTensorType;
-    /** Per-row standard deviation; 0 rows are written as exact zeros. `null` means constant 1.0 (norm weights). */
-    rowStd: ((row: number) => number) | null;
-    offset: number;
-    byteSize: number;
+  name: string;
+  /** GGUF order: dims[0] is the fastest-varying (row length), dims[1] the number of rows. */
+  dims: number[];
+  type: GgufTensorType;
+  /** Per-row standard deviation; 0 rows are written as exact zeros. `null` means constant 1.0 (norm weights). */
+  rowStd: ((row: number) => number) | null;
+  offset: number;
+  byteSize: number;
 }
 
 function rowBytes(type: GgufTensorType, rowLength: number): number {
-    switch (type) {
-        case "F32":
-            return rowLength * 4;
-        case "F16":
-            return rowLength * 2;
-        case "Q8_0":
-            return (rowLength / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
-    }
+  switch (type) {
+    case "F32":
+      return rowLength * 4;
+    case "F16":
+      return rowLength * 2;
+    case "Q8_0":
+      return (rowLength / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+  }
 }
 
 function validateSpec(spec: SyntheticLlamaSpec): void {
-    const positive = ["embedding", "layers", "heads", "kvHeads", "feedForward", "contextLength", "vocabSize"] as const;
-    for (const key of positive) {
-        const value = spec[key];
-        if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`synthetic GGUF: ${key} must be a positive integer, got ${value}`);
-    }
-    if (!Number.isSafeInteger(spec.seed)) throw new Error(`synthetic GGUF: seed must be an integer, got ${spec.seed}`);
-    if (!(spec.tensorType in ggmlTypeId)) throw new Error(`synthetic GGUF: unsupported tensor type ${String(spec.tensorType)}`);
-    if (spec.embedding % spec.heads !== 0) throw new Error("synthetic GGUF: embedding must be divisible by heads");
-    if (spec.heads % spec.kvHeads !== 0) throw new Error("synthetic GGUF: heads must be divisible by kvHeads");
-    if ((spec.embedding / spec.heads) % 2 !== 0) throw new Error("synthetic GGUF: head dimension must be even for RoPE");
-    if (spec.vocabSize < FIRST_PIECE_ID + 1) throw new Error(`synthetic GGUF: vocabSize must be at least ${FIRST_PIECE_ID + 1}`);
-    if (spec.tensorType === "Q8_0" && (spec.embedding % Q8_0_BLOCK !== 0 || spec.feedForward % Q8_0_BLOCK !== 0))
-        throw new Error("synthetic GGUF: Q8_0 needs embedding and feedForward divisible by 32");
+  const positive = ["embedding", "layers", "heads", "kvHeads", "feedForward", "contextLength", "vocabSize"] as const;
+  for (const key of positive) {
+    const value = spec[key];
+    if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`synthetic GGUF: ${key} must be a positive integer, got ${value}`);
+  }
+  if (!Number.isSafeInteger(spec.seed)) throw new Error(`synthetic GGUF: seed must be an integer, got ${spec.seed}`);
+  if (!(spec.tensorType in ggmlTypeId)) throw new Error(`synthetic GGUF: unsupported tensor type ${String(spec.tensorType)}`);
+  if (spec.embedding % spec.heads !== 0) throw new Error("synthetic GGUF: embedding must be divisible by heads");
+  if (spec.heads % spec.kvHeads !== 0) throw new Error("synthetic GGUF: heads must be divisible by kvHeads");
+  if ((spec.embedding / spec.heads) % 2 !== 0) throw new Error("synthetic GGUF: head dimension must be even for RoPE");
+  if (spec.vocabSize < FIRST_PIECE_ID + 1) throw new Error(`synthetic GGUF: vocabSize must be at least ${FIRST_PIECE_ID + 1}`);
+  if (spec.tensorType === "Q8_0" && (spec.embedding % Q8_0_BLOCK !== 0 || spec.feedForward % Q8_0_BLOCK !== 0))
+    throw new Error("synthetic GGUF: Q8_0 needs embedding and feedForward divisible by 32");
 }
 
 function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] {
-    const { embedding: embd, feedForward: ff, tensorType: type } = spec;
-    const kvDim = spec.kvHeads * (embd / spec.heads);
-    const uniform = (): number => WEIGHT_SCALE;
-    const wordStd = WORD_LOGIT_STD / Math.sqrt(embd);
-    const plans: Omit<TensorPlan, "offset" | "byteSize">[] = [];
-    const matrix = (name: string, rowLength: number, rows: number, rowStd: (row: number) => number = uniform): void => {
-        plans.push({ name, dims: [rowLength, rows], type, rowStd });
-    };
-    const norm = (name: string): void => {
-        plans.push({ name, dims: [embd], type: "F32", rowStd: null });
-    };
+  const { embedding: embd, feedForward: ff, tensorType: type } = spec;
+  const kvDim = spec.kvHeads * (embd / spec.heads);
+  const uniform = (): number => WEIGHT_SCALE;
+  const wordStd = WORD_LOGIT_STD / Math.sqrt(embd);
+  const plans: Omit<TensorPlan, "offset" | "byteSize">[] = [];
+  const matrix = (name: string, rowLength: number, rows: number, rowStd: (row: number) => number = uniform): void => {
+    plans.push({ name, dims: [rowLength, rows], type, rowStd });
+  };
+  const norm = (name: string): void => {
+    plans.push({ name, dims: [embd], type: "F32", rowStd: null });
+  };
 
-    matrix("token_embd.weight", embd, spec.vocabSize);
-    for (let layer = 0; layer < spec.layers; layer++) {
-        const p = `blk.${layer}.`;
-        norm(p + "attn_norm.weight");
-        matrix(p + "attn_q.weight", embd, embd);
-        matrix(p + "attn_k.weight", embd, kvDim);
-        matrix(p + "attn_v.weight", embd, kvDim);
-        matrix(p + "attn_output.weight", embd, embd);
-        norm(p + "ffn_norm.weight");
-        matrix(p + "ffn_gate.weight", embd, ff);
-        matrix(p + "ffn_up.weight", embd, ff);
-        matrix(p + "ffn_down.weight", ff, embd);
-    }
-    norm("output_norm.weight");
-    // llama has no output bias, so zeroing the rows of bytes/control/sub-word tokens pins their logits at 0 while
-    // word rows spread far above and below it; sampling then almost always lands on a whole word.
-    matrix("output.weight", embd, spec.vocabSize, (row) => (vocab.favoured[row] ? wordStd : 0));
+  matrix("token_embd.weight", embd, spec.vocabSize);
+  for (let layer = 0; layer < spec.layers; layer++) {
+    const p = `blk.${layer}.`;
+    norm(p + "attn_norm.weight");
+    matrix(p + "attn_q.weight", embd, embd);
+    matrix(p + "attn_k.weight", embd, kvDim);
+    matrix(p + "attn_v.weight", embd, kvDim);
+    matrix(p + "attn_output.weight", embd, embd);
+    norm(p + "ffn_norm.weight");
+    matrix(p + "ffn_gate.weight", embd, ff);
+    matrix(p + "ffn_up.weight", embd, ff);
+    matrix(p + "ffn_down.weight", ff, embd);
+  }
+  norm("output_norm.weight");
+  // llama has no output bias, so zeroing the rows of bytes/control/sub-word tokens pins their logits at 0 while
+  // word rows spread far above and below it; sampling then almost always lands on a whole word.
+  matrix("output.weight", embd, spec.vocabSize, (row) => (vocab.favoured[row] ? wordStd : 0));
 
-    let offset = 0;
-    return plans.map((plan) => {
-        const rows = plan.dims[1] ?? 1;
-        const byteSize = rowBytes(plan.type, plan.dims[0]!) * rows;
-        const placed: TensorPlan = { ...plan, offset, byteSize };
-        offset += byteSize;
-        offset += (GGUF_ALIGNMENT - (offset % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
-        return placed;
-    });
+  let offset = 0;
+  return plans.map((plan) => {
+    const rows = plan.dims[1] ?? 1;
+    const byteSize = rowBytes(plan.type, plan.dims[0]!) * rows;
+    const placed: TensorPlan = { ...plan, offset, byteSize };
+    offset += byteSize;
+    offset += (GGUF_ALIGNMENT - (offset % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
+    return placed;
+  });
 }
 
 /** FNV-1a over the tensor name mixed with the seed, so each tensor's stream is independent of write order. */
 function tensorSeed(seed: number, name: string): number {
-    let h = 0x811c9dc5 ^ (seed | 0) ^ Math.floor(seed / 0x100000000);
-    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-    // Final avalanche (murmur3 fmix32); xorshift must never start at 0.
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-    return h === 0 ? 0x9e3779b9 : h;
+  let h = 0x811c9dc5 ^ (seed | 0) ^ Math.floor(seed / 0x100000000);
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  // Final avalanche (murmur3 fmix32); xorshift must never start at 0.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h === 0 ? 0x9e3779b9 : h;
 }
 
 /**
@@ -383,81 +383,81 @@ function tensorSeed(seed: number, name: string): number {
  * scale, is bounded (no outliers that could overflow F16) and costs one PRNG step per value instead of log/sqrt/cos.
  */
 function fillNoise(out: Float32Array, length: number, std: number, state: number): number {
-    const scale = (std * Math.sqrt(6)) / 65536;
-    let s = state;
-    for (let i = 0; i < length; i++) {
-        s ^= s << 13;
-        s ^= s >>> 17;
-        s ^= s << 5;
-        out[i] = ((s & 0xffff) + ((s >>> 16) & 0xffff) - 65536) * scale;
-    }
-    return s;
+  const scale = (std * Math.sqrt(6)) / 65536;
+  let s = state;
+  for (let i = 0; i < length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = ((s & 0xffff) + ((s >>> 16) & 0xffff) - 65536) * scale;
+  }
+  return s;
 }
 
 function encodeRowF32(row: Float32Array, length: number, out: DataView, at: number): void {
-    for (let i = 0; i < length; i++) out.setFloat32(at + i * 4, row[i]!, true);
+  for (let i = 0; i < length; i++) out.setFloat32(at + i * 4, row[i]!, true);
 }
 
 function encodeRowF16(row: Float32Array, length: number, out: DataView, at: number): void {
-    for (let i = 0; i < length; i++) out.setUint16(at + i * 2, float32ToFloat16Bits(row[i]!), true);
+  for (let i = 0; i < length; i++) out.setUint16(at + i * 2, float32ToFloat16Bits(row[i]!), true);
 }
 
 /** Same math as ggml's quantize_row_q8_0_ref: d = amax/127 stored as f16, q = roundf(x/d) (half away from zero). */
 function encodeRowQ8_0(row: Float32Array, length: number, out: DataView, bytes: Int8Array, at: number): void {
-    for (let block = 0; block < length; block += Q8_0_BLOCK) {
-        let amax = 0;
-        for (let i = 0; i < Q8_0_BLOCK; i++) {
-            const a = Math.abs(row[block + i]!);
-            if (a > amax) amax = a;
-        }
-        const d = Math.fround(amax / 127);
-        const inv = d !== 0 ? 1 / d : 0;
-        out.setUint16(at, float32ToFloat16Bits(d), true);
-        const q = at + 2;
-        for (let i = 0; i < Q8_0_BLOCK; i++) {
-            const x = row[block + i]! * inv;
-            bytes[q + i] = x < 0 ? -Math.round(-x) : Math.round(x);
-        }
-        at += Q8_0_BLOCK_BYTES;
+  for (let block = 0; block < length; block += Q8_0_BLOCK) {
+    let amax = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) {
+      const a = Math.abs(row[block + i]!);
+      if (a > amax) amax = a;
     }
+    const d = Math.fround(amax / 127);
+    const inv = d !== 0 ? 1 / d : 0;
+    out.setUint16(at, float32ToFloat16Bits(d), true);
+    const q = at + 2;
+    for (let i = 0; i < Q8_0_BLOCK; i++) {
+      const x = row[block + i]! * inv;
+      bytes[q + i] = x < 0 ? -Math.round(-x) : Math.round(x);
+    }
+    at += Q8_0_BLOCK_BYTES;
+  }
 }
 
 type FileHandle = Awaited<ReturnType<typeof open>>;
 
 async function writeTensorData(file: FileHandle, plan: TensorPlan, seed: number, chunk: ArrayBuffer): Promise<void> {
-    const rowLength = plan.dims[0]!;
-    const rows = plan.dims[1] ?? 1;
-    const bytesPerRow = rowBytes(plan.type, rowLength);
-    const rowsPerChunk = Math.max(1, Math.floor(chunk.byteLength / bytesPerRow));
-    const view = new DataView(chunk);
-    const int8 = new Int8Array(chunk);
-    const u8 = new Uint8Array(chunk);
-    const row = new Float32Array(rowLength);
-    let state = tensorSeed(seed, plan.name);
+  const rowLength = plan.dims[0]!;
+  const rows = plan.dims[1] ?? 1;
+  const bytesPerRow = rowBytes(plan.type, rowLength);
+  const rowsPerChunk = Math.max(1, Math.floor(chunk.byteLength / bytesPerRow));
+  const view = new DataView(chunk);
+  const int8 = new Int8Array(chunk);
+  const u8 = new Uint8Array(chunk);
+  const row = new Float32Array(rowLength);
+  let state = tensorSeed(seed, plan.name);
 
-    for (let first = 0; first < rows; first += rowsPerChunk) {
-        const count = Math.min(rowsPerChunk, rows - first);
-        for (let r = 0; r < count; r++) {
-            const std = plan.rowStd === null ? null : plan.rowStd(first + r);
-            if (std === null) row.fill(1);
-            else if (std === 0) row.fill(0);
-            else state = fillNoise(row, rowLength, std, state);
-            const at = r * bytesPerRow;
-            if (plan.type === "F32") encodeRowF32(row, rowLength, view, at);
-            else if (plan.type === "F16") encodeRowF16(row, rowLength, view, at);
-            else encodeRowQ8_0(row, rowLength, view, int8, at);
-        }
-        await writeFully(file, u8.subarray(0, count * bytesPerRow));
+  for (let first = 0; first < rows; first += rowsPerChunk) {
+    const count = Math.min(rowsPerChunk, rows - first);
+    for (let r = 0; r < count; r++) {
+      const std = plan.rowStd === null ? null : plan.rowStd(first + r);
+      if (std === null) row.fill(1);
+      else if (std === 0) row.fill(0);
+      else state = fillNoise(row, rowLength, std, state);
+      const at = r * bytesPerRow;
+      if (plan.type === "F32") encodeRowF32(row, rowLength, view, at);
+      else if (plan.type === "F16") encodeRowF16(row, rowLength, view, at);
+      else encodeRowQ8_0(row, rowLength, view, int8, at);
     }
+    await writeFully(file, u8.subarray(0, count * bytesPerRow));
+  }
 }
 
 async function writeFully(file: FileHandle, data: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < data.length) {
-        const { bytesWritten } = await file.write(data, done, data.length - done);
-        if (bytesWritten <= 0) throw new Error("synthetic GGUF: short write");
-        done += bytesWritten;
-    }
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await file.write(data, done, data.length - done);
+    if (bytesWritten <= 0) throw new Error("synthetic GGUF: short write");
+    done += bytesWritten;
+  }
 }
 
 let tmpCounter = 0;
@@ -467,78 +467,78 @@ let tmpCounter = 0;
  * atomically: data goes to a temporary sibling that is renamed over `path` only once complete.
  */
 export async function writeLlamaGguf(path: string, spec: SyntheticLlamaSpec): Promise<void> {
-    validateSpec(spec);
-    // Typed-array views below write native byte order; GGUF is little endian.
-    if (endianness() !== "LE") throw new Error("synthetic GGUF: writing requires a little-endian host");
+  validateSpec(spec);
+  // Typed-array views below write native byte order; GGUF is little endian.
+  if (endianness() !== "LE") throw new Error("synthetic GGUF: writing requires a little-endian host");
 
-    const vocab = buildVocabulary(spec.vocabSize);
-    if (vocab.tokens.length !== spec.vocabSize) throw new Error(`synthetic GGUF: could not build ${spec.vocabSize} unique tokens`);
-    const tensors = planTensors(spec, vocab);
+  const vocab = buildVocabulary(spec.vocabSize);
+  if (vocab.tokens.length !== spec.vocabSize) throw new Error(`synthetic GGUF: could not build ${spec.vocabSize} unique tokens`);
+  const tensors = planTensors(spec, vocab);
 
-    const header = new ByteWriter();
-    const metadata: [string, MetadataValue][] = [
-        ["general.architecture", { type: ValueType.STRING, value: "llama" }],
-        ["general.name", { type: ValueType.STRING, value: spec.name }],
-        ["general.alignment", { type: ValueType.UINT32, value: GGUF_ALIGNMENT }],
-        ["general.file_type", { type: ValueType.UINT32, value: fileTypeId[spec.tensorType] }],
-        ["llama.context_length", { type: ValueType.UINT32, value: spec.contextLength }],
-        ["llama.embedding_length", { type: ValueType.UINT32, value: spec.embedding }],
-        ["llama.block_count", { type: ValueType.UINT32, value: spec.layers }],
-        ["llama.feed_forward_length", { type: ValueType.UINT32, value: spec.feedForward }],
-        ["llama.attention.head_count", { type: ValueType.UINT32, value: spec.heads }],
-        ["llama.attention.head_count_kv", { type: ValueType.UINT32, value: spec.kvHeads }],
-        ["llama.rope.dimension_count", { type: ValueType.UINT32, value: spec.embedding / spec.heads }],
-        ["llama.attention.layer_norm_rms_epsilon", { type: ValueType.FLOAT32, value: 1e-5 }],
-        ["llama.vocab_size", { type: ValueType.UINT32, value: spec.vocabSize }],
-        ["tokenizer.ggml.model", { type: ValueType.STRING, value: "llama" }],
-        ["tokenizer.ggml.tokens", { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.tokens }],
-        ["tokenizer.ggml.scores", { type: ValueType.ARRAY, itemType: ValueType.FLOAT32, value: vocab.scores }],
-        ["tokenizer.ggml.token_type", { type: ValueType.ARRAY, itemType: ValueType.INT32, value: vocab.types }],
-        ["tokenizer.ggml.bos_token_id", { type: ValueType.UINT32, value: 1 }],
-        ["tokenizer.ggml.eos_token_id", { type: ValueType.UINT32, value: 2 }],
-        ["tokenizer.ggml.unknown_token_id", { type: ValueType.UINT32, value: 0 }],
-        ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: true }],
-        ["tokenizer.ggml.add_eos_token", { type: ValueType.BOOL, value: false }],
-    ];
+  const header = new ByteWriter();
+  const metadata: [string, MetadataValue][] = [
+    ["general.architecture", { type: ValueType.STRING, value: "llama" }],
+    ["general.name", { type: ValueType.STRING, value: spec.name }],
+    ["general.alignment", { type: ValueType.UINT32, value: GGUF_ALIGNMENT }],
+    ["general.file_type", { type: ValueType.UINT32, value: fileTypeId[spec.tensorType] }],
+    ["llama.context_length", { type: ValueType.UINT32, value: spec.contextLength }],
+    ["llama.embedding_length", { type: ValueType.UINT32, value: spec.embedding }],
+    ["llama.block_count", { type: ValueType.UINT32, value: spec.layers }],
+    ["llama.feed_forward_length", { type: ValueType.UINT32, value: spec.feedForward }],
+    ["llama.attention.head_count", { type: ValueType.UINT32, value: spec.heads }],
+    ["llama.attention.head_count_kv", { type: ValueType.UINT32, value: spec.kvHeads }],
+    ["llama.rope.dimension_count", { type: ValueType.UINT32, value: spec.embedding / spec.heads }],
+    ["llama.attention.layer_norm_rms_epsilon", { type: ValueType.FLOAT32, value: 1e-5 }],
+    ["llama.vocab_size", { type: ValueType.UINT32, value: spec.vocabSize }],
+    ["tokenizer.ggml.model", { type: ValueType.STRING, value: "llama" }],
+    ["tokenizer.ggml.tokens", { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.tokens }],
+    ["tokenizer.ggml.scores", { type: ValueType.ARRAY, itemType: ValueType.FLOAT32, value: vocab.scores }],
+    ["tokenizer.ggml.token_type", { type: ValueType.ARRAY, itemType: ValueType.INT32, value: vocab.types }],
+    ["tokenizer.ggml.bos_token_id", { type: ValueType.UINT32, value: 1 }],
+    ["tokenizer.ggml.eos_token_id", { type: ValueType.UINT32, value: 2 }],
+    ["tokenizer.ggml.unknown_token_id", { type: ValueType.UINT32, value: 0 }],
+    ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: true }],
+    ["tokenizer.ggml.add_eos_token", { type: ValueType.BOOL, value: false }],
+  ];
 
-    header.u32(0x46554747); // "GGUF"
-    header.u32(3);
-    header.u64(tensors.length);
-    header.u64(metadata.length);
-    for (const [key, value] of metadata) writeMetadata(header, key, value);
+  header.u32(0x46554747); // "GGUF"
+  header.u32(3);
+  header.u64(tensors.length);
+  header.u64(metadata.length);
+  for (const [key, value] of metadata) writeMetadata(header, key, value);
+  for (const t of tensors) {
+    header.string(t.name);
+    header.u32(t.dims.length);
+    for (const d of t.dims) header.u64(d);
+    header.u32(ggmlTypeId[t.type]);
+    header.u64(t.offset);
+  }
+  header.padTo(GGUF_ALIGNMENT);
+
+  await mkdir(dirname(path), { recursive: true });
+  const tmpPath = `${path}.tmp-${process.pid}-${tmpCounter++}`;
+  let renamed = false;
+  const file = await open(tmpPath, "w");
+  try {
+    await writeFully(file, header.bytes());
+    const chunk = new ArrayBuffer(CHUNK_BYTES);
+    const zeros = new Uint8Array(GGUF_ALIGNMENT);
+    let written = 0;
     for (const t of tensors) {
-        header.string(t.name);
-        header.u32(t.dims.length);
-        for (const d of t.dims) header.u64(d);
-        header.u32(ggmlTypeId[t.type]);
-        header.u64(t.offset);
+      if (t.offset > written) await writeFully(file, zeros.subarray(0, t.offset - written));
+      await writeTensorData(file, t, spec.seed, chunk);
+      written = t.offset + t.byteSize;
     }
-    header.padTo(GGUF_ALIGNMENT);
-
-    await mkdir(dirname(path), { recursive: true });
-    const tmpPath = `${path}.tmp-${process.pid}-${tmpCounter++}`;
-    let renamed = false;
-    const file = await open(tmpPath, "w");
-    try {
-        await writeFully(file, header.bytes());
-        const chunk = new ArrayBuffer(CHUNK_BYTES);
-        const zeros = new Uint8Array(GGUF_ALIGNMENT);
-        let written = 0;
-        for (const t of tensors) {
-            if (t.offset > written) await writeFully(file, zeros.subarray(0, t.offset - written));
-            await writeTensorData(file, t, spec.seed, chunk);
-            written = t.offset + t.byteSize;
-        }
-        // gguf-py pads after every tensor, the last included; match it so loaders that check padded sizes agree.
-        const tail = (GGUF_ALIGNMENT - (written % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
-        if (tail > 0) await writeFully(file, zeros.subarray(0, tail));
-        await file.close();
-        await rename(tmpPath, path);
-        renamed = true;
-    } finally {
-        if (!renamed) {
-            await file.close().catch(() => undefined);
-            await rm(tmpPath, { force: true });
-        }
+    // gguf-py pads after every tensor, the last included; match it so loaders that check padded sizes agree.
+    const tail = (GGUF_ALIGNMENT - (written % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
+    if (tail > 0) await writeFully(file, zeros.subarray(0, tail));
+    await file.close();
+    await rename(tmpPath, path);
+    renamed = true;
+  } finally {
+    if (!renamed) {
+      await file.close().catch(() => undefined);
+      await rm(tmpPath, { force: true });
     }
+  }
 }

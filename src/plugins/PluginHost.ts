@@ -109,7 +109,8 @@ export class PluginHost {
         return; // Gone between the event and the watch: the parent's next event says so.
       }
       // A (re-)created folder arrives with its files; plugins from the old one that are not there go.
-      if (rescan) for (const file of [...readdirSync(dir).map((f) => join(dir, f)), ...underDir()]) if (isPluginFile(file)) this.schedule(file);
+      if (rescan)
+        for (const file of [...readdirSync(dir).map((f) => join(dir, f)), ...underDir()]) if (isPluginFile(file)) this.schedule(file);
     };
     if (existsSync(dir)) arm(false);
     const parent = dirname(dir);

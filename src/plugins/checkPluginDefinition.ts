@@ -15,8 +15,7 @@ export interface CompiledRoute {
 
 export function checkPluginDefinition(value: unknown): { plugin: PluginDefinition; routes: CompiledRoute[] } {
   const candidate = (value as { default?: unknown })?.default ?? value;
-  if (typeof candidate !== "object" || candidate === null)
-    throw new Error("the module must `export default definePlugin({...})`");
+  if (typeof candidate !== "object" || candidate === null) throw new Error("the module must `export default definePlugin({...})`");
   const plugin = candidate as PluginDefinition;
   if (typeof plugin.name !== "string" || !/^[a-z0-9][a-z0-9._-]*$/i.test(plugin.name))
     throw new Error("plugin `name` must be a non-empty string of letters, digits, '.', '_' or '-'");

@@ -116,8 +116,7 @@ function removeStaleTemps(base: string): void {
     const pid = Number(match[1]);
     const path = join(base, name);
     try {
-      const stale =
-        match[2] === hostTag ? pid !== process.pid && !isRunning(pid) : Date.now() - statSync(path).mtimeMs > staleAfterMs;
+      const stale = match[2] === hostTag ? pid !== process.pid && !isRunning(pid) : Date.now() - statSync(path).mtimeMs > staleAfterMs;
       if (stale) rmSync(path, { recursive: true, force: true });
     } catch {
       // Gone already, or not ours to remove: leave it.

@@ -13,7 +13,10 @@ const skip = process.env.LLAMAPORT_SKIP_BINARY_TEST === "1";
 const hostSupported = process.platform === "linux" && process.arch === "x64";
 
 if (skip) console.warn("SKIPPING tests/binary/binary.test.ts: LLAMAPORT_SKIP_BINARY_TEST=1 (CI runs it; it builds the binary, ~5 s)");
-else if (!hostSupported) console.warn(`SKIPPING tests/binary/binary.test.ts: it builds and runs the linux-x64 binary, this is ${process.platform}-${process.arch}`);
+else if (!hostSupported)
+  console.warn(
+    `SKIPPING tests/binary/binary.test.ts: it builds and runs the linux-x64 binary, this is ${process.platform}-${process.arch}`,
+  );
 
 describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
   // Made in beforeAll: a skipped describe still runs its body, and would leave these folders behind.
@@ -85,7 +88,10 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     expect(chat.status).toBe(200);
     expect(chat.headers.get("content-type")).toContain("text/event-stream");
     const sse = await chat.text();
-    const events = sse.split("\n").filter((l) => l.startsWith("data: ") && l !== "data: [DONE]").map((l) => JSON.parse(l.slice(6)));
+    const events = sse
+      .split("\n")
+      .filter((l) => l.startsWith("data: ") && l !== "data: [DONE]")
+      .map((l) => JSON.parse(l.slice(6)));
     expect(events.some((e) => typeof e.choices?.[0]?.delta?.content === "string")).toBe(true);
     expect(sse).toEndWith("event: done\ndata: [DONE]\n\n");
     const firstAnswerMs = performance.now() - started;
@@ -96,7 +102,10 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
       body: JSON.stringify({ model: "demo", prompt: "tell me a joke", options: { num_predict: 8 } }),
     });
     expect(generate.status).toBe(200);
-    const lines = (await generate.text()).trim().split("\n").map((l) => JSON.parse(l));
+    const lines = (await generate.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(1);
     expect(lines.at(-1)).toMatchObject({ model: "demo", done: true });
 
@@ -127,7 +136,9 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     const unpacked = log.text.indexOf("node-llama-cpp runtime unpacked");
     expect(unpacked, log.text).toBeGreaterThan(log.text.indexOf("listening on"));
     expect(log.text).toContain(`models from ${join(folder.path, "models.yaml")}`);
-    console.log(`fresh cache: start -> listening ${listeningMs.toFixed(0)} ms, -> first streamed answer complete ${firstAnswerMs.toFixed(0)} ms`);
+    console.log(
+      `fresh cache: start -> listening ${listeningMs.toFixed(0)} ms, -> first streamed answer complete ${firstAnswerMs.toFixed(0)} ms`,
+    );
   }, 60_000);
 });
 

@@ -9,13 +9,23 @@ const main = join(import.meta.dir, "../../src/main.ts");
 
 describe("parseArgs", () => {
   test("defaults", () => {
-    expect(parseArgs(["serve"], {})).toEqual({ kind: "serve", settings: { host: "127.0.0.1", port: 9112, models: undefined, plugins: undefined, threads: undefined } });
+    expect(parseArgs(["serve"], {})).toEqual({
+      kind: "serve",
+      settings: { host: "127.0.0.1", port: 9112, models: undefined, plugins: undefined, threads: undefined },
+    });
     expect(parseArgs([], {}).kind).toBe("serve");
   });
 
   test("env beats defaults, flags beat env", () => {
-    const env = { LLAMAPORT_HOST: "0.0.0.0", LLAMAPORT_PORT: "8000", LLAMAPORT_MODELS: "/env/models.yaml", LLAMAPORT_PLUGINS: "/env/plugins" };
-    expect(parseArgs(["serve"], env)).toMatchObject({ settings: { host: "0.0.0.0", port: 8000, models: "/env/models.yaml", plugins: "/env/plugins" } });
+    const env = {
+      LLAMAPORT_HOST: "0.0.0.0",
+      LLAMAPORT_PORT: "8000",
+      LLAMAPORT_MODELS: "/env/models.yaml",
+      LLAMAPORT_PLUGINS: "/env/plugins",
+    };
+    expect(parseArgs(["serve"], env)).toMatchObject({
+      settings: { host: "0.0.0.0", port: 8000, models: "/env/models.yaml", plugins: "/env/plugins" },
+    });
     expect(parseArgs(["serve", "--port", "9000", "--models=/flag.yaml", "--host", "::1"], env)).toMatchObject({
       settings: { host: "::1", port: 9000, models: "/flag.yaml", plugins: "/env/plugins" },
     });
@@ -33,7 +43,11 @@ describe("parseArgs", () => {
 
 describe("the llamaport process", () => {
   const run = (args: string[], env: Record<string, string> = {}) =>
-    Bun.spawn([process.execPath, main, ...args], { env: { ...process.env, LLAMAPORT_CACHE: testCacheDir, ...env }, stdout: "pipe", stderr: "pipe" });
+    Bun.spawn([process.execPath, main, ...args], {
+      env: { ...process.env, LLAMAPORT_CACHE: testCacheDir, ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
 
   test("--version and --help exit 0; an unknown flag prints usage and exits 2", async () => {
     const version = run(["--version"]);
@@ -72,8 +86,14 @@ describe("the llamaport process", () => {
         body: JSON.stringify({ model: "demo", stream: true, max_tokens: 4, messages: [{ role: "user", content: "tell a joke" }] }),
       });
       expect(await chat.text()).toEndWith("event: done\ndata: [DONE]\n\n");
-      const generate = await fetch(`${url}/api/generate`, { method: "POST", body: JSON.stringify({ model: "demo", prompt: "tell me a joke", options: { num_predict: 4 } }) });
-      const lines = (await generate.text()).trim().split("\n").map((l) => JSON.parse(l));
+      const generate = await fetch(`${url}/api/generate`, {
+        method: "POST",
+        body: JSON.stringify({ model: "demo", prompt: "tell me a joke", options: { num_predict: 4 } }),
+      });
+      const lines = (await generate.text())
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
       expect(lines.at(-1).done).toBe(true);
     } finally {
       child.kill("SIGTERM");

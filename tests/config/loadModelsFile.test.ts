@@ -183,7 +183,9 @@ describe("parseModelsYaml: errors", () => {
     expect(error.line).toBe(2);
     expect(error.column).toBe(1);
     expect(error.key).toBe("max_loaded_model");
-    expect(error.message).toStartWith("models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, models");
+    expect(error.message).toStartWith(
+      "models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, models",
+    );
     expect(error.message).toContain('did you mean "max_loaded_models"?');
   });
 
@@ -241,13 +243,49 @@ models:
   test.each([
     ["max_loaded_models: 0\n", 1, 20, "max_loaded_models", "expected an integer >= 1, got 0"],
     ["models:\n  m:\n    source: x.gguf\n    context: 1.5\n", 4, 14, "models.m.context", "expected an integer >= 1, got 1.5"],
-    ["models:\n  m:\n    source: x.gguf\n    defaults: {top_p: 2}\n", 4, 23, "models.m.defaults.top_p", "expected a number between 0 and 1, got 2"],
-    ["models:\n  m:\n    source: x.gguf\n    defaults:\n      stop: END\n", 5, 13, "models.m.defaults.stop", 'expected a list of strings, got "END"'],
-    ["models:\n  m:\n    source: x.gguf\n    aliases: [ok, 7]\n", 4, 19, "models.m.aliases[1]", "expected a name starting with a letter or digit"],
-    ["models:\n  m:\n    source: x.gguf\n    aliases: [\"has space\"]\n", 4, 15, "models.m.aliases[0]", "expected a name starting with a letter or digit"],
-    ["models:\n  m:\n    source: x.gguf\n    gpu_layers: all\n", 4, 17, "models.m.gpu_layers", 'expected "auto", "max" or an integer >= 0, got "all"'],
+    [
+      "models:\n  m:\n    source: x.gguf\n    defaults: {top_p: 2}\n",
+      4,
+      23,
+      "models.m.defaults.top_p",
+      "expected a number between 0 and 1, got 2",
+    ],
+    [
+      "models:\n  m:\n    source: x.gguf\n    defaults:\n      stop: END\n",
+      5,
+      13,
+      "models.m.defaults.stop",
+      'expected a list of strings, got "END"',
+    ],
+    [
+      "models:\n  m:\n    source: x.gguf\n    aliases: [ok, 7]\n",
+      4,
+      19,
+      "models.m.aliases[1]",
+      "expected a name starting with a letter or digit",
+    ],
+    [
+      'models:\n  m:\n    source: x.gguf\n    aliases: ["has space"]\n',
+      4,
+      15,
+      "models.m.aliases[0]",
+      "expected a name starting with a letter or digit",
+    ],
+    [
+      "models:\n  m:\n    source: x.gguf\n    gpu_layers: all\n",
+      4,
+      17,
+      "models.m.gpu_layers",
+      'expected "auto", "max" or an integer >= 0, got "all"',
+    ],
     ["models:\n  m:\n    source: x.gguf\n    keep_alive: 5 minutes\n", 4, 17, "models.m.keep_alive", 'expected a duration such as "5m"'],
-    ["models:\n  m:\n    source: x.gguf\n    chat_template: llama4\n", 4, 20, "models.m.chat_template", 'expected "auto" or a node-llama-cpp chat wrapper name (general, deepSeek'],
+    [
+      "models:\n  m:\n    source: x.gguf\n    chat_template: llama4\n",
+      4,
+      20,
+      "models.m.chat_template",
+      'expected "auto" or a node-llama-cpp chat wrapper name (general, deepSeek',
+    ],
     ["memory_budget: lots\n", 1, 16, "memory_budget", 'expected "auto", a size such as "8GiB"'],
     ["memory_budget: 0GB\n", 1, 16, "memory_budget", 'expected a size greater than 0, got "0GB"'],
     ["models:\n  m:\n    source:\n", 3, 5, "models.m.source", "expected a non-empty string, got an empty value"],
@@ -340,9 +378,7 @@ models:
   });
 
   test("an alias repeating its own model's name, or repeated in one list, is an error", () => {
-    expect(configError("models:\n  a:\n    source: x\n    aliases: [a]\n").problem).toStartWith(
-      `alias "a" is this model's own name`,
-    );
+    expect(configError("models:\n  a:\n    source: x\n    aliases: [a]\n").problem).toStartWith(`alias "a" is this model's own name`);
     expect(configError("models:\n  a:\n    source: x\n    aliases: [b, b]\n").key).toBe("models.a.aliases[1]");
   });
 

@@ -48,7 +48,10 @@ test("hf: sources map to the hub's resolve URL (revision optional)", () => {
 test("a model is downloaded once, two callers at once share the download, and no partial file is left", async () => {
   using cache = tempDir();
   const before = hits.length;
-  const [a, b] = await Promise.all([downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path }), downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path })]);
+  const [a, b] = await Promise.all([
+    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path }),
+    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path }),
+  ]);
   expect(a).toBe(b);
   expect(Buffer.from(await Bun.file(a).bytes()).equals(Buffer.from(gguf))).toBe(true);
   expect(await downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path })).toBe(a);
@@ -59,7 +62,11 @@ test("a model is downloaded once, two callers at once share the download, and no
 test("bad downloads are clear errors and leave nothing behind", async () => {
   using cache = tempDir();
   const url = (file: string) => `http://127.0.0.1:${hub.port}/files/${file}`;
-  const failure = (file: string) => downloadModel(url(file), { cacheDir: cache.path }).then(() => "resolved", (e: Error) => e.message);
+  const failure = (file: string) =>
+    downloadModel(url(file), { cacheDir: cache.path }).then(
+      () => "resolved",
+      (e: Error) => e.message,
+    );
   expect(await failure("nothing.gguf")).toContain("HTTP 404");
   expect(await failure("not-a-model.gguf")).toContain("is not a GGUF file");
   expect(await failure("cut.gguf")).not.toBe("resolved");
@@ -69,10 +76,15 @@ test("bad downloads are clear errors and leave nothing behind", async () => {
 test("the server downloads a model named in models.yaml on first use and serves it", async () => {
   using cache = tempDir();
   await using server = await startTestServer(
-    { remote: { source: `http://127.0.0.1:${hub.port}/files/tiny.gguf`, context: 256, parallel: 1 }, gone: { source: "hf:acme/none/none.gguf", context: 256, parallel: 1 } },
+    {
+      remote: { source: `http://127.0.0.1:${hub.port}/files/tiny.gguf`, context: 256, parallel: 1 },
+      gone: { source: "hf:acme/none/none.gguf", context: 256, parallel: 1 },
+    },
     { cacheDir: cache.path },
   );
-  const reply = await bodyOf(postJson(`${server.url}/api/generate`, { model: "remote", prompt: "hi", stream: false, options: { num_predict: 3 } }));
+  const reply = await bodyOf(
+    postJson(`${server.url}/api/generate`, { model: "remote", prompt: "hi", stream: false, options: { num_predict: 3 } }),
+  );
   expect(reply.eval_count).toBe(3);
   const missing = await postJson(`${server.url}/v1/chat/completions`, { model: "gone", messages: [{ role: "user", content: "hi" }] });
   expect(missing.status).toBe(503);

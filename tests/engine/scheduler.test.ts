@@ -19,7 +19,8 @@ beforeAll(async () => {
 });
 afterAll(() => server?.[Symbol.asyncDispose]());
 
-const generate = (body: Record<string, unknown>, init?: RequestInit) => postJson(`${server.url}/api/generate`, { prompt: "hi", ...body }, init);
+const generate = (body: Record<string, unknown>, init?: RequestInit) =>
+  postJson(`${server.url}/api/generate`, { prompt: "hi", ...body }, init);
 const loadedNames = async () => ((await bodyOf(fetch(`${server.url}/api/ps`))).models as { name: string }[]).map((m) => m.name).sort();
 
 test("beyond max_queue: 503 with Retry-After, in each protocol's error format", async () => {
@@ -44,15 +45,27 @@ test("beyond max_queue: 503 with Retry-After, in each protocol's error format", 
 
 test("a follow-up chat turn reuses the cached conversation prefix and reports cached_tokens", async () => {
   const turn1 = [{ role: "user", content: "Tell me about the little dog who lived by the sea and liked to run" }];
-  const first = await bodyOf(postJson(`${server.url}/v1/chat/completions`, { model: "chat", messages: turn1, max_tokens: 20, temperature: 0 }));
+  const first = await bodyOf(
+    postJson(`${server.url}/v1/chat/completions`, { model: "chat", messages: turn1, max_tokens: 20, temperature: 0 }),
+  );
   expect(first.usage.prompt_tokens_details.cached_tokens).toBe(0);
   // Something else runs in between on the other sequence: routing must still find the one holding the conversation.
-  await bodyOf(postJson(`${server.url}/v1/chat/completions`, { model: "chat", messages: [{ role: "user", content: "unrelated words" }], max_tokens: 5 }));
+  await bodyOf(
+    postJson(`${server.url}/v1/chat/completions`, {
+      model: "chat",
+      messages: [{ role: "user", content: "unrelated words" }],
+      max_tokens: 5,
+    }),
+  );
   const turn2 = [...turn1, { role: "assistant", content: first.choices[0].message.content }, { role: "user", content: "And then?" }];
-  const second = await bodyOf(postJson(`${server.url}/v1/chat/completions`, { model: "chat", messages: turn2, max_tokens: 5, temperature: 0 }));
+  const second = await bodyOf(
+    postJson(`${server.url}/v1/chat/completions`, { model: "chat", messages: turn2, max_tokens: 5, temperature: 0 }),
+  );
   expect(second.usage.prompt_tokens_details.cached_tokens).toBeGreaterThanOrEqual(first.usage.prompt_tokens);
   expect(second.usage.prompt_tokens_details.cached_tokens).toBeLessThan(second.usage.prompt_tokens);
-  const ollama = await bodyOf(postJson(`${server.url}/api/chat`, { model: "chat", messages: turn2, stream: false, options: { num_predict: 3 } }));
+  const ollama = await bodyOf(
+    postJson(`${server.url}/api/chat`, { model: "chat", messages: turn2, stream: false, options: { num_predict: 3 } }),
+  );
   // Ollama's prompt_eval_count counts only what was evaluated: the whole conversation was cached but the last token.
   expect(ollama.prompt_eval_count).toBeLessThanOrEqual(2);
 });
@@ -60,7 +73,10 @@ test("a follow-up chat turn reuses the cached conversation prefix and reports ca
 describe("model lifecycle", () => {
   test("two first requests at once load the model once", async () => {
     const before = server.logs.filter((l) => l.includes("loaded model a ")).length;
-    await Promise.all([generate({ model: "a", stream: false, options: { num_predict: 2 } }), generate({ model: "a", stream: false, options: { num_predict: 2 } })]);
+    await Promise.all([
+      generate({ model: "a", stream: false, options: { num_predict: 2 } }),
+      generate({ model: "a", stream: false, options: { num_predict: 2 } }),
+    ]);
     expect(server.logs.filter((l) => l.includes("loaded model a ")).length).toBe(before + 1);
   });
 

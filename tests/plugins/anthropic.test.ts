@@ -50,7 +50,9 @@ function parseEvents(text: string): { event: string; data: any }[] {
 }
 
 test("the plugin is loaded from the plugins folder", async () => {
-  const { plugins } = (await (await fetch(`${server.url}/plugins`)).json()) as { plugins: { id: string; state: string; routes: string[] }[] };
+  const { plugins } = (await (await fetch(`${server.url}/plugins`)).json()) as {
+    plugins: { id: string; state: string; routes: string[] }[];
+  };
   const anthropic = plugins.find((p) => p.id === "anthropic");
   expect(anthropic?.state).toBe("active");
   expect(anthropic?.routes).toEqual(["POST /v1/messages", "POST /v1/messages/count_tokens"]);
@@ -94,7 +96,10 @@ describe("official SDK", () => {
     const first = await client.messages.create(params);
     const full = first.content[0]?.type === "text" ? first.content[0].text : "";
     // A stop string taken from the greedy output itself must occur when the same request runs again.
-    const stop = full.slice(Math.floor(full.length / 2)).trim().slice(0, 3);
+    const stop = full
+      .slice(Math.floor(full.length / 2))
+      .trim()
+      .slice(0, 3);
     expect(stop.length).toBe(3);
     const expected = full.slice(0, full.indexOf(stop));
     const stopped = await client.messages.create({ ...params, stop_sequences: ["never-appears-xyz", stop] });
@@ -117,7 +122,9 @@ describe("official SDK", () => {
       }),
     );
     expect(b.content).toEqual(a.content);
-    expect(b.usage.input_tokens + (b.usage.cache_read_input_tokens ?? 0)).toBe(a.usage.input_tokens + (a.usage.cache_read_input_tokens ?? 0));
+    expect(b.usage.input_tokens + (b.usage.cache_read_input_tokens ?? 0)).toBe(
+      a.usage.input_tokens + (a.usage.cache_read_input_tokens ?? 0),
+    );
   });
 
   test("countTokens counts the text of system and messages", async () => {
@@ -129,7 +136,11 @@ describe("official SDK", () => {
 
   test("errors come back as the SDK's typed errors", async () => {
     // The SDK's APIPromise is a thenable that bun's `.rejects` does not unwrap, so catch by hand.
-    const failure = (promise: PromiseLike<unknown>) => Promise.resolve(promise).then(() => undefined, (error: unknown) => error);
+    const failure = (promise: PromiseLike<unknown>) =>
+      Promise.resolve(promise).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
     const unknown = await failure(client.messages.create({ model: "no-such-model", max_tokens: 5, messages: user("Hi") }));
     expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
     expect((unknown as InstanceType<typeof Anthropic.NotFoundError>).type).toBe("not_found_error");

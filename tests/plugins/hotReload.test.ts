@@ -31,7 +31,14 @@ export default definePlugin({
 `;
 
 const hello = () => fetch(`${server.url}/hello`).then(async (r) => (r.status === 200 ? (await bodyOf(r)).version : r.status));
-const pluginList = async () => (await bodyOf(fetch(`${server.url}/plugins`))).plugins as { id: string; state: string; version?: string; routes: string[]; lastError?: { message: string; line?: number; file?: string } }[];
+const pluginList = async () =>
+  (await bodyOf(fetch(`${server.url}/plugins`))).plugins as {
+    id: string;
+    state: string;
+    version?: string;
+    routes: string[];
+    lastError?: { message: string; line?: number; file?: string };
+  }[];
 
 describe("plugins folder", () => {
   test("add -> served; change -> new version while an old stream completes intact; break -> old keeps serving; delete -> 404", async () => {
@@ -51,7 +58,10 @@ describe("plugins folder", () => {
       if (done) break;
       rest += new TextDecoder().decode(value);
     }
-    const items = rest.trim().split("\n\n").map((e) => JSON.parse(e.slice(6)));
+    const items = rest
+      .trim()
+      .split("\n\n")
+      .map((e) => JSON.parse(e.slice(6)));
     expect(items.at(-1)).toEqual({ version: 1, i: 9 });
     expect(items.every((item) => item.version === 1)).toBe(true);
 
@@ -82,27 +92,45 @@ describe("plugins folder", () => {
   });
 
   test("failures are contained: throwing setup, invalid definition, route collision; the others keep serving", async () => {
-    await Bun.write(join(pluginsDir, "badsetup.ts"), `import { definePlugin } from "llamaport";
-export default definePlugin({ name: "badsetup", routes: [{ method: "GET", path: "/bad", handler: () => 1 }], setup() { throw new Error("no config"); } });`);
+    await Bun.write(
+      join(pluginsDir, "badsetup.ts"),
+      `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "badsetup", routes: [{ method: "GET", path: "/bad", handler: () => 1 }], setup() { throw new Error("no config"); } });`,
+    );
     await Bun.write(join(pluginsDir, "invalid.ts"), `export default { name: "invalid", routes: [{ method: "FETCH", path: "x" }] };`);
-    await Bun.write(join(pluginsDir, "collide.ts"), `import { definePlugin } from "llamaport";
-export default definePlugin({ name: "collide", routes: [{ method: "POST", path: "/v1/chat/completions", handler: () => 1 }] });`);
-    const list = await waitFor(pluginList, (l) => ["badsetup", "invalid", "collide"].every((id) => l.find((p) => p.id === id)?.state === "failed"));
+    await Bun.write(
+      join(pluginsDir, "collide.ts"),
+      `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "collide", routes: [{ method: "POST", path: "/v1/chat/completions", handler: () => 1 }] });`,
+    );
+    const list = await waitFor(pluginList, (l) =>
+      ["badsetup", "invalid", "collide"].every((id) => l.find((p) => p.id === id)?.state === "failed"),
+    );
     expect(list.find((p) => p.id === "badsetup")!.lastError!.message).toContain("no config");
     expect(list.find((p) => p.id === "invalid")!.lastError!.message).toContain("method must be one of");
     expect(list.find((p) => p.id === "collide")!.lastError!.message).toContain('already served by plugin "openai"');
     expect((await fetch(`${server.url}/bad`)).status).toBe(404);
-    const chat = await postJson(`${server.url}/v1/chat/completions`, { model: "demo", max_tokens: 2, messages: [{ role: "user", content: "hi" }] });
+    const chat = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "demo",
+      max_tokens: 2,
+      messages: [{ role: "user", content: "hi" }],
+    });
     expect(chat.status).toBe(200);
     for (const id of ["badsetup", "invalid", "collide"]) rmSync(join(pluginsDir, `${id}.ts`));
     await waitFor(pluginList, (l) => !l.some((p) => ["badsetup", "invalid", "collide"].includes(p.id)));
   });
 
   test("routes the router would refuse, or that take the host's own paths, fail only that plugin", async () => {
-    await Bun.write(join(pluginsDir, "params.ts"), `import { definePlugin } from "llamaport";
-export default definePlugin({ name: "params", routes: [{ method: "GET", path: "/v1/models/:id/info", handler: () => 1 }] });`);
-    await Bun.write(join(pluginsDir, "health.ts"), `import { definePlugin } from "llamaport";
-export default definePlugin({ name: "health", routes: [{ method: "GET", path: "/health", handler: () => ({ status: "mine" }) }] });`);
+    await Bun.write(
+      join(pluginsDir, "params.ts"),
+      `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "params", routes: [{ method: "GET", path: "/v1/models/:id/info", handler: () => 1 }] });`,
+    );
+    await Bun.write(
+      join(pluginsDir, "health.ts"),
+      `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "health", routes: [{ method: "GET", path: "/health", handler: () => ({ status: "mine" }) }] });`,
+    );
     const list = await waitFor(pluginList, (l) => ["params", "health"].every((id) => l.find((p) => p.id === id)?.state === "failed"));
     expect(list.find((p) => p.id === "params")!.lastError!.message).toContain("different parameter name");
     expect(list.find((p) => p.id === "health")!.lastError!.message).toContain("reserved by the host");
@@ -113,8 +141,11 @@ export default definePlugin({ name: "health", routes: [{ method: "GET", path: "/
   });
 
   test("a file named like a built-in replaces it, and deleting it brings the built-in back", async () => {
-    await Bun.write(join(pluginsDir, "ollama.ts"), `import { definePlugin } from "llamaport";
-export default definePlugin({ name: "my-ollama", routes: [{ method: "GET", path: "/api/version", handler: () => ({ version: "mine" }) }] });`);
+    await Bun.write(
+      join(pluginsDir, "ollama.ts"),
+      `import { definePlugin } from "llamaport";
+export default definePlugin({ name: "my-ollama", routes: [{ method: "GET", path: "/api/version", handler: () => ({ version: "mine" }) }] });`,
+    );
     const version = () => bodyOf(fetch(`${server.url}/api/version`)).then((b) => b.version);
     expect(await waitFor(version, (v) => v === "mine")).toBe("mine");
     expect((await fetch(`${server.url}/api/tags`)).status).toBe(404);
@@ -151,7 +182,10 @@ describe("models.yaml", () => {
     expect((await bodyOf(reply)).model).toBe("second");
 
     await Bun.write(modelsFile(), "models:\n  demo:\n    source: synthetic:demo\n    contxt: 5\n");
-    await waitFor(async () => server.logs.join("\n"), (l) => l.includes("models.demo.contxt"));
+    await waitFor(
+      async () => server.logs.join("\n"),
+      (l) => l.includes("models.demo.contxt"),
+    );
     expect(server.logs.find((l) => l.includes("models.demo.contxt"))).toContain(":4:5:");
     expect(await names()).toEqual(["demo", "second", "two"]);
 

@@ -21,9 +21,15 @@ test("the example is at most 30 lines", () => {
 test("dropped into plugins/, it serves its own streaming format; bad input gets its own error format", async () => {
   await Bun.write(join(server.dir, "plugins", "lines.ts"), example);
   const post = (body: unknown) => postJson(`${server.url}/lines`, body);
-  const response = await waitFor(() => post({ model: "demo", say: "hi", max: 5 }), (r) => r.status !== 404);
+  const response = await waitFor(
+    () => post({ model: "demo", say: "hi", max: 5 }),
+    (r) => r.status !== 404,
+  );
   expect(response.headers.get("content-type")).toStartWith("application/x-ndjson");
-  const lines = (await response.text()).trim().split("\n").map((l) => JSON.parse(l));
+  const lines = (await response.text())
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   expect(lines.at(-1)).toEqual({ done: "length", tokens: 5 });
   expect(lines.slice(0, -1).every((l) => typeof l.piece === "string")).toBe(true);
   const bad = await post({ model: "demo" });

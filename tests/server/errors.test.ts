@@ -31,16 +31,28 @@ describe("OpenAI error objects", () => {
   });
 
   test("a wrong field -> 400 naming it", async () => {
-    const error = await expectOpenAiError(await postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: 5 }] }), 400, "messages[0].content");
+    const error = await expectOpenAiError(
+      await postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: 5 }] }),
+      400,
+      "messages[0].content",
+    );
     expect(error.type).toBe("invalid_request_error");
     await expectOpenAiError(await postJson(chatUrl(), { model: "demo", messages: [] }), 400, "messages");
     await expectOpenAiError(await postJson(chatUrl(), { messages: [{ role: "user", content: "hi" }] }), 400, "model");
-    await expectOpenAiError(await postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: "x" }], temperature: "hot" }), 400, "temperature");
+    await expectOpenAiError(
+      await postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: "x" }], temperature: "hot" }),
+      400,
+      "temperature",
+    );
     await expectOpenAiError(await postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: "x" }], n: 3 }), 400, "n");
   });
 
   test("unknown model -> 404 naming it and listing the known ones", async () => {
-    const error = await expectOpenAiError(await postJson(chatUrl(), { model: "nope", messages: [{ role: "user", content: "hi" }], stream: true }), 404, "model");
+    const error = await expectOpenAiError(
+      await postJson(chatUrl(), { model: "nope", messages: [{ role: "user", content: "hi" }], stream: true }),
+      404,
+      "model",
+    );
     expect(error.code).toBe("model_not_found");
     expect(error.message).toContain('"nope"');
     expect(error.message).toContain("demo, solo");
@@ -48,7 +60,10 @@ describe("OpenAI error objects", () => {
 
   test("prompt longer than the context -> 400 context_length_exceeded, streaming or not", async () => {
     for (const stream of [false, true]) {
-      const error = await expectOpenAiError(await postJson(chatUrl(), { model: "demo", stream, messages: [{ role: "user", content: longText }] }), 400);
+      const error = await expectOpenAiError(
+        await postJson(chatUrl(), { model: "demo", stream, messages: [{ role: "user", content: longText }] }),
+        400,
+      );
       expect(error.code).toBe("context_length_exceeded");
       expect(error.message).toContain("prompt too long");
     }
@@ -76,9 +91,22 @@ describe("Ollama error strings", () => {
 });
 
 test("garbage never produces a 500 and the server keeps serving", async () => {
-  const bodies = ["", "null", "[]", "42", '"str"', '{"model": null}', '{"model": "demo", "messages": null}', '{"model":"demo","messages":[{"role":"user"}]}', "\u0000\u0001"];
+  const bodies = [
+    "",
+    "null",
+    "[]",
+    "42",
+    '"str"',
+    '{"model": null}',
+    '{"model": "demo", "messages": null}',
+    '{"model":"demo","messages":[{"role":"user"}]}',
+    "\u0000\u0001",
+  ];
   // Ollama ignores unknown fields, so these are bad only for OpenAI.
-  const openAiOnly = ['{"model":"demo","messages":[{"role":"user","content":"x"}],"max_tokens":-5}', '{"model":"demo","messages":[{"role":"user","content":"x"}],"stop":[1,2]}'];
+  const openAiOnly = [
+    '{"model":"demo","messages":[{"role":"user","content":"x"}],"max_tokens":-5}',
+    '{"model":"demo","messages":[{"role":"user","content":"x"}],"stop":[1,2]}',
+  ];
   for (const url of [chatUrl(), generateUrl(), `${server.url}/api/chat`, `${server.url}/v1/completions`])
     for (const body of url.includes("/v1/") ? [...bodies, ...openAiOnly] : bodies) {
       const response = await postJson(url, body);
@@ -132,7 +160,11 @@ describe("concurrency and cancellation", () => {
     await reader.cancel().catch(() => {});
     // The only sequence of "solo" must be free again: a short request finishes quickly instead of waiting forever.
     const started = performance.now();
-    const next = await postJson(generateUrl(), { model: "solo", prompt: "hi", stream: false, options: { num_predict: 4 } }, { signal: AbortSignal.timeout(10_000) });
+    const next = await postJson(
+      generateUrl(),
+      { model: "solo", prompt: "hi", stream: false, options: { num_predict: 4 } },
+      { signal: AbortSignal.timeout(10_000) },
+    );
     expect(next.status).toBe(200);
     expect(performance.now() - started).toBeLessThan(5_000);
   });
@@ -147,7 +179,11 @@ describe("concurrency and cancellation", () => {
     expect(await waiting).toBeInstanceOf(Error);
     first.abort();
     await running.body?.cancel().catch(() => {});
-    const next = await postJson(generateUrl(), { model: "solo", prompt: "hi", stream: false, options: { num_predict: 4 } }, { signal: AbortSignal.timeout(10_000) });
+    const next = await postJson(
+      generateUrl(),
+      { model: "solo", prompt: "hi", stream: false, options: { num_predict: 4 } },
+      { signal: AbortSignal.timeout(10_000) },
+    );
     expect(next.status).toBe(200);
   });
 });
@@ -177,9 +213,14 @@ test("streams framed by the host end cleanly when the plugin's stream fails mid-
   const sse = await serve(openai, "/v1/chat/completions", { model: "m", stream: true, messages: [{ role: "user", content: "x" }] });
   const events = sse.trim().split("\n\n");
   expect(JSON.parse(events[0]!.slice(6)).choices[0].delta.content).toBe("Hello");
-  expect(JSON.parse(events.at(-1)!.slice(6))).toEqual({ error: { message: "model crashed", type: "server_error", param: null, code: null } });
+  expect(JSON.parse(events.at(-1)!.slice(6))).toEqual({
+    error: { message: "model crashed", type: "server_error", param: null, code: null },
+  });
   const nd = await serve(ollama, "/api/generate", { model: "m", prompt: "x" });
-  const lines = nd.trim().split("\n").map((l) => JSON.parse(l));
+  const lines = nd
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   expect(lines[0].response).toBe("Hello");
   expect(lines.at(-1)).toEqual({ error: "model crashed" });
 });

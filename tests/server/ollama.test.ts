@@ -1,7 +1,16 @@
 /** The Ollama protocol end to end: real server and engine, exact NDJSON framing, and the official `ollama` client. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Ollama } from "ollama";
-import { bodyOf, hasSharedModels, noteSharedModels, postJson, readChunks, startTestServer, storiesModel, type TestServer } from "../support/testServer.ts";
+import {
+  bodyOf,
+  hasSharedModels,
+  noteSharedModels,
+  postJson,
+  readChunks,
+  startTestServer,
+  storiesModel,
+  type TestServer,
+} from "../support/testServer.ts";
 
 noteSharedModels("tests/server/ollama.test.ts");
 
@@ -25,7 +34,10 @@ describe("POST /api/generate", () => {
     expect(response.headers.get("content-type")).toStartWith("application/x-ndjson");
     const { text } = await readChunks(response);
     expect(text.endsWith("\n")).toBe(true);
-    const lines = text.slice(0, -1).split("\n").map((line) => JSON.parse(line));
+    const lines = text
+      .slice(0, -1)
+      .split("\n")
+      .map((line) => JSON.parse(line));
     const last = lines.pop();
     expect(lines.length).toBeGreaterThan(1);
     for (const line of lines) {
@@ -121,7 +133,9 @@ describe("the official ollama client", () => {
     const names = (await client().list()).models.map((m) => m.name);
     expect(names).toContain("demo");
     expect(names).toContain("Meta-Llama-3-8B-Instruct");
-    const error = (await client().generate({ model: "llama9", prompt: "hi" }).catch((e: unknown) => e)) as { status_code?: number; error?: string };
+    const error = (await client()
+      .generate({ model: "llama9", prompt: "hi" })
+      .catch((e: unknown) => e)) as { status_code?: number; error?: string };
     expect(error.status_code).toBe(404);
     expect(error.error).toContain("llama9");
     expect(error.error).toContain("demo");

@@ -1,7 +1,17 @@
 /** The OpenAI protocol end to end: real server, real engine, real GGUF models, raw HTTP and the official `openai` client. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { bodyOf, hasSharedModels, randomLlama2Model, noteSharedModels, postJson, readChunks, startTestServer, storiesModel, type TestServer } from "../support/testServer.ts";
+import {
+  bodyOf,
+  hasSharedModels,
+  randomLlama2Model,
+  noteSharedModels,
+  postJson,
+  readChunks,
+  startTestServer,
+  storiesModel,
+  type TestServer,
+} from "../support/testServer.ts";
 
 noteSharedModels("tests/server/openai.test.ts");
 
@@ -83,7 +93,8 @@ describe.each(models)("POST /v1/chat/completions on %s", (model) => {
   });
 
   test("temperature 0 is deterministic, and so is a fixed seed", async () => {
-    const text = async (body: Record<string, unknown>) => (await bodyOf(chat({ model, max_tokens: 24, ...body }))).choices[0].message.content;
+    const text = async (body: Record<string, unknown>) =>
+      (await bodyOf(chat({ model, max_tokens: 24, ...body }))).choices[0].message.content;
     expect(await text({ temperature: 0 })).toBe(await text({ temperature: 0 }));
     const seeded = await text({ temperature: 1, seed: 1234 });
     expect(await text({ temperature: 1, seed: 1234 })).toBe(seeded);
@@ -110,8 +121,14 @@ test("text arrives incrementally: the first chunk long before the last", async (
 });
 
 test("response_format json_schema constrains the output to the schema", async () => {
-  const schema = { type: "object", properties: { ok: { type: "boolean" }, name: { type: "string", maxLength: 8 } }, required: ["ok", "name"] };
-  const body = await bodyOf(chat({ model: "demo", max_tokens: 200, response_format: { type: "json_schema", json_schema: { name: "x", schema } } }));
+  const schema = {
+    type: "object",
+    properties: { ok: { type: "boolean" }, name: { type: "string", maxLength: 8 } },
+    required: ["ok", "name"],
+  };
+  const body = await bodyOf(
+    chat({ model: "demo", max_tokens: 200, response_format: { type: "json_schema", json_schema: { name: "x", schema } } }),
+  );
   const value = JSON.parse(body.choices[0].message.content);
   expect(typeof value.ok).toBe("boolean");
   expect(typeof value.name).toBe("string");
@@ -191,13 +208,23 @@ describe("the official openai client", () => {
   });
 
   test("legacy completions: raw prompt", async () => {
-    const completion = await client().completions.create({ model: models.at(-1)!, prompt: "Once upon a time", max_tokens: 8, temperature: 0 });
+    const completion = await client().completions.create({
+      model: models.at(-1)!,
+      prompt: "Once upon a time",
+      max_tokens: 8,
+      temperature: 0,
+    });
     expect(completion.choices[0]!.text.length).toBeGreaterThan(0);
     expect(completion.usage!.completion_tokens).toBe(8);
   });
 
   test("legacy completions: several prompts give one choice each", async () => {
-    const completion = await client().completions.create({ model: models.at(-1)!, prompt: ["Once upon a time", "The dog"], max_tokens: 4, temperature: 0 });
+    const completion = await client().completions.create({
+      model: models.at(-1)!,
+      prompt: ["Once upon a time", "The dog"],
+      max_tokens: 4,
+      temperature: 0,
+    });
     expect(completion.choices.map((c) => c.index)).toEqual([0, 1]);
     expect(completion.usage!.completion_tokens).toBe(8);
     const single = await client().completions.create({ model: models.at(-1)!, prompt: "The dog", max_tokens: 4, temperature: 0 });

@@ -12,8 +12,7 @@ export const hasSharedModels = existsSync(storiesModel) && existsSync(randomLlam
 
 /** Call at the top of a file whose tests need ../shared/models; prints why they are skipped. */
 export function noteSharedModels(file: string): boolean {
-  if (!hasSharedModels)
-    console.warn(`SKIPPING the shared-model tests in ${file}: ${sharedModels} is absent (they need stories260K.gguf).`);
+  if (!hasSharedModels) console.warn(`SKIPPING the shared-model tests in ${file}: ${sharedModels} is absent (they need stories260K.gguf).`);
   return hasSharedModels;
 }
 
