@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { defaultCacheDir } from "../src/gguf/syntheticModels.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
 /** Bumped when the build recipe (patches, steps) changes, so cached builds from an older recipe are redone. */
@@ -156,11 +155,13 @@ async function succeeds(cmd: string[], cwd: string): Promise<boolean> {
 }
 
 /** Returns the cached llama-server for the shipped bundle, building it first when missing (many minutes on 2 cores). */
-export async function ensureLlamaServer(
-  options: { cacheDir?: string; jobs?: number; log?: (line: string) => void } = {},
-): Promise<LlamaServerBuild> {
+export async function ensureLlamaServer(options: {
+  cacheDir: string;
+  jobs?: number;
+  log?: (line: string) => void;
+}): Promise<LlamaServerBuild> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const { cacheDir } = options;
   if (!existsSync(bundlePath)) throw new Error(`missing ${bundlePath}: is node-llama-cpp installed?`);
   // The hash keys the cache, so an upgraded node-llama-cpp (new bundle) gets a new build instead of a stale peer.
   const bundleHash = (await sha256File(bundlePath)).slice(0, 16);
@@ -207,7 +208,8 @@ export async function ensureLlamaServer(
 
 if (import.meta.main) {
   const started = performance.now();
-  const result = await ensureLlamaServer();
+  const { defaultCacheDir } = await import("../src/config/environment.ts");
+  const result = await ensureLlamaServer({ cacheDir: defaultCacheDir(process.env) });
   console.log(
     `${result.binary} (llama.cpp ${result.commit}, ${result.variant} flags) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );

@@ -1,12 +1,13 @@
 /** Issue-4 measurement: time from writing a plugin file to its new version serving (median of 10). */
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { defaultCacheDir } from "../src/config/environment.ts";
 import { startLlamaport } from "../src/server/startLlamaport.ts";
 
 const dir = join(process.env.TMPDIR ?? "/tmp", `llamaport-reload-${process.pid}`);
 mkdirSync(join(dir, "plugins"), { recursive: true });
 await Bun.write(join(dir, "models.yaml"), "models: {}\n");
-const server = await startLlamaport({ port: 0, models: join(dir, "models.yaml"), log: () => {} });
+const server = await startLlamaport({ port: 0, models: join(dir, "models.yaml"), cacheDir: defaultCacheDir(process.env), log: () => {} });
 const plugin = (v: number) =>
   `import { definePlugin } from "llamaport";\nexport default definePlugin({ name: "probe", routes: [{ method: "GET", path: "/probe", handler: () => ({ v: ${v} }) }] });\n`;
 

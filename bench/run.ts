@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { Token } from "node-llama-cpp";
+import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
 import { startLlamaport, type RunningLlamaport } from "../src/server/startLlamaport.ts";
@@ -842,12 +843,13 @@ async function main(): Promise<void> {
   const workDir = join(tmpdir(), `llamaport-bench-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
 
+  const cacheDir = defaultCacheDir(process.env);
   console.error("preparing llama-server (built once from node-llama-cpp's llama.cpp bundle, cached)...");
-  const build = await ensureLlamaServer({ log: (line) => console.error(`  ${line}`) });
+  const build = await ensureLlamaServer({ cacheDir, log: (line) => console.error(`  ${line}`) });
   console.error("preparing models...");
   const modelPaths: Record<ModelKey, string> = {
-    tiny: await ensureSyntheticModel("demo"),
-    smollm: await ensureSyntheticModel("smollm2-135m"),
+    tiny: await ensureSyntheticModel("demo", cacheDir),
+    smollm: await ensureSyntheticModel("smollm2-135m", cacheDir),
   };
 
   // One entry per model and thread count; each block loads its entry, and unloads it when done.
@@ -877,6 +879,7 @@ async function main(): Promise<void> {
   const llamaport: RunningLlamaport = await startLlamaport({
     port: 0,
     models: modelsFile,
+    cacheDir,
     plugins: join(workDir, "no-plugins"),
     watch: false,
     log: () => {},

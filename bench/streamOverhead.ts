@@ -3,11 +3,12 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
+import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
 import { LogReader } from "../tests/support/LogReader.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
-const modelPath = process.argv[2] ?? (existsSync(stories) ? stories : await ensureSyntheticModel("demo"));
+const modelPath = process.argv[2] ?? (existsSync(stories) ? stories : await ensureSyntheticModel("demo", defaultCacheDir(process.env)));
 const tokens = Number(process.argv[3] ?? 256);
 const rounds = Number(process.argv[4] ?? 5);
 const prompt = "Once upon a time";

@@ -1,20 +1,21 @@
 /** Anthropic protocol: /v1/messages (plain and streamed) and /v1/messages/count_tokens over the llamaport engine. */
 import {
+  type ChatMessage,
   definePlugin,
+  frames,
+  type GenerationSummary,
   LlamaportError,
+  nullable,
+  type Problem,
   randomId,
   route,
+  type StaticDecode,
   sse,
   sseEvent,
   t,
-  type ChatMessage,
-  type Generation,
-  type GenerationSummary,
-  type Problem,
-  type ProblemCode,
+  TEXT,
+  template,
 } from "llamaport";
-
-const nullable = <T extends Parameters<typeof t.Union>[0][number]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
 
 // Blocks are checked by `flatten`, not by the schema: TypeBox would only say "expected union value" about the whole
 // content, while a client needs to hear which block it sent that we cannot take.
@@ -43,7 +44,7 @@ const messagesBody = t.Object({
 
 const countTokensBody = t.Object(promptFields);
 
-type PromptBody = typeof countTokensBody.static;
+type PromptBody = StaticDecode<typeof countTokensBody>;
 
 /** Text of a string or an array of text blocks; any other block is a 400 naming its field, e.g. `messages[1].content[0].type`. */
 function flatten(value: string | unknown[], field: string): string {
@@ -68,9 +69,11 @@ function flatten(value: string | unknown[], field: string): string {
 
 function chatMessages(body: PromptBody): ChatMessage[] {
   const messages: ChatMessage[] = [];
-  const system = body.system == null ? "" : flatten(body.system, "system");
+  const system = body.system === undefined ? "" : flatten(body.system, "system");
   if (system) messages.push({ role: "system", content: system });
-  body.messages.forEach((m, i) => messages.push({ role: m.role, content: flatten(m.content, `messages[${i}].content`) }));
+  body.messages.forEach((m, i) => {
+    messages.push({ role: m.role, content: flatten(m.content, `messages[${i}].content`) });
+  });
   return messages;
 }
 
@@ -83,77 +86,31 @@ function stopReason(summary: GenerationSummary): "end_turn" | "max_tokens" | "st
  * Anthropic counts cache reads apart from `input_tokens` (the whole prompt is input + cache_creation + cache_read), so
  * the cached part is taken out of input_tokens; clients that add the three get the real prompt size.
  */
-function usage(summary: GenerationSummary) {
+function usage(summary: Pick<GenerationSummary, "promptTokens" | "cachedTokens">, outputTokens: number) {
   return {
     input_tokens: summary.promptTokens - summary.cachedTokens,
-    output_tokens: summary.completionTokens,
+    output_tokens: outputTokens,
     cache_creation_input_tokens: 0,
     cache_read_input_tokens: summary.cachedTokens,
   };
 }
 
-// Every text delta is this prefix + the JSON-escaped text + "}}": one string per token, no object to serialize.
-const deltaOpen = `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":`;
-
 /**
- * Anthropic's named-event stream. message_start waits for the first engine event, so a bad model or an over-long
- * prompt is still a plain HTTP error; the prompt size is only known at the end, so message_start says 0 input tokens
- * (unless the reply was empty) and message_delta carries the real usage, which the SDK takes over.
+ * Anthropic's error type for a status. Overload is answered 503 with Retry-After rather than Anthropic's 529: the host
+ * owns statuses, and its clients retry on both.
  */
-async function* messageEvents(generation: Generation, id: string, model: string) {
-  let started = false;
-  for await (const event of generation) {
-    if (!started) {
-      started = true;
-      const known = event.type === "done" ? usage(event) : undefined;
-      yield sseEvent("message_start", {
-        type: "message_start",
-        message: {
-          id,
-          type: "message",
-          role: "assistant",
-          model,
-          content: [],
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { ...(known ?? { input_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }), output_tokens: 0 },
-        },
-      });
-      yield sseEvent("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } });
-      yield sseEvent("ping", { type: "ping" });
-    }
-    if (event.type === "text") {
-      yield sseEvent("content_block_delta", deltaOpen + JSON.stringify(event.text) + "}}");
-      continue;
-    }
-    yield sseEvent("content_block_stop", { type: "content_block_stop", index: 0 });
-    yield sseEvent("message_delta", {
-      type: "message_delta",
-      delta: { stop_reason: stopReason(event), stop_sequence: event.stopSequence ?? null },
-      usage: usage(event),
-    });
-    yield sseEvent("message_stop", { type: "message_stop" });
-  }
-}
+const errorTypes: Record<number, string> = { 404: "not_found_error", 413: "request_too_large", 500: "api_error", 503: "overloaded_error" };
 
-const errorTypes: Record<ProblemCode, string> = {
-  invalid_request: "invalid_request_error",
-  context_exceeded: "invalid_request_error",
-  not_supported: "invalid_request_error",
-  not_found: "not_found_error",
-  // Anthropic answers overload with status 529; the host's 503 (with Retry-After) is kept, since clients retry on both.
-  busy: "overloaded_error",
-  unavailable: "overloaded_error",
-  // Nobody reads it (the client has gone), but the type should still be one Anthropic clients know.
-  aborted: "invalid_request_error",
-  internal: "api_error",
-};
-
-const errorBody = (problem: Problem) => ({ type: "error", error: { type: errorTypes[problem.code], message: problem.message } });
+const errorBody = (problem: Problem) => ({
+  type: "error",
+  error: { type: errorTypes[problem.status] ?? "invalid_request_error", message: problem.message },
+});
 
 export default definePlugin({
   name: "anthropic",
-  version: "1.0.0",
+  version: "1.1.0",
+  prefixes: ["/v1/messages"],
+  fields: { maxTokens: "max_tokens", topP: "top_p", topK: "top_k", stop: "stop_sequences" },
   error: errorBody,
   streamError: (problem) => sseEvent("error", errorBody(problem)),
   routes: [
@@ -167,26 +124,48 @@ export default definePlugin({
           model: body.model,
           messages: chatMessages(body),
           maxTokens: body.max_tokens,
-          temperature: body.temperature ?? undefined,
-          topP: body.top_p ?? undefined,
-          topK: body.top_k ?? undefined,
-          stop: body.stop_sequences ?? undefined,
+          temperature: body.temperature,
+          topP: body.top_p,
+          topK: body.top_k,
+          stop: body.stop_sequences,
           signal,
         });
+        const message = { id, type: "message", role: "assistant", model: generation.model };
         if (!body.stream) {
           const { text, summary } = await generation.collect();
           return {
-            id,
-            type: "message",
-            role: "assistant",
-            model: summary.model,
+            ...message,
             content: [{ type: "text", text }],
             stop_reason: stopReason(summary),
             stop_sequence: summary.stopSequence ?? null,
-            usage: usage(summary),
+            usage: usage(summary, summary.completionTokens),
           };
         }
-        return sse(messageEvents(generation, id, engine.findModel(body.model)?.name ?? body.model));
+        return sse(
+          frames(generation, {
+            start: (start) => [
+              sseEvent("message_start", {
+                type: "message_start",
+                message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: usage(start, 0) },
+              }),
+              sseEvent("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }),
+              sseEvent("ping", { type: "ping" }),
+            ],
+            text: template(
+              { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: TEXT } },
+              { event: "content_block_delta" },
+            ),
+            done: (summary) => [
+              sseEvent("content_block_stop", { type: "content_block_stop", index: 0 }),
+              sseEvent("message_delta", {
+                type: "message_delta",
+                delta: { stop_reason: stopReason(summary), stop_sequence: summary.stopSequence ?? null },
+                usage: usage(summary, summary.completionTokens),
+              }),
+              sseEvent("message_stop", { type: "message_stop" }),
+            ],
+          }),
+        );
       },
     }),
     route({

@@ -3,9 +3,13 @@
 // `npm i -D @sinclair/typebox` in your plugins folder for full types (plugins run without it).
 declare module "llamaport/internal/engine/EngineError" {
     /** The closed set of problems the engine and host report, each with its HTTP status; plugins render them in their own wire format. */
-    export type ProblemCode = "invalid_request" | "not_found" | "context_exceeded" | "busy" | "unavailable" | "not_supported" | "aborted" | "internal";
+    export type ProblemCode = "invalid_request" | "too_large" | "not_found" | "context_exceeded" | "busy" | "unavailable" | "not_supported" | "aborted" | "internal";
     export interface ProblemOptions {
-        /** The request field at fault, for protocols that report it (OpenAI's `param`). */
+        /**
+         * The request field at fault, by its neutral engine name (`maxTokens`, `topP`, `format`) or a plugin's wire name. A
+         * message about a field starts with that name ("maxTokens must be ..."), so the host can rename both to the
+         * plugin's wire name (`PluginDefinition.fields`).
+         */
         param?: string;
         /** Seconds a client should wait before trying again (busy / unavailable). */
         retryAfter?: number;
@@ -31,12 +35,18 @@ declare module "llamaport/internal/engine/EngineError" {
     export function toProblem(error: unknown): Problem;
 }
 declare module "llamaport/internal/engine/types" {
-    /** The engine's neutral request and event types: what every protocol plugin maps its wire format to and from. */
-    /** One chat turn. Protocols with richer content (images, tool calls) flatten to text before reaching the engine. */
+    /**
+     * The engine's neutral request and event types: what every protocol plugin maps its wire format to and from. No
+     * protocol's field names appear here; a plugin maps these names to its own (see `PluginDefinition.fields`).
+     * @module
+     */
+    /** One chat turn. Protocols with richer content flatten it to text before reaching the engine. */
     export interface ChatMessage {
         role: "system" | "user" | "assistant";
         content: string;
     }
+    /** A JSON Schema object, as clients send it. */
+    export type JsonSchema = Record<string, unknown>;
     /** Sampling and control options shared by chat and completion calls. Unset fields fall back to the model's defaults. */
     export interface GenerateOptions {
         /** Registry name or alias of the model. */
@@ -52,12 +62,12 @@ declare module "llamaport/internal/engine/types" {
         repeatPenalty?: number;
         presencePenalty?: number;
         frequencyPenalty?: number;
-        /** Keep generating past end-of-sequence tokens (benchmarks; llama-server's `ignore_eos`). */
+        /** Keep generating past end-of-sequence tokens (benchmarks). */
         ignoreEos?: boolean;
-        /** Constrain the output: `"json"` = any JSON value, or a JSON Schema object the output must match. */
-        format?: "json" | Record<string, unknown>;
-        /** How long the model stays loaded after this request: Ollama duration ("5m", seconds as a number, negative = forever). */
-        keepAlive?: string | number;
+        /** Constrain the output: `"json"` = any JSON value, or a JSON Schema the output must match. */
+        format?: "json" | JsonSchema;
+        /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
+        keepAliveMs?: number;
         /** Aborting stops decoding at once and frees the sequence (or the queue place). */
         signal?: AbortSignal;
     }
@@ -86,6 +96,21 @@ declare module "llamaport/internal/engine/types" {
         /** The whole request inside the engine. */
         totalMs: number;
     }
+    /**
+     * The first event of every generation: a sequence is leased and the prompt is tokenized, so problems that come before
+     * any output (unknown model, prompt too long, queue full) have already been thrown.
+     */
+    export interface GenerationStart {
+        type: "start";
+        promptTokens: number;
+        /** Prompt tokens the leased sequence already holds, which will not be evaluated again. */
+        cachedTokens: number;
+    }
+    /** A piece of generated text. Pieces arrive in order; concatenated they are the whole output. */
+    export interface TextDelta {
+        type: "text";
+        text: string;
+    }
     /** The final event of every generation. */
     export interface GenerationSummary {
         type: "done";
@@ -100,45 +125,72 @@ declare module "llamaport/internal/engine/types" {
         completionTokens: number;
         timings: GenerationTimings;
     }
-    /** A piece of generated text. Pieces arrive in order; concatenated they are the whole output. */
-    export interface TextDelta {
-        type: "text";
-        text: string;
-    }
-    export type GenerationEvent = TextDelta | GenerationSummary;
-    /** A running generation: iterate it for events, or await `collect()` for the whole text. Iterate at most once. */
+    export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
+    /**
+     * A running generation: iterate it for events (`start`, then `text`s, then `done`), or await `collect()` for the
+     * whole text. Nothing runs until it is first read; read it at most once.
+     */
     export interface Generation extends AsyncIterable<GenerationEvent> {
+        /** The registry name of the model serving it (aliases resolved), known before the first event. */
+        readonly model: string;
         collect(): Promise<{
             text: string;
             summary: GenerationSummary;
         }>;
     }
+    /** What the GGUF header says about a model, read without loading it. */
+    export interface ModelFacts {
+        /** `general.architecture`, e.g. "llama", "qwen2", "bert". */
+        architecture: string;
+        /** Sum of all tensors' element counts. */
+        parameterCount: number;
+        /** The weights' quantization, e.g. "Q4_K_M", "Q8_0", "F16" (from `general.file_type`, else the most common tensor type). */
+        quantization: string;
+        /** The context length the model was trained with. */
+        trainedContext?: number;
+        /** Width of the model's embeddings. */
+        embeddingLength?: number;
+        /** The Jinja chat template stored in the file, if any. */
+        chatTemplate?: string;
+        /** The model produces pooled sentence embeddings (an embedding model rather than a chat model). */
+        embeddingModel: boolean;
+        /** The vocabulary has fill-in-the-middle tokens (prefix, suffix, middle). */
+        infill: boolean;
+        /** `general.*` and the architecture's own keys (`<architecture>.*`), as plain values; token lists are left out. */
+        metadata: Record<string, unknown>;
+    }
     /** What a protocol can show about a model without loading it. */
     export interface ModelInfo {
         name: string;
         aliases: string[];
-        /** Where the weights come from: a file path, `synthetic:<preset>` or a URL. */
-        source: string;
         /** Tokens per sequence. */
         context: number;
         parallel: number;
         loaded: boolean;
         /** Size of the GGUF file in bytes, when it is on disk. */
         sizeBytes?: number;
-        /** Last modification of the GGUF file (or of the registry entry), ISO 8601. */
+        /** Last modification of the GGUF file (or of the registry), ISO 8601. */
         modifiedAt: string;
-        /** From the GGUF header when it is on disk: architecture, quantization, parameter count. */
-        details?: {
-            architecture?: string;
-            quantization?: string;
-            parameters?: number;
-        };
+        /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
+        facts?: ModelFacts;
+    }
+    /** A model in memory and what it is doing now. */
+    export interface LoadedModelStatus {
+        name: string;
+        /** When it will be unloaded (ISO 8601); undefined while in use or when it never expires. */
+        expiresAt?: string;
+        sizeBytes: number;
+        /** Sequences generating right now. */
+        activeSequences: number;
+        /** Requests waiting for a free sequence. */
+        queuedRequests: number;
     }
     export interface EmbedRequest {
         model: string;
         input: string[];
         signal?: AbortSignal;
-        keepAlive?: string | number;
+        /** As in `GenerateOptions.keepAliveMs`. */
+        keepAliveMs?: number;
     }
     export interface EmbedResult {
         model: string;
@@ -147,32 +199,28 @@ declare module "llamaport/internal/engine/types" {
     }
     /** The engine as protocol plugins see it. Everything returns neutral types; no plugin touches node-llama-cpp. */
     export interface EngineFacade {
-        /** Every model in the registry, aliases included in each entry. */
-        listModels(): ModelInfo[];
+        /** Every model in the registry, with its GGUF facts when the file is on disk. */
+        listModels(): Promise<ModelInfo[]>;
         /** The model a name or alias points to, or undefined. */
-        findModel(name: string): ModelInfo | undefined;
+        findModel(name: string): Promise<ModelInfo | undefined>;
         chat(request: ChatRequest): Generation;
         complete(request: CompletionRequest): Generation;
         embed(request: EmbedRequest): Promise<EmbedResult>;
         tokenize(model: string, text: string): Promise<number[]>;
         detokenize(model: string, tokens: number[]): Promise<string>;
-        /** Load a model now (Ollama's empty prompt); resolves when it is ready. */
+        /** Load a model now; resolves when it is ready. */
         load(model: string, options?: {
-            keepAlive?: string | number;
+            keepAliveMs?: number;
         }): Promise<void>;
         /** Unload a model once its running requests end. */
         unload(model: string): Promise<void>;
-        /** Models loaded right now, with when they will be unloaded (ISO 8601, undefined = never). */
-        loadedModels(): {
-            name: string;
-            expiresAt?: string;
-            sizeBytes?: number;
-        }[];
+        /** Models loaded right now, with their sequences' activity. */
+        loadedModels(): LoadedModelStatus[];
     }
 }
 declare module "llamaport/internal/pluginApi/definePlugin" {
     /** The shape of a protocol plugin: a plain object with a name, routes and optional hooks. `definePlugin` only adds types. */
-    import type { Static, TSchema } from "@sinclair/typebox";
+    import type { StaticDecode, TSchema } from "@sinclair/typebox";
     import type { Problem } from "llamaport/internal/engine/EngineError";
     import type { EngineFacade } from "llamaport/internal/engine/types";
     export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD";
@@ -184,7 +232,7 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
     }
     /** What a route handler gets for one request. */
     export interface RouteContext<Body = unknown> {
-        /** The JSON body, already checked against the route's `body` schema. */
+        /** The JSON body, already checked against the route's `body` schema (and decoded: `nullable()` fields arrive as undefined). */
         body: Body;
         /** Path parameters, e.g. `{ model: "demo" }` for `/v1/models/:model`. */
         params: Record<string, string>;
@@ -207,7 +255,9 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         path: string;
         /** TypeBox schema (`t.Object(...)`) of the JSON body; a body that does not match is a 400 naming the field. */
         body?: Schema;
-        handler: RouteHandler<TSchema extends Schema ? any : Static<Schema>>;
+        handler: RouteHandler<TSchema extends Schema ? unknown : StaticDecode<Schema>>;
+        /** Overrides the plugin's `fields` for this route's problems (e.g. `{ maxTokens: "max_output_tokens" }`). */
+        fields?: Record<string, string>;
     }
     export interface PluginSetupContext {
         engine: EngineFacade;
@@ -218,6 +268,17 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         name: string;
         version?: string;
         routes: RouteDefinition<any>[];
+        /**
+         * Path prefixes this protocol speaks for (e.g. `["/v1"]`): a request to an unknown route under one of them, and any
+         * error the host answers itself there (bad JSON, body too large), is rendered with this plugin's `error`. The
+         * longest matching prefix among all plugins wins.
+         */
+        prefixes?: string[];
+        /**
+         * The engine's neutral field names mapped to this protocol's wire names, e.g. `{ maxTokens: "max_tokens",
+         * topP: "top_p" }`: a problem's `param`, and a message that starts with it, are renamed before `error` sees them.
+         */
+        fields?: Record<string, string>;
         /** Runs once when the plugin is loaded (and again on each reload). Throwing marks the load as failed. */
         setup?(context: PluginSetupContext): void | Promise<void>;
         /** Runs when the plugin is replaced or removed. */
@@ -264,6 +325,82 @@ declare module "llamaport/internal/pluginApi/streams" {
     /** A named SSE event, e.g. `sseEvent("message_stop", {type: "message_stop"})`. */
     export function sseEvent(event: string, data: unknown): SseMessage;
 }
+declare module "llamaport/internal/pluginApi/frames" {
+    /**
+     * Turns a generation into a protocol's stream items. A plugin declares its per-token chunk once, as an object with a
+     * `TEXT` placeholder; the template is serialised once per request, so each token costs one JSON-escaped string and
+     * no object.
+     * @module
+     */
+    import type { Generation, GenerationStart, GenerationSummary } from "llamaport/internal/engine/types";
+    import { SseMessage } from "llamaport/internal/pluginApi/streams";
+    /** Stands for the generated text in a chunk template; replaced by the text, JSON-escaped. */
+    export const TEXT = "\0llamaport:text\0";
+    /** Stands for the current time in a chunk template, as an ISO 8601 string (Ollama's per-line `created_at`). */
+    export const NOW = "\0llamaport:now\0";
+    /** A chunk serialised once; `render` fills in the placeholders. */
+    export class ChunkTemplate {
+        /** SSE event name for every chunk, e.g. Anthropic's `content_block_delta`. */
+        readonly event?: string | undefined;
+        private readonly parts;
+        private readonly slots;
+        private stampMs;
+        private stamp;
+        constructor(shape: unknown, 
+        /** SSE event name for every chunk, e.g. Anthropic's `content_block_delta`. */
+        event?: string | undefined);
+        /** The chunk's JSON for this text: one string, built from the pieces made in the constructor. */
+        render(text: string): string | SseMessage;
+        /** Tokens arrive faster than the clock's millisecond: the timestamp is formatted only when it changes. */
+        private now;
+    }
+    /**
+     * Declare a per-token chunk: an object (or array) with `TEXT` where the generated text goes, and optionally `NOW`.
+     * @example template({ choices: [{ index: 0, delta: { content: TEXT } }] })
+     */
+    export function template(shape: unknown, options?: {
+        event?: string;
+    }): ChunkTemplate;
+    /** How one protocol streams a generation. */
+    export interface StreamFormat {
+        /** Items sent once the engine has a sequence and knows the prompt's size, before any text (a role chunk, `message_start`). */
+        start?(start: GenerationStart): unknown[];
+        /** Each piece of text, through a template made once per request. */
+        text: ChunkTemplate;
+        /** The last items, from the generation's summary (finish reason, usage, a `[DONE]` marker). */
+        done(summary: GenerationSummary): unknown[];
+    }
+    /**
+     * The stream items of a generation in a protocol's format; return it from a handler inside `sse()` or `ndjson()`.
+     * Stopping the iteration (the client went away) stops the generation.
+     * @example return sse(frames(generation, { text: template({ delta: TEXT }), done: (s) => [{ finish: s.finishReason }] }));
+     */
+    export function frames(generation: Generation, format: StreamFormat): AsyncGenerator<unknown>;
+}
+declare module "llamaport/internal/pluginApi/nullable" {
+    /** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic). */
+    import { type TSchema } from "@sinclair/typebox";
+    /**
+     * An optional field that may also be `null`; the handler sees `null` as `undefined`, so `body.temperature` can go
+     * straight to the engine.
+     * @example t.Object({ temperature: nullable(t.Number({ minimum: 0, maximum: 2 })) })
+     */
+    export function nullable<T extends TSchema>(schema: T): import("@sinclair/typebox").TOptional<import("@sinclair/typebox").TTransform<import("@sinclair/typebox").TUnion<[T, import("@sinclair/typebox").TNull]>, ((import("@sinclair/typebox").TDecodeType<T> extends TSchema ? (TSchema & import("@sinclair/typebox").TDecodeType<T> & {
+        params: unknown[] & [];
+    })["static"] : never) & {}) | undefined>>;
+}
+declare module "llamaport/internal/pluginApi/readFields" {
+    /** Reads engine options out of a wire body through the same field table a plugin declares for its error messages. */
+    import type { GenerateOptions } from "llamaport/internal/engine/types";
+    /** Neutral engine option names mapped to dotted wire paths, e.g. `{ topP: "top_p" }` or `{ topP: "options.top_p" }`. */
+    export type FieldTable = Partial<Record<keyof GenerateOptions, string>> & Record<string, string>;
+    /**
+     * Every option of `fields` that the body sets, under its engine name; unset and null fields are left out. The body was
+     * checked against the route's schema, so values have the wire types, which for these options are the engine's types.
+     * @example engine.chat({ ...readFields(body, fields), model: body.model, messages, signal })
+     */
+    export function readFields(body: unknown, fields: FieldTable): Partial<GenerateOptions>;
+}
 declare module "config/duration" {
     /** Milliseconds meaning "stay forever", what any negative duration becomes, as in Ollama. */
     export const NEVER = -1;
@@ -277,8 +414,13 @@ declare module "config/duration" {
      * (Ollama reads OLLAMA_KEEP_ALIVE that way). Negative values become -1 ("never unload").
      */
     export function parseDuration(value: string | number): number;
-    /** The shortest string `parseDuration` reads back to the same milliseconds: "5m", "1h30m", "250ms", "0", "-1". */
-    export function formatDuration(ms: number): string;
+}
+declare module "llamaport/internal/pluginApi/durationField" {
+    /**
+     * "5m", "1h30m", "250ms" or a number of seconds, in milliseconds; negative means forever (-1); undefined stays undefined.
+     * @example keepAliveMs: durationField(body.keep_alive, "keep_alive")
+     */
+    export function durationField(value: string | number | undefined, field: string): number | undefined;
 }
 declare module "llamaport" {
     /**
@@ -287,15 +429,19 @@ declare module "llamaport" {
      * @module
      */
     export { Type as t } from "@sinclair/typebox";
-    export type { Static, TSchema } from "@sinclair/typebox";
+    export type { Static, StaticDecode, TSchema } from "@sinclair/typebox";
     export { LlamaportError, toProblem } from "llamaport/internal/engine/EngineError";
     export type { Problem, ProblemCode, ProblemOptions } from "llamaport/internal/engine/EngineError";
     export type * from "llamaport/internal/engine/types";
     export { definePlugin, route } from "llamaport/internal/pluginApi/definePlugin";
     export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
-    export { ndjson, sse, sseEvent, SseMessage, StreamBody } from "llamaport/internal/pluginApi/streams";
+    export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "llamaport/internal/pluginApi/streams";
+    export { ChunkTemplate, frames, NOW, type StreamFormat, TEXT, template } from "llamaport/internal/pluginApi/frames";
+    export { nullable } from "llamaport/internal/pluginApi/nullable";
+    export { type FieldTable, readFields } from "llamaport/internal/pluginApi/readFields";
     /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
     export { parseDuration } from "config/duration";
+    export { durationField } from "llamaport/internal/pluginApi/durationField";
     /** Unique ids for responses (`chatcmpl-…`, `msg_…`): a prefix and 24 random base-36 characters. */
     export function randomId(prefix?: string): string;
 }

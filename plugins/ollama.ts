@@ -1,16 +1,23 @@
 /** Ollama protocol: /api/generate, /api/chat, /api/tags, /api/show, /api/ps, /api/embed, /api/version over the llamaport engine. */
 import {
   definePlugin,
-  LlamaportError,
-  ndjson,
-  parseDuration,
-  route,
-  t,
+  durationField,
   type EngineFacade,
+  type FieldTable,
+  frames,
   type GenerateOptions,
   type Generation,
   type GenerationSummary,
+  LlamaportError,
   type ModelInfo,
+  NOW,
+  ndjson,
+  readFields,
+  route,
+  type StaticDecode,
+  t,
+  TEXT,
+  template,
 } from "llamaport";
 
 const options = t.Object({
@@ -26,35 +33,30 @@ const options = t.Object({
   frequency_penalty: t.Optional(t.Number()),
 });
 
-const keepAlive = t.Optional(t.Union([t.String(), t.Number()]));
-/** `"json"` or a JSON Schema object (Ollama's structured outputs); "" means no constraint. */
-const format = t.Optional(t.Union([t.String(), t.Record(t.String(), t.Unknown())]));
+/** Fields every generating route takes. `format` is `"json"` or a JSON Schema (structured outputs); "" means none. */
+const requestFields = {
+  model: t.String({ minLength: 1 }),
+  stream: t.Optional(t.Boolean()),
+  options: t.Optional(options),
+  keep_alive: t.Optional(t.Union([t.String(), t.Number()])),
+  format: t.Optional(t.Union([t.String(), t.Record(t.String(), t.Unknown())])),
+};
+const requestBody = t.Object(requestFields);
 
 const generateBody = t.Object({
-  model: t.String({ minLength: 1 }),
+  ...requestFields,
   prompt: t.Optional(t.String()),
   system: t.Optional(t.String()),
   raw: t.Optional(t.Boolean()),
-  stream: t.Optional(t.Boolean()),
-  options: t.Optional(options),
-  keep_alive: keepAlive,
-  format,
 });
 
 const chatBody = t.Object({
-  model: t.String({ minLength: 1 }),
+  ...requestFields,
   messages: t.Optional(
     t.Array(
-      t.Object({
-        role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
-        content: t.String(),
-      }),
+      t.Object({ role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]), content: t.String() }),
     ),
   ),
-  stream: t.Optional(t.Boolean()),
-  options: t.Optional(options),
-  keep_alive: keepAlive,
-  format,
 });
 
 const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()) });
@@ -62,44 +64,59 @@ const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.S
 const embedBody = t.Object({
   model: t.String({ minLength: 1 }),
   input: t.Union([t.String(), t.Array(t.String())]),
-  keep_alive: keepAlive,
+  keep_alive: requestFields.keep_alive,
 });
 
-type Options = typeof options.static;
+/** Ollama clients write `name:latest` for a model registered as `name`; a model literally named so wins. */
+async function modelName(engine: EngineFacade, name: string): Promise<string> {
+  if (!name.endsWith(":latest") || (await engine.findModel(name))) return name;
+  const bare = name.slice(0, -":latest".length);
+  return (await engine.findModel(bare)) ? bare : name;
+}
 
-function generateOptions(
-  model: string,
-  o: Options | undefined,
-  keep: string | number | undefined,
-  format: string | Record<string, unknown> | undefined,
+/** Engine option names to Ollama's fields, for reading requests and for naming fields in errors. */
+const fields: FieldTable = {
+  temperature: "options.temperature",
+  topP: "options.top_p",
+  topK: "options.top_k",
+  minP: "options.min_p",
+  seed: "options.seed",
+  stop: "options.stop",
+  maxTokens: "options.num_predict",
+  repeatPenalty: "options.repeat_penalty",
+  presencePenalty: "options.presence_penalty",
+  frequencyPenalty: "options.frequency_penalty",
+};
+
+async function generateOptions(
+  engine: EngineFacade,
+  body: StaticDecode<typeof requestBody>,
   signal: AbortSignal,
-): GenerateOptions {
+): Promise<GenerateOptions> {
+  const { format } = body;
   if (typeof format === "string" && format !== "" && format !== "json")
-    throw new LlamaportError("invalid_request", `invalid format "${format}": expected "json" or a JSON schema object`, { param: "format" });
+    throw new LlamaportError("invalid_request", `format: expected "json" or a JSON schema object, got "${format}"`, { param: "format" });
+  const numPredict = body.options?.num_predict;
   return {
-    model,
-    format: format === "" ? undefined : (format as GenerateOptions["format"]),
-    temperature: o?.temperature,
-    topP: o?.top_p,
-    topK: o?.top_k,
-    minP: o?.min_p,
-    seed: o?.seed,
+    ...readFields(body, fields),
+    model: await modelName(engine, body.model),
+    format: format === "" ? undefined : format,
     // Ollama: -1 = until the end, -2 = fill the context; both mean "no limit" here.
-    maxTokens: o?.num_predict !== undefined && o.num_predict > 0 ? o.num_predict : undefined,
-    stop: o?.stop,
-    repeatPenalty: o?.repeat_penalty,
-    presencePenalty: o?.presence_penalty,
-    frequencyPenalty: o?.frequency_penalty,
-    keepAlive: keep,
+    maxTokens: numPredict !== undefined && numPredict > 0 ? numPredict : undefined,
+    keepAliveMs: durationField(body.keep_alive, "keep_alive"),
     signal,
   };
 }
 
 const ns = (ms: number) => Math.round(ms * 1e6);
 
-/** Ollama's closing statistics, in nanoseconds. */
-function stats(summary: GenerationSummary) {
+/** The closing line: Ollama's statistics, in nanoseconds. */
+function lastLine(summary: GenerationSummary, fields: object) {
   return {
+    model: summary.model,
+    created_at: new Date().toISOString(),
+    ...fields,
+    done: true,
     done_reason: summary.finishReason === "length" ? "length" : "stop",
     total_duration: ns(summary.timings.totalMs),
     load_duration: ns(summary.timings.loadMs),
@@ -110,45 +127,42 @@ function stats(summary: GenerationSummary) {
   };
 }
 
-/** One NDJSON line per text piece, built from a prefix made once per request; then the closing line. */
-async function* lines(generation: Generation, model: string, open: string, close: string, last: (s: GenerationSummary) => object) {
-  const prefix = `{"model":${JSON.stringify(model)},"created_at":"`;
-  const middle = `",${open}`;
-  // Tokens arrive faster than the clock's millisecond: format the timestamp only when it changes.
-  let stampMs = 0;
-  let stamp = "";
-  for await (const event of generation) {
-    if (event.type === "text") {
-      const now = Date.now();
-      if (now !== stampMs) {
-        stampMs = now;
-        stamp = new Date(now).toISOString();
-      }
-      yield prefix + stamp + middle + JSON.stringify(event.text) + close;
-    } else yield last(event);
+/** A generation as Ollama answers it: NDJSON lines, or with `stream: false` one object holding the whole text. */
+async function answer(generation: Generation, stream: boolean | undefined, content: (text: string) => object) {
+  if (stream === false) {
+    const { text, summary } = await generation.collect();
+    return lastLine(summary, content(text));
   }
+  return ndjson(
+    frames(generation, {
+      text: template({ model: generation.model, created_at: NOW, ...content(TEXT), done: false }),
+      done: (summary) => [lastLine(summary, content(""))],
+    }),
+  );
 }
 
 /** Empty prompt or no messages: load (or with keep_alive 0, unload) the model and answer at once, as Ollama does. */
-async function loadOnly(engine: EngineFacade, model: string, keep: string | number | undefined, extra: object) {
-  const found = engine.findModel(model);
-  if (!found) await engine.load(model); // throws not_found with the list of names
-  const name = found?.name ?? model;
-  let unload = false;
-  try {
-    unload = keep !== undefined && parseDuration(keep) === 0;
-  } catch (error) {
-    throw new LlamaportError("invalid_request", `invalid keep_alive: ${(error as Error).message}`, { param: "keep_alive" });
+async function loadOnly(engine: EngineFacade, name: string, keepAlive: number | undefined, fields: object) {
+  const model = await modelName(engine, name);
+  const done = (reason: string) => ({ model, created_at: new Date().toISOString(), ...fields, done: true, done_reason: reason });
+  if (keepAlive === 0) {
+    await engine.unload(model);
+    return done("unload");
   }
-  if (unload) {
-    await engine.unload(name);
-    return { model: name, created_at: new Date().toISOString(), ...extra, done: true, done_reason: "unload" };
-  }
-  await engine.load(name, { keepAlive: keep });
-  return { model: name, created_at: new Date().toISOString(), ...extra, done: true, done_reason: "load" };
+  await engine.load(model, { keepAliveMs: keepAlive });
+  return done("load");
+}
+
+/** "135M", "8.0B": Ollama's parameter_size. */
+function parameterSize(count: number | undefined): string {
+  if (!count) return "";
+  if (count >= 1e9) return `${(count / 1e9).toFixed(1)}B`;
+  if (count >= 1e6) return `${Math.round(count / 1e6)}M`;
+  return `${Math.round(count / 1e3)}K`;
 }
 
 function tag(model: ModelInfo, name: string) {
+  const family = model.facts?.architecture ?? "";
   return {
     name,
     model: name,
@@ -158,17 +172,19 @@ function tag(model: ModelInfo, name: string) {
     details: {
       parent_model: "",
       format: "gguf",
-      family: model.details?.architecture ?? "llama",
-      families: [model.details?.architecture ?? "llama"],
-      parameter_size: "",
-      quantization_level: model.details?.quantization ?? "",
+      family,
+      families: family ? [family] : [],
+      parameter_size: parameterSize(model.facts?.parameterCount),
+      quantization_level: model.facts?.quantization ?? "",
     },
   };
 }
 
 export default definePlugin({
   name: "ollama",
-  version: "1.0.0",
+  version: "1.1.0",
+  prefixes: ["/api"],
+  fields,
   error: (problem) => ({ error: problem.message }),
   routes: [
     route({
@@ -176,27 +192,14 @@ export default definePlugin({
       path: "/api/generate",
       body: generateBody,
       async handler({ body, engine, signal }) {
-        if (!body.prompt) return loadOnly(engine, body.model, body.keep_alive, { response: "" });
+        if (!body.prompt) return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), { response: "" });
         const generation = engine.complete({
-          ...generateOptions(body.model, body.options, body.keep_alive, body.format, signal),
+          ...(await generateOptions(engine, body, signal)),
           prompt: body.prompt,
           system: body.system,
           raw: body.raw,
         });
-        if (body.stream === false) {
-          const { text, summary } = await generation.collect();
-          return { model: summary.model, created_at: new Date().toISOString(), response: text, done: true, ...stats(summary) };
-        }
-        const model = engine.findModel(body.model)?.name ?? body.model;
-        return ndjson(
-          lines(generation, model, `"response":`, `,"done":false}`, (summary) => ({
-            model: summary.model,
-            created_at: new Date().toISOString(),
-            response: "",
-            done: true,
-            ...stats(summary),
-          })),
-        );
+        return answer(generation, body.stream, (text) => ({ response: text }));
       },
     }),
     route({
@@ -204,72 +207,58 @@ export default definePlugin({
       path: "/api/chat",
       body: chatBody,
       async handler({ body, engine, signal }) {
-        if (!body.messages?.length) return loadOnly(engine, body.model, body.keep_alive, { message: { role: "assistant", content: "" } });
+        if (!body.messages?.length)
+          return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), {
+            message: { role: "assistant", content: "" },
+          });
         const generation = engine.chat({
-          ...generateOptions(body.model, body.options, body.keep_alive, body.format, signal),
+          ...(await generateOptions(engine, body, signal)),
           messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),
         });
-        if (body.stream === false) {
-          const { text, summary } = await generation.collect();
-          return {
-            model: summary.model,
-            created_at: new Date().toISOString(),
-            message: { role: "assistant", content: text },
-            done: true,
-            ...stats(summary),
-          };
-        }
-        const model = engine.findModel(body.model)?.name ?? body.model;
-        return ndjson(
-          lines(generation, model, `"message":{"role":"assistant","content":`, `},"done":false}`, (summary) => ({
-            model: summary.model,
-            created_at: new Date().toISOString(),
-            message: { role: "assistant", content: "" },
-            done: true,
-            ...stats(summary),
-          })),
-        );
+        return answer(generation, body.stream, (text) => ({ message: { role: "assistant", content: text } }));
       },
     }),
     {
       method: "GET",
       path: "/api/tags",
-      handler: ({ engine }) => ({
-        models: engine.listModels().flatMap((m) => [m.name, ...m.aliases].map((name) => tag(m, name))),
+      handler: async ({ engine }) => ({
+        models: (await engine.listModels()).flatMap((m) => [m.name, ...m.aliases].map((name) => tag(m, name))),
       }),
     },
     {
       method: "GET",
       path: "/api/ps",
-      handler: ({ engine }) => ({
-        models: engine.loadedModels().map((loaded) => {
-          const info = engine.findModel(loaded.name);
-          return {
-            ...(info ? tag(info, loaded.name) : { name: loaded.name, model: loaded.name }),
-            size: loaded.sizeBytes ?? 0,
-            size_vram: 0,
-            // Ollama shows a far-future time for models that stay loaded (in use, or keep_alive < 0).
-            expires_at: loaded.expiresAt ?? "2318-08-31T00:00:00Z",
-          };
-        }),
+      handler: async ({ engine }) => ({
+        models: await Promise.all(
+          engine.loadedModels().map(async (loaded) => {
+            const info = await engine.findModel(loaded.name);
+            return {
+              ...(info ? tag(info, loaded.name) : { name: loaded.name, model: loaded.name }),
+              size: loaded.sizeBytes,
+              size_vram: 0,
+              // Ollama shows a far-future time for models that stay loaded (in use, or keep_alive < 0).
+              expires_at: loaded.expiresAt ?? "2318-08-31T00:00:00Z",
+            };
+          }),
+        ),
       }),
     },
     route({
       method: "POST",
       path: "/api/show",
       body: modelBody,
-      handler: ({ body, engine }) => {
+      async handler({ body, engine }) {
         const name = body.model ?? body.name;
         if (!name) throw new LlamaportError("invalid_request", "model is required", { param: "model" });
-        const model = engine.findModel(name);
+        const model = await engine.findModel(await modelName(engine, name));
         if (!model) throw new LlamaportError("not_found", `model '${name}' not found`, { param: "model" });
         const { details } = tag(model, model.name);
         return {
           modelfile: "",
           parameters: "",
-          template: "",
+          template: model.facts?.chatTemplate ?? "",
           details,
-          model_info: { "general.architecture": details.family },
+          model_info: model.facts?.metadata ?? {},
           modified_at: model.modifiedAt,
         };
       },
@@ -281,7 +270,8 @@ export default definePlugin({
       async handler({ body, engine, signal }) {
         const started = performance.now();
         const input = typeof body.input === "string" ? [body.input] : body.input;
-        const result = await engine.embed({ model: body.model, input, signal, keepAlive: body.keep_alive });
+        const model = await modelName(engine, body.model);
+        const result = await engine.embed({ model, input, signal, keepAliveMs: durationField(body.keep_alive, "keep_alive") });
         return {
           model: result.model,
           embeddings: result.embeddings,

@@ -1,20 +1,24 @@
 /** OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models over the llamaport engine. */
 import {
   definePlugin,
+  type EngineFacade,
+  type FieldTable,
+  frames,
+  type GenerateOptions,
+  type GenerationSummary,
   LlamaportError,
+  nullable,
+  type Problem,
   randomId,
+  readFields,
   route,
+  type StaticDecode,
   sse,
   sseEvent,
   t,
-  type EngineFacade,
-  type GenerateOptions,
-  type Generation,
-  type GenerationSummary,
-  type Problem,
+  TEXT,
+  template,
 } from "llamaport";
-
-const nullable = <T extends Parameters<typeof t.Union>[0][number]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
 
 const contentPart = t.Object({ type: t.String(), text: t.Optional(t.String()) });
 const message = t.Object({
@@ -23,7 +27,7 @@ const message = t.Object({
   name: t.Optional(t.String()),
 });
 
-/** Sampling fields shared by chat and legacy completions; extras are llama-server's names (top_k, min_p, ...). */
+/** Fields shared by chat and legacy completions; extras are llama-server's names (top_k, min_p, ...). */
 const samplingFields = {
   model: t.String({ minLength: 1 }),
   stream: nullable(t.Boolean()),
@@ -47,6 +51,8 @@ const samplingFields = {
     }),
   ),
 };
+const samplingBody = t.Object(samplingFields);
+type SamplingBody = StaticDecode<typeof samplingBody>;
 
 const chatBody = t.Object({
   ...samplingFields,
@@ -61,31 +67,30 @@ const embeddingsBody = t.Object({
   input: t.Union([t.String(), t.Array(t.String(), { minItems: 1 })]),
 });
 
-type SamplingBody = {
-  [K in keyof typeof samplingFields]?: unknown;
+/** Engine option names to this protocol's fields, for reading requests and for naming fields in errors. */
+const fields: FieldTable = {
+  maxTokens: "max_tokens",
+  temperature: "temperature",
+  topP: "top_p",
+  topK: "top_k",
+  minP: "min_p",
+  seed: "seed",
+  stop: "stop",
+  presencePenalty: "presence_penalty",
+  frequencyPenalty: "frequency_penalty",
+  repeatPenalty: "repeat_penalty",
+  ignoreEos: "ignore_eos",
+  format: "response_format",
 };
 
-function options(body: SamplingBody & { max_completion_tokens?: number | null }, signal: AbortSignal): GenerateOptions {
-  const b = body as Record<string, any>;
+function generateOptions(body: SamplingBody & { max_completion_tokens?: number }, signal: AbortSignal): GenerateOptions {
+  const format = body.response_format;
   return {
-    model: b.model,
-    maxTokens: b.max_completion_tokens ?? b.max_tokens ?? undefined,
-    temperature: b.temperature ?? undefined,
-    topP: b.top_p ?? undefined,
-    topK: b.top_k ?? undefined,
-    minP: b.min_p ?? undefined,
-    seed: b.seed ?? undefined,
-    stop: typeof b.stop === "string" ? [b.stop] : (b.stop ?? undefined),
-    presencePenalty: b.presence_penalty ?? undefined,
-    frequencyPenalty: b.frequency_penalty ?? undefined,
-    repeatPenalty: b.repeat_penalty ?? undefined,
-    ignoreEos: b.ignore_eos ?? undefined,
-    format:
-      b.response_format?.type === "json_object"
-        ? "json"
-        : b.response_format?.type === "json_schema"
-          ? (b.response_format.json_schema?.schema ?? "json")
-          : undefined,
+    ...readFields(body, fields),
+    model: body.model,
+    maxTokens: body.max_completion_tokens ?? body.max_tokens,
+    stop: typeof body.stop === "string" ? [body.stop] : body.stop,
+    format: format?.type === "json_object" ? "json" : format?.type === "json_schema" ? (format.json_schema?.schema ?? "json") : undefined,
     signal,
   };
 }
@@ -96,7 +101,7 @@ function textOf(content: string | { type: string; text?: string }[] | null): str
   return content.map((part) => (part.type === "text" ? (part.text ?? "") : "")).join("");
 }
 
-function usage(summary: GenerationSummary) {
+function usage(summary: Pick<GenerationSummary, "promptTokens" | "completionTokens" | "cachedTokens">) {
   return {
     prompt_tokens: summary.promptTokens,
     completion_tokens: summary.completionTokens,
@@ -107,54 +112,22 @@ function usage(summary: GenerationSummary) {
 
 const finishReason = (summary: GenerationSummary) => (summary.finishReason === "length" ? "length" : "stop");
 const fingerprint = "llamaport";
+/** The stream's last event, as the seed API shows it. */
+const doneEvent = sseEvent("done", "[DONE]");
 
-/**
- * Streams chunks whose JSON is built from strings made once per request, so each token costs one JSON-escaped
- * string and no object: `head` + (`firstOpen` on the first chunk, else `nextOpen`) + text + `close`.
- */
-async function* chunks(
-  generation: Generation,
-  head: string,
-  firstOpen: string,
-  nextOpen: string,
-  close: string,
-  final: (summary: GenerationSummary) => unknown[],
-) {
-  let open = head + firstOpen;
-  const next = head + nextOpen;
-  for await (const event of generation) {
-    if (event.type === "text") {
-      yield open + JSON.stringify(event.text) + close;
-      open = next;
-    } else {
-      // No text at all (e.g. an immediate end of sequence): clients still expect the opening chunk.
-      if (open !== next) yield open + '""' + close;
-      yield* final(event);
-    }
-  }
-  yield sseEvent("done", "[DONE]");
+/** The fields every response and chunk of one request shares. */
+function envelope(object: string, id: string, model: string) {
+  return { id, object, created: Math.floor(Date.now() / 1000), model, system_fingerprint: fingerprint };
 }
 
-function modelList(engine: EngineFacade) {
-  const data = [];
-  for (const model of engine.listModels()) {
+async function modelList(engine: EngineFacade) {
+  return (await engine.listModels()).flatMap((model) => {
     const created = Math.floor(Date.parse(model.modifiedAt) / 1000);
-    for (const id of [model.name, ...model.aliases]) data.push({ id, object: "model", created, owned_by: "llamaport" });
-  }
-  return data;
+    return [model.name, ...model.aliases].map((id) => ({ id, object: "model", created, owned_by: "llamaport" }));
+  });
 }
 
-const errorTypes: Record<Problem["code"], string> = {
-  invalid_request: "invalid_request_error",
-  not_found: "invalid_request_error",
-  context_exceeded: "invalid_request_error",
-  busy: "server_error",
-  unavailable: "server_error",
-  not_supported: "invalid_request_error",
-  aborted: "invalid_request_error",
-  internal: "server_error",
-};
-
+/** OpenAI's `error.code` for the problems its clients check for by code. */
 const errorCodes: Partial<Record<Problem["code"], string>> = {
   not_found: "model_not_found",
   context_exceeded: "context_length_exceeded",
@@ -163,11 +136,13 @@ const errorCodes: Partial<Record<Problem["code"], string>> = {
 
 export default definePlugin({
   name: "openai",
-  version: "1.0.0",
+  version: "1.1.0",
+  prefixes: ["/v1"],
+  fields,
   error: (problem) => ({
     error: {
       message: problem.message,
-      type: errorTypes[problem.code],
+      type: problem.status >= 500 ? "server_error" : "invalid_request_error",
       param: problem.param ?? null,
       code: (problem.code === "not_found" && problem.param !== "model" ? null : errorCodes[problem.code]) ?? null,
     },
@@ -178,23 +153,18 @@ export default definePlugin({
       path: "/v1/chat/completions",
       body: chatBody,
       async handler({ body, engine, signal }) {
-        const id = randomId("chatcmpl-");
-        const created = Math.floor(Date.now() / 1000);
         const generation = engine.chat({
-          ...options(body, signal),
+          ...generateOptions(body, signal),
           messages: body.messages.map((m) => ({
             role: m.role === "developer" ? "system" : m.role === "tool" ? "user" : m.role,
             content: textOf(m.content),
           })),
         });
+        const base = envelope(body.stream ? "chat.completion.chunk" : "chat.completion", randomId("chatcmpl-"), generation.model);
         if (!body.stream) {
           const { text, summary } = await generation.collect();
           return {
-            id,
-            object: "chat.completion",
-            created,
-            model: summary.model,
-            system_fingerprint: fingerprint,
+            ...base,
             choices: [
               {
                 index: 0,
@@ -207,28 +177,21 @@ export default definePlugin({
           };
         }
         const includeUsage = body.stream_options?.include_usage === true;
-        const model = engine.findModel(body.model)?.name ?? body.model;
-        const head = `{"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}",${includeUsage ? `"usage":null,` : ""}"choices":[{"index":0,"delta":{`;
+        const chunk = (delta: object, finish: string | null = null) => ({
+          ...base,
+          ...(includeUsage ? { usage: null } : {}),
+          choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+        });
         return sse(
-          chunks(
-            generation,
-            head,
-            `"role":"assistant","content":`,
-            `"content":`,
-            `},"logprobs":null,"finish_reason":null}]}`,
-            (summary) => {
-              const base = { id, object: "chat.completion.chunk", created, model: summary.model, system_fingerprint: fingerprint };
-              const last: unknown[] = [
-                {
-                  ...base,
-                  ...(includeUsage ? { usage: null } : {}),
-                  choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(summary) }],
-                },
-              ];
-              if (includeUsage) last.push({ ...base, choices: [], usage: usage(summary) });
-              return last;
-            },
-          ),
+          frames(generation, {
+            start: () => [chunk({ role: "assistant", content: "" })],
+            text: template(chunk({ content: TEXT })),
+            done: (summary) => [
+              chunk({}, finishReason(summary)),
+              ...(includeUsage ? [{ ...base, choices: [], usage: usage(summary) }] : []),
+              doneEvent,
+            ],
+          }),
         );
       },
     }),
@@ -237,34 +200,8 @@ export default definePlugin({
       path: "/v1/completions",
       body: completionBody,
       async handler({ body, engine, signal }) {
-        const id = randomId("cmpl-");
-        const created = Math.floor(Date.now() / 1000);
         const prompts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
-        if (!body.stream) {
-          // Several prompts run as concurrent requests (they share the model's sequences); one choice each.
-          const results = await Promise.all(
-            prompts.map((prompt) => engine.complete({ ...options(body, signal), prompt, raw: true }).collect()),
-          );
-          const total = results.reduce(
-            (sum, { summary }) => ({
-              ...sum,
-              promptTokens: sum.promptTokens + summary.promptTokens,
-              cachedTokens: sum.cachedTokens + summary.cachedTokens,
-              completionTokens: sum.completionTokens + summary.completionTokens,
-            }),
-            { ...results[0]!.summary, promptTokens: 0, cachedTokens: 0, completionTokens: 0 },
-          );
-          return {
-            id,
-            object: "text_completion",
-            created,
-            model: total.model,
-            system_fingerprint: fingerprint,
-            choices: results.map(({ text, summary }, index) => ({ index, text, logprobs: null, finish_reason: finishReason(summary) })),
-            usage: usage(total),
-          };
-        }
-        if (prompts.length > 1)
+        if (body.stream && prompts.length > 1)
           throw new LlamaportError(
             "not_supported",
             "streaming several prompts in one request is not supported; send one request per prompt",
@@ -272,20 +209,28 @@ export default definePlugin({
               param: "prompt",
             },
           );
-        const generation = engine.complete({ ...options(body, signal), prompt: prompts[0]!, raw: true });
-        const model = engine.findModel(body.model)?.name ?? body.model;
-        const head = `{"id":"${id}","object":"text_completion","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"${fingerprint}","choices":[{"index":0,`;
+        // Several prompts run as concurrent requests (they share the model's sequences); one choice each.
+        const generations = prompts.map((prompt) => engine.complete({ ...generateOptions(body, signal), prompt, raw: true }));
+        const base = envelope("text_completion", randomId("cmpl-"), generations[0]!.model);
+        const choice = (index: number, text: string, finish: string | null) => ({ index, text, logprobs: null, finish_reason: finish });
+        if (!body.stream) {
+          const results = await Promise.all(generations.map((g) => g.collect()));
+          const sum = (pick: (s: GenerationSummary) => number) => results.reduce((total, { summary }) => total + pick(summary), 0);
+          return {
+            ...base,
+            choices: results.map(({ text, summary }, index) => choice(index, text, finishReason(summary))),
+            usage: usage({
+              promptTokens: sum((s) => s.promptTokens),
+              completionTokens: sum((s) => s.completionTokens),
+              cachedTokens: sum((s) => s.cachedTokens),
+            }),
+          };
+        }
         return sse(
-          chunks(generation, head, `"text":`, `"text":`, `,"logprobs":null,"finish_reason":null}]}`, (summary) => [
-            {
-              id,
-              object: "text_completion",
-              created,
-              model: summary.model,
-              system_fingerprint: fingerprint,
-              choices: [{ index: 0, text: "", logprobs: null, finish_reason: finishReason(summary) }],
-            },
-          ]),
+          frames(generations[0]!, {
+            text: template({ ...base, choices: [choice(0, TEXT, null)] }),
+            done: (summary) => [{ ...base, choices: [choice(0, "", finishReason(summary))] }, doneEvent],
+          }),
         );
       },
     }),
@@ -307,13 +252,13 @@ export default definePlugin({
     {
       method: "GET",
       path: "/v1/models",
-      handler: ({ engine }) => ({ object: "list", data: modelList(engine) }),
+      handler: async ({ engine }) => ({ object: "list", data: await modelList(engine) }),
     },
     {
       method: "GET",
       path: "/v1/models/:model",
-      handler: ({ engine, params }) => {
-        const found = modelList(engine).find((m) => m.id === params.model);
+      handler: async ({ engine, params }) => {
+        const found = (await modelList(engine)).find((m) => m.id === params.model);
         if (!found) throw new LlamaportError("not_found", `model "${params.model}" not found`, { param: "model" });
         return found;
       },

@@ -1,4 +1,5 @@
 // CLI: writes a synthetic GGUF preset (into the model cache unless an output path is given) and prints its path.
+import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel, syntheticPresets } from "../src/gguf/syntheticModels.ts";
 import { writeLlamaGguf } from "../src/gguf/writeLlamaGguf.ts";
 
@@ -17,5 +18,5 @@ if (outPath) {
   await writeLlamaGguf(outPath, spec);
   console.log(outPath);
 } else {
-  console.log(await ensureSyntheticModel(preset));
+  console.log(await ensureSyntheticModel(preset, defaultCacheDir(process.env)));
 }

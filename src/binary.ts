@@ -1,7 +1,7 @@
 /** Entry of the compiled binary (called by the entry scripts/build.ts generates): points the engine at the embedded runtime, then runs the CLI. */
 import { join, resolve } from "node:path";
 import { setNodeLlamaCppLocation } from "./engine/nodeLlamaCpp.ts";
-import { defaultCacheDir } from "./gguf/syntheticModels.ts";
+import { defaultCacheDir } from "./config/environment.ts";
 import { runtimeEntry, unpackRuntime } from "./runtime/unpackRuntime.ts";
 
 const testBindingScript = "node_modules/node-llama-cpp/dist/bindings/utils/testBindingBinary.js";
@@ -15,7 +15,7 @@ export interface EmbeddedRuntime {
 
 export async function runBinary(runtime: EmbeddedRuntime): Promise<void> {
   // Absolute, because node-llama-cpp hands the test script's absolute path back to us.
-  const cacheDir = resolve(defaultCacheDir());
+  const cacheDir = resolve(defaultCacheDir(process.env));
   const folder = join(cacheDir, "runtime", runtime.id);
   // On Linux node-llama-cpp first loads llama.cpp in a child it forks with process.execPath (this binary) and its own
   // test script, so a broken binary crashes the child, not the server. Run that script, and only that one.

@@ -1,4 +1,5 @@
 /** Reads argv and the environment into server settings: flags beat environment variables beat defaults. */
+import { defaultCacheDir, type Environment, hfEndpoint } from "../config/environment.ts";
 
 export interface ServeSettings {
   host: string;
@@ -7,6 +8,10 @@ export interface ServeSettings {
   models?: string;
   plugins?: string;
   threads?: number;
+  /** Generated and downloaded models, the unpacked runtime. */
+  cacheDir: string;
+  /** Base URL for `hf:` sources. */
+  hfEndpoint: string;
 }
 
 export type Command = { kind: "serve"; settings: ServeSettings } | { kind: "help" } | { kind: "version" };
@@ -26,12 +31,18 @@ Options (environment variable in brackets; flags win):
   --models FILE   the model registry [LLAMAPORT_MODELS] (default ./models.yaml, else the one beside the
                   executable, else a built-in registry with the offline demo model)
   --plugins DIR   protocol plugins folder [LLAMAPORT_PLUGINS] (default plugins/ beside models.yaml)
-  --threads N     CPU threads for models that do not set their own [LLAMAPORT_THREADS] (default: all cores)
+  --threads N     CPU threads for models that do not set their own [LLAMAPORT_THREADS] (default: the
+                  physical cores; models under 64 MB use 1)
+
+Environment:
+  LLAMAPORT_CACHE        cache folder for generated and downloaded models and the unpacked engine
+                         (default $XDG_CACHE_HOME/llamaport, else ~/.cache/llamaport)
+  LLAMAPORT_HF_ENDPOINT  where hf: model sources are downloaded from (default https://huggingface.co)
 `;
 
 const flags = new Set(["--host", "--port", "--models", "--plugins", "--threads"]);
 
-export function parseArgs(argv: string[], env: Record<string, string | undefined>): Command {
+export function parseArgs(argv: string[], env: Environment): Command {
   const args = argv.slice();
   if (args.includes("--help") || args.includes("-h") || args[0] === "help") return { kind: "help" };
   if (args.includes("--version") || args.includes("-v") || args[0] === "version") return { kind: "version" };
@@ -59,6 +70,8 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
       models: pick("models", "LLAMAPORT_MODELS"),
       plugins: pick("plugins", "LLAMAPORT_PLUGINS"),
       threads: threadsText === undefined ? undefined : toInt(threadsText, "threads", 1, 1024),
+      cacheDir: defaultCacheDir(env),
+      hfEndpoint: hfEndpoint(env),
     },
   };
 }

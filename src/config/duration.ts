@@ -1,4 +1,4 @@
-// Ollama-style keep_alive durations ("5m", "1h30m", 300, "-1") to and from milliseconds; -1 means "never".
+// Ollama-style keep_alive durations ("5m", "1h30m", 300, "-1") to milliseconds; -1 means "never".
 
 /** Milliseconds meaning "stay forever", what any negative duration becomes, as in Ollama. */
 export const NEVER = -1;
@@ -55,26 +55,4 @@ export function parseDuration(value: string | number): number {
   // "-0s" is zero, not "never": Go parses it as 0 too.
   if (negative && ms > 0) return NEVER;
   return Math.round(ms);
-}
-
-/** The shortest string `parseDuration` reads back to the same milliseconds: "5m", "1h30m", "250ms", "0", "-1". */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) throw new Error(`cannot format duration ${ms}`);
-  if (ms < 0) return "-1";
-  let rest = Math.round(ms);
-  if (rest === 0) return "0";
-  let out = "";
-  for (const [unit, size] of [
-    ["h", 3_600_000],
-    ["m", 60_000],
-    ["s", 1_000],
-    ["ms", 1],
-  ] as const) {
-    const count = Math.floor(rest / size);
-    if (count > 0) {
-      out += `${count}${unit}`;
-      rest -= count * size;
-    }
-  }
-  return out;
 }

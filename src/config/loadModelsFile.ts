@@ -6,6 +6,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from "yaml";
 import { parseByteSize } from "./byteSize.ts";
+import { expectation } from "./describeSchema.ts";
 import { parseDuration } from "./duration.ts";
 import {
   MODEL_DEFAULTS,
@@ -283,46 +284,12 @@ function describeError(error: ValueError, raw: unknown): Problem {
       return { path: path.slice(0, -1), at: "key", problem: `missing required key "${key}"` };
     }
     default:
-      return { path, at: "value", problem: `${expectation(schema)}, got ${describeValue(error.value)}` };
+      return {
+        path,
+        at: "value",
+        problem: `${expectation(schema, { object: "a mapping of keys to values" })}, got ${describeValue(error.value)}`,
+      };
   }
-}
-
-/** "expected ..." for a schema: its `errorMessage` where it has one, otherwise built from its type and limits. */
-function expectation(schema: TSchema): string {
-  if (typeof schema.errorMessage === "string") return schema.errorMessage;
-  return `expected ${expected(schema)}`;
-}
-
-function expected(schema: TSchema): string {
-  if (schema.const !== undefined) return JSON.stringify(schema.const);
-  if (Array.isArray(schema.anyOf)) {
-    const options = (schema.anyOf as TSchema[]).map(expected);
-    return options.length > 1 ? `${options.slice(0, -1).join(", ")} or ${options[options.length - 1]}` : (options[0] ?? "");
-  }
-  switch (schema.type) {
-    case "integer":
-      return `an integer${range(schema)}`;
-    case "number":
-      return `a number${range(schema)}`;
-    case "string":
-      return schema.minLength ? "a non-empty string" : "a string";
-    case "boolean":
-      return "true or false";
-    case "array":
-      return schema.items?.type === "string" ? "a list of strings" : "a list";
-    case "object":
-      return "a mapping of keys to values";
-    default:
-      return "a valid value";
-  }
-}
-
-function range(schema: TSchema): string {
-  const { minimum, maximum } = schema as { minimum?: number; maximum?: number };
-  if (minimum !== undefined && maximum !== undefined) return ` between ${minimum} and ${maximum}`;
-  if (minimum !== undefined) return ` >= ${minimum}`;
-  if (maximum !== undefined) return ` <= ${maximum}`;
-  return "";
 }
 
 function describeValue(value: unknown): string {

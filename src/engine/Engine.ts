@@ -1,26 +1,29 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
-import { statSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
-import { decode } from "./decode.ts";
-import { grammarFor } from "./grammarFor.ts";
+import { cachedPromptTokens, decode } from "./decode.ts";
 import { LlamaportError } from "./EngineError.ts";
+import { grammarFor } from "./grammarFor.ts";
+import type { LoadedModel } from "./LoadedModel.ts";
 import { ModelManager } from "./ModelManager.ts";
 import { ModelRegistry } from "./ModelRegistry.ts";
-import { physicalCores } from "./physicalCores.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
-import { renderChat, renderRaw, type RenderedPrompt } from "./renderPrompt.ts";
+import { physicalCores } from "./physicalCores.ts";
+import { readModelFacts } from "./readModelFacts.ts";
+import { type RenderedPrompt, renderChat, renderRaw } from "./renderPrompt.ts";
+import { localModelPath } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
-import { StreamingGeneration, type GenerationSink } from "./StreamingGeneration.ts";
-import type { LoadedModel } from "./LoadedModel.ts";
+import { type GenerationSink, StreamingGeneration } from "./StreamingGeneration.ts";
 import type {
   ChatRequest,
   CompletionRequest,
   EmbedRequest,
   EmbedResult,
   EngineFacade,
+  GenerateOptions,
   Generation,
   GenerationSummary,
-  GenerateOptions,
+  LoadedModelStatus,
   ModelInfo,
 } from "./types.ts";
 
@@ -28,7 +31,10 @@ export interface EngineOptions {
   /** Threads for models that do not set their own; default: the physical cores. */
   threads?: number;
   gpu?: "auto" | false;
-  cacheDir?: string;
+  /** Where generated and downloaded models are kept. */
+  cacheDir: string;
+  /** Base URL for `hf:` sources (default: the public hub). */
+  hfEndpoint?: string;
   log?: (message: string) => void;
 }
 
@@ -38,19 +44,21 @@ export class Engine implements EngineFacade {
   private readonly log: (message: string) => void;
   private readonly threads: number;
   private readonly gpu: "auto" | false;
+  private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
 
-  constructor(config: ModelRegistryConfig, options: EngineOptions = {}) {
+  constructor(config: ModelRegistryConfig, options: EngineOptions) {
     this.registry = new ModelRegistry(config);
     this.log = options.log ?? (() => {});
     this.threads = options.threads ?? physicalCores();
     this.gpu = options.gpu ?? "auto";
+    this.sourceOptions = { cacheDir: options.cacheDir, hfEndpoint: options.hfEndpoint };
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,
       currentEntry: (name) => this.registry.entries.find((e) => e.name === name),
       memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
-      cacheDir: options.cacheDir,
+      ...this.sourceOptions,
       log: this.log,
     });
   }
@@ -66,59 +74,34 @@ export class Engine implements EngineFacade {
     this.models.retireChanged(config.models);
   }
 
-  listModels(): ModelInfo[] {
-    return this.registry.entries.map((entry) => this.modelInfo(entry));
+  listModels(): Promise<ModelInfo[]> {
+    return Promise.all(this.registry.entries.map((entry) => this.modelInfo(entry)));
   }
 
-  findModel(name: string): ModelInfo | undefined {
+  async findModel(name: string): Promise<ModelInfo | undefined> {
     const entry = this.registry.find(name);
     return entry && this.modelInfo(entry);
   }
 
-  private modelInfo(entry: ModelEntry): ModelInfo {
-    let sizeBytes: number | undefined;
-    let modifiedAt = new Date(0).toISOString();
-    try {
-      const stat = statSync(entry.source);
-      sizeBytes = stat.size;
-      modifiedAt = stat.mtime.toISOString();
-    } catch {
-      // Not a file on disk (yet): synthetic or remote source.
-    }
-    return {
-      name: entry.name,
-      aliases: entry.aliases,
-      source: entry.source,
-      context: entry.context,
-      parallel: entry.parallel,
-      loaded: this.models.isLoaded(entry.name),
-      sizeBytes,
-      modifiedAt,
-      details: { architecture: "llama" },
-    };
-  }
-
   chat(request: ChatRequest): Generation {
-    return new StreamingGeneration((sink) => this.generate(request, sink, (loaded) => renderChat(loaded, request.messages)));
+    return this.generation(request, (loaded) => renderChat(loaded, request.messages));
   }
 
   complete(request: CompletionRequest): Generation {
-    return new StreamingGeneration((sink) =>
-      this.generate(request, sink, (loaded) =>
-        request.raw
-          ? renderRaw(loaded, request.prompt)
-          : renderChat(loaded, [
-              ...(request.system ? [{ role: "system" as const, content: request.system }] : []),
-              { role: "user" as const, content: request.prompt },
-            ]),
-      ),
+    return this.generation(request, (loaded) =>
+      request.raw
+        ? renderRaw(loaded, request.prompt)
+        : renderChat(loaded, [
+            ...(request.system ? [{ role: "system" as const, content: request.system }] : []),
+            { role: "user" as const, content: request.prompt },
+          ]),
     );
   }
 
   async embed(request: EmbedRequest): Promise<EmbedResult> {
     if (request.input.length === 0 || request.input.some((text) => text.length === 0))
       throw new LlamaportError("invalid_request", "input must be one or more non-empty strings", { param: "input" });
-    return this.withModel(request.model, request.keepAlive, async (loaded) => {
+    return this.withModel(request.model, request.keepAliveMs, async (loaded) => {
       const context = await loaded.embeddingContext();
       const embeddings: number[][] = [];
       let promptTokens = 0;
@@ -147,20 +130,41 @@ export class Engine implements EngineFacade {
     return this.withModel(model, undefined, async (loaded) => loaded.model.detokenize(tokens as never));
   }
 
-  async load(model: string, options: { keepAlive?: string | number } = {}): Promise<void> {
-    await this.withModel(model, options.keepAlive, async () => {});
+  async load(model: string, options: { keepAliveMs?: number } = {}): Promise<void> {
+    await this.withModel(model, options.keepAliveMs, async () => {});
   }
 
   async unload(model: string): Promise<void> {
-    await this.models.unload(this.registry.resolve(model).name);
+    this.models.unload(this.registry.resolve(model).name);
   }
 
-  loadedModels() {
+  loadedModels(): LoadedModelStatus[] {
     return this.models.loadedModels();
   }
 
   async dispose(): Promise<void> {
     await this.models.disposeAll();
+  }
+
+  private async modelInfo(entry: ModelEntry): Promise<ModelInfo> {
+    const info: ModelInfo = {
+      name: entry.name,
+      aliases: entry.aliases,
+      context: entry.context,
+      parallel: entry.parallel,
+      loaded: this.models.isLoaded(entry.name),
+      modifiedAt: new Date(0).toISOString(),
+    };
+    const path = localModelPath(entry, this.sourceOptions);
+    const file = path === undefined ? undefined : await stat(path).catch(() => undefined);
+    if (!path || !file?.isFile()) return info; // not written or downloaded yet
+    info.sizeBytes = file.size;
+    info.modifiedAt = file.mtime.toISOString();
+    info.facts = await readModelFacts(path).catch((error: unknown) => {
+      this.log(`cannot read the GGUF header of ${entry.name}: ${(error as Error).message}`);
+      return undefined;
+    });
+    return info;
   }
 
   private async runtime() {
@@ -171,40 +175,41 @@ export class Engine implements EngineFacade {
     return { nlc, llama };
   }
 
-  private async withModel<T>(name: string, keepAlive: string | number | undefined, fn: (loaded: LoadedModel) => Promise<T>) {
-    const entry = this.registry.resolve(name);
-    const { loaded } = await this.models.use(entry, keepAlive);
+  private async withModel<T>(name: string, keepAliveMs: number | undefined, fn: (loaded: LoadedModel) => Promise<T>) {
+    const use = await this.models.use(this.registry.resolve(name), keepAliveMs);
     try {
-      return await fn(loaded);
+      return await fn(use.loaded);
     } finally {
-      this.models.release(loaded);
+      use.release();
     }
   }
 
+  /** A lazy generation: the model name is resolved now (an unknown one throws at once), everything else on first read. */
+  private generation(request: GenerateOptions, render: (loaded: LoadedModel) => RenderedPrompt): Generation {
+    const entry = this.registry.resolve(request.model);
+    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, render));
+  }
+
   private async generate(
+    entry: ModelEntry,
     request: GenerateOptions,
     sink: GenerationSink,
     render: (loaded: LoadedModel) => RenderedPrompt,
   ): Promise<GenerationSummary> {
     const started = performance.now();
-    const entry = this.registry.resolve(request.model);
     const sampling = resolveSampling(request, entry.defaults);
     const signal = request.signal ? AbortSignal.any([request.signal, sink.signal]) : sink.signal;
-    const { loaded, loadMs } = await this.models.use(entry, request.keepAlive);
+    const use = await this.models.use(entry, request.keepAliveMs);
     try {
-      const prompt = render(loaded);
-      const limit = loaded.contextSize - Math.max(1, Math.floor(loaded.contextSize / 10));
-      if (prompt.tokens.length > limit)
-        throw new LlamaportError(
-          "context_exceeded",
-          `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${entry.name}" is ${limit} (context ${loaded.contextSize} per sequence, 10% kept for the reply)`,
-          { param: "messages" },
-        );
+      const { loaded } = use;
+      const prompt = checkedPrompt(loaded, render(loaded));
       const { nlc, llama } = await this.runtime();
       // Compiled before leasing a sequence, so a slow grammar build never holds one.
       const grammar = request.format === undefined ? undefined : await grammarFor(llama, request.format);
       const lease = await loaded.pool.acquire(prompt.tokens, signal);
       try {
+        const cachedTokens = cachedPromptTokens(lease, prompt);
+        sink.start({ promptTokens: prompt.tokens.length, cachedTokens });
         const result = await decode(nlc, loaded, lease, prompt, sampling, {
           ignoreEos: request.ignoreEos === true,
           grammar,
@@ -221,28 +226,45 @@ export class Engine implements EngineFacade {
           finishReason: result.finishReason,
           stopSequence: result.stopSequence,
           promptTokens: prompt.tokens.length,
-          cachedTokens: result.cachedTokens,
+          cachedTokens,
           completionTokens: result.completionTokens,
           timings: {
             queueMs: lease.queueMs,
-            loadMs,
+            loadMs: use.loadMs,
             promptMs: result.promptMs,
             generateMs: result.generateMs,
             totalMs: performance.now() - started,
           },
         };
-        // One line per request (never per token): what was reused, how long it waited and why it ended.
-        this.log(
-          `${entry.name}: ${summary.promptTokens} prompt tokens (${summary.cachedTokens} cached), ${summary.completionTokens} generated, ` +
-            `queue ${lease.queueMs.toFixed(0)} ms, load ${loadMs.toFixed(0)} ms, prompt ${result.promptMs.toFixed(0)} ms, ` +
-            `generate ${result.generateMs.toFixed(0)} ms, ${summary.finishReason}`,
-        );
+        this.log(requestLine(summary));
         return summary;
       } finally {
         lease.release();
       }
     } finally {
-      this.models.release(loaded);
+      use.release();
     }
   }
+}
+
+/** The prompt, if it leaves room for a reply: 10% of the context is kept for the answer. */
+function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt): RenderedPrompt {
+  const limit = loaded.contextSize - Math.max(1, Math.floor(loaded.contextSize / 10));
+  if (prompt.tokens.length > limit)
+    throw new LlamaportError(
+      "context_exceeded",
+      `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${loaded.entry.name}" is ${limit} (context ${loaded.contextSize} per sequence, 10% kept for the reply)`,
+      { param: "messages" },
+    );
+  return prompt;
+}
+
+/** One line per request (never per token): what was reused, how long it waited and why it ended. */
+function requestLine(summary: GenerationSummary): string {
+  const t = summary.timings;
+  return (
+    `${summary.model}: ${summary.promptTokens} prompt tokens (${summary.cachedTokens} cached), ${summary.completionTokens} generated, ` +
+    `queue ${t.queueMs.toFixed(0)} ms, load ${t.loadMs.toFixed(0)} ms, prompt ${t.promptMs.toFixed(0)} ms, ` +
+    `generate ${t.generateMs.toFixed(0)} ms, ${summary.finishReason}`
+  );
 }

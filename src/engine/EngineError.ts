@@ -2,6 +2,7 @@
 
 export type ProblemCode =
   | "invalid_request"
+  | "too_large"
   | "not_found"
   | "context_exceeded"
   | "busy"
@@ -12,6 +13,7 @@ export type ProblemCode =
 
 const statusOf: Record<ProblemCode, number> = {
   invalid_request: 400,
+  too_large: 413,
   not_found: 404,
   context_exceeded: 400,
   busy: 503,
@@ -23,7 +25,11 @@ const statusOf: Record<ProblemCode, number> = {
 };
 
 export interface ProblemOptions {
-  /** The request field at fault, for protocols that report it (OpenAI's `param`). */
+  /**
+   * The request field at fault, by its neutral engine name (`maxTokens`, `topP`, `format`) or a plugin's wire name. A
+   * message about a field starts with that name ("maxTokens must be ..."), so the host can rename both to the
+   * plugin's wire name (`PluginDefinition.fields`).
+   */
   param?: string;
   /** Seconds a client should wait before trying again (busy / unavailable). */
   retryAfter?: number;

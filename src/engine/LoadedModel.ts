@@ -1,24 +1,13 @@
 /** A model in memory: node-llama-cpp's model, its one context with `parallel` sequences, the pool in front of them and its chat template. */
 import type { ChatWrapper, Llama, LlamaContext, LlamaEmbeddingContext, LlamaModel, TokenBias } from "node-llama-cpp";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
-import { SequencePool } from "./SequencePool.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { SequencePool } from "./SequencePool.ts";
 
 /** Below this file size a model defaults to one thread. */
 const smallModelBytes = 64 * 1024 ** 2;
 
 export class LoadedModel {
-  /** Requests routed to this model that have not finished (queued ones included). */
-  users = 0;
-  lastUsedAt = Date.now();
-  /** Milliseconds to stay loaded once idle; -1 = forever. The latest request's keep_alive wins, as in Ollama. */
-  keepAliveMs: number;
-  /** Set when the registry entry changed or went away: no new requests, unloaded once the running ones end. */
-  retired = false;
-  expiresAt?: number;
-  /** RAM this model was estimated to need before loading (weights + KV cache), for the memory budget. */
-  estimatedBytes = 0;
-  expiryTimer?: ReturnType<typeof setTimeout>;
   private disposed = false;
   private eosBias?: TokenBias;
   private embedding?: Promise<LlamaEmbeddingContext>;
@@ -29,11 +18,9 @@ export class LoadedModel {
     readonly context: LlamaContext,
     readonly pool: SequencePool,
     readonly chatWrapper: ChatWrapper,
+    /** How long loading took, in ms. */
     readonly loadMs: number,
-    readonly sizeBytes: number,
-  ) {
-    this.keepAliveMs = entry.keepAliveMs;
-  }
+  ) {}
 
   static async load(
     nlc: NodeLlamaCppModule,
@@ -43,31 +30,28 @@ export class LoadedModel {
     defaultThreads: number,
   ): Promise<LoadedModel> {
     const started = performance.now();
-    const model = await llama.loadModel({
-      modelPath,
-      gpuLayers: entry.gpuLayers,
-    });
+    const model = await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers });
     try {
       // Measured here: node-llama-cpp starts a thread per decode step, which costs tiny models more than the extra
       // core gives (a 1 MB model ran 10x slower on 2 threads than on 1); from ~100 MB up more threads win.
       const threads = entry.threads ?? (model.size < smallModelBytes ? 1 : defaultThreads);
-      const context = await model.createContext({
-        contextSize: entry.context,
-        sequences: entry.parallel,
-        threads,
-      });
-      const sequences = [];
-      for (let i = 0; i < entry.parallel; i++) sequences.push(context.getSequence());
+      const context = await model.createContext({ contextSize: entry.context, sequences: entry.parallel, threads });
+      const sequences = Array.from({ length: entry.parallel }, () => context.getSequence());
       const chatWrapper =
         entry.chatTemplate === "auto"
           ? nlc.resolveChatWrapper(model)
           : nlc.resolveChatWrapper(model, { type: entry.chatTemplate as "auto" });
       const pool = new SequencePool(sequences, entry.maxQueue);
-      return new LoadedModel(entry, model, context, pool, chatWrapper, performance.now() - started, model.size);
+      return new LoadedModel(entry, model, context, pool, chatWrapper, performance.now() - started);
     } catch (error) {
       await model.dispose();
       throw error;
     }
+  }
+
+  /** Bytes of the weights file. */
+  get sizeBytes(): number {
+    return this.model.size;
   }
 
   /** A bias that keeps every end-of-generation token from being sampled (made once per model). */
@@ -115,7 +99,6 @@ export class LoadedModel {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    clearTimeout(this.expiryTimer);
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
     await this.context.dispose();
     await this.model.dispose();

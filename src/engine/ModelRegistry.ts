@@ -19,17 +19,15 @@ export class ModelRegistry {
     return this.config.models;
   }
 
-  /** Swap in a new configuration; returns the previous one so the caller can see what changed. */
-  replace(config: ModelRegistryConfig): ModelRegistryConfig {
-    const previous = this.config;
+  /** Swap in a new configuration. */
+  replace(config: ModelRegistryConfig): void {
     this.config = config;
     this.index();
-    return previous;
   }
 
-  /** The entry for a name or alias. Ollama clients send `name:latest`, so a `:latest` suffix is optional. */
+  /** The entry for a name or alias, exactly as written in models.yaml. */
   find(name: string): ModelEntry | undefined {
-    return this.byName.get(name) ?? (name.endsWith(":latest") ? this.byName.get(name.slice(0, -7)) : undefined);
+    return this.byName.get(name);
   }
 
   /** Like `find`, but a missing model is a `not_found` problem that lists what is available. */

@@ -22,8 +22,6 @@ export class SequencePool {
   private readonly free: LlamaContextSequence[];
   private readonly waiters: Waiter[] = [];
   private busy = 0;
-  /** Called whenever the pool goes from in use to idle (no lease out, nobody waiting). */
-  onIdle?: () => void;
 
   constructor(
     sequences: LlamaContextSequence[],
@@ -32,16 +30,14 @@ export class SequencePool {
     this.free = sequences.slice();
   }
 
+  /** Sequences leased out right now. */
   get inUse(): number {
     return this.busy;
   }
 
+  /** Requests waiting for a free sequence. */
   get waiting(): number {
     return this.waiters.length;
-  }
-
-  get idle(): boolean {
-    return this.busy === 0 && this.waiters.length === 0;
   }
 
   /**
@@ -64,7 +60,6 @@ export class SequencePool {
           const index = this.waiters.indexOf(waiter);
           if (index >= 0) this.waiters.splice(index, 1);
           reject(new LlamaportError("aborted", "request aborted while waiting for a free sequence"));
-          if (this.idle) this.onIdle?.();
         };
         signal.addEventListener("abort", waiter.onAbort, { once: true });
       }
@@ -124,6 +119,5 @@ export class SequencePool {
       return;
     }
     this.free.push(sequence);
-    if (this.idle) this.onIdle?.();
   }
 }

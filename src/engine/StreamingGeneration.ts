@@ -1,8 +1,10 @@
 /** Bridges node-llama-cpp's callbacks to a pull-based event stream; text that piles up while the reader is busy is sent as one delta. */
-import type { Generation, GenerationEvent, GenerationSummary } from "./types.ts";
+import type { Generation, GenerationEvent, GenerationStart, GenerationSummary } from "./types.ts";
 
 /** What a producer writes into; it runs once, when the generation is first iterated. */
 export interface GenerationSink {
+  /** The prompt is ready and a sequence is leased; call once, before any text. */
+  start(info: Omit<GenerationStart, "type">): void;
   text(piece: string): void;
   /** Aborted when the reader stops early (a client that went away): the producer must stop decoding. */
   readonly signal: AbortSignal;
@@ -11,17 +13,26 @@ export interface GenerationSink {
 export type GenerationProducer = (sink: GenerationSink) => Promise<GenerationSummary>;
 
 export class StreamingGeneration implements Generation, GenerationSink {
+  private startEvent?: GenerationStart;
   private pending = "";
   private summary?: GenerationSummary;
   private failure?: { error: unknown };
   private wake?: () => void;
-  private started = false;
+  private iterated = false;
   private readonly controller = new AbortController();
 
-  constructor(private readonly producer: GenerationProducer) {}
+  constructor(
+    readonly model: string,
+    private readonly producer: GenerationProducer,
+  ) {}
 
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  start(info: Omit<GenerationStart, "type">): void {
+    this.startEvent = { type: "start", ...info };
+    this.notify();
   }
 
   text(piece: string): void {
@@ -30,8 +41,8 @@ export class StreamingGeneration implements Generation, GenerationSink {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<GenerationEvent> {
-    if (this.started) throw new Error("a Generation can only be read once");
-    this.started = true;
+    if (this.iterated) throw new Error("a Generation can only be read once");
+    this.iterated = true;
     this.producer(this).then(
       (summary) => {
         this.summary = summary;
@@ -42,10 +53,16 @@ export class StreamingGeneration implements Generation, GenerationSink {
         this.notify();
       },
     );
+    let started = false;
     let finished = false;
     try {
       for (;;) {
-        if (this.pending.length > 0) {
+        if (!started && this.startEvent) {
+          started = true;
+          yield this.startEvent;
+          continue;
+        }
+        if (started && this.pending.length > 0) {
           const text = this.pending;
           this.pending = "";
           yield { type: "text", text };
@@ -57,7 +74,9 @@ export class StreamingGeneration implements Generation, GenerationSink {
           yield this.summary;
           return;
         }
-        await new Promise<void>((resolve) => (this.wake = resolve));
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
       }
     } finally {
       // The reader left before the end (client disconnect, plugin error): stop decoding and free the sequence.
@@ -69,7 +88,7 @@ export class StreamingGeneration implements Generation, GenerationSink {
     let text = "";
     for await (const event of this) {
       if (event.type === "text") text += event.text;
-      else return { text, summary: event };
+      else if (event.type === "done") return { text, summary: event };
     }
     throw new Error("generation ended without a summary");
   }

@@ -9,13 +9,24 @@ import { StopStringFilter } from "./StopStringFilter.ts";
 import type { GenerationSink } from "./StreamingGeneration.ts";
 import type { FinishReason } from "./types.ts";
 
+export interface DecodeOptions {
+  ignoreEos: boolean;
+  grammar?: LlamaGrammar;
+  signal: AbortSignal;
+  sink: GenerationSink;
+}
+
 export interface DecodeResult {
   finishReason: FinishReason;
   stopSequence?: string;
-  cachedTokens: number;
   completionTokens: number;
   promptMs: number;
   generateMs: number;
+}
+
+/** Prompt tokens the sequence already holds; the last prompt token is always evaluated again (it gives the first logits). */
+export function cachedPromptTokens(lease: SequenceLease, prompt: RenderedPrompt): number {
+  return Math.min(lease.sequence.compareContextTokens(prompt.tokens).firstDifferentIndex, prompt.tokens.length - 1);
 }
 
 export async function decode(
@@ -24,29 +35,23 @@ export async function decode(
   lease: SequenceLease,
   prompt: RenderedPrompt,
   sampling: Sampling,
-  options: { ignoreEos: boolean; grammar?: LlamaGrammar; signal: AbortSignal; sink: GenerationSink },
+  options: DecodeOptions,
 ): Promise<DecodeResult> {
-  const { sequence } = lease;
-  const { tokens } = prompt;
-  // The last prompt token is always evaluated again (it produces the first logits), so at most length - 1 are reused.
-  const cachedTokens = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
-  // LlamaCompletion puts the beginning-of-sequence token back itself.
-  const input = beginningToken(loaded) === undefined ? tokens : tokens.slice(1);
-
   const started = performance.now();
   let firstTokenAt = 0;
   let completionTokens = 0;
-  const sink = options.sink;
+  const { sink } = options;
   // Stop strings are matched on text, not tokens; finding one stops decoding through this controller.
   const filter = sampling.stop.length > 0 ? new StopStringFilter(sampling.stop) : undefined;
   const stopper = filter ? new AbortController() : undefined;
   const generation: LlamaCompletionGenerationOptions = {
+    ...samplingOptions(nlc, loaded, prompt, sampling, options),
     onTextChunk: filter
       ? (text) => {
           if (filter.stopped) return;
           const safe = filter.push(text);
           if (safe) sink.text(safe);
-          if (filter.stopped) stopper!.abort();
+          if (filter.stopped) stopper?.abort();
         }
       : (text) => sink.text(text),
     onToken: (generated) => {
@@ -55,44 +60,28 @@ export async function decode(
     },
     signal: stopper ? AbortSignal.any([options.signal, stopper.signal]) : options.signal,
     stopOnAbortSignal: true,
-    // Without a limit, generation ends when the context is full instead of shifting it forever.
-    maxTokens: sampling.maxTokens ?? Math.max(1, loaded.contextSize - tokens.length),
-    temperature: sampling.temperature,
-    topP: sampling.topP,
-    topK: sampling.topK,
-    minP: sampling.minP,
-    seed: sampling.seed,
-    repeatPenalty:
-      sampling.repeatPenalty === undefined && !sampling.presencePenalty && !sampling.frequencyPenalty
-        ? false
-        : {
-            penalty: sampling.repeatPenalty ?? 1,
-            presencePenalty: sampling.presencePenalty,
-            frequencyPenalty: sampling.frequencyPenalty,
-            lastTokens: 64,
-          },
-    tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
-    customStopTriggers: prompt.templateStops.length ? prompt.templateStops : undefined,
-    grammar: options.grammar,
   };
 
-  const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+  // LlamaCompletion puts the beginning-of-sequence token back itself.
+  const input = beginningToken(loaded) === undefined ? prompt.tokens : prompt.tokens.slice(1);
+  const completion = new nlc.LlamaCompletion({ contextSequence: lease.sequence, autoDisposeSequence: false });
   try {
     const { metadata } = await completion.generateCompletionWithMeta(input, generation);
     const ended = performance.now();
     if (firstTokenAt === 0) firstTokenAt = ended;
-    let finishReason: FinishReason = "stop";
-    if (filter?.stopped) finishReason = "stop";
-    else if (metadata.stopReason === "maxTokens") finishReason = "length";
-    else if (metadata.stopReason === "abort") finishReason = "abort";
     if (filter && !filter.stopped) {
       const rest = filter.flush();
       if (rest) sink.text(rest);
     }
     return {
-      finishReason,
+      finishReason: filter?.stopped
+        ? "stop"
+        : metadata.stopReason === "maxTokens"
+          ? "length"
+          : metadata.stopReason === "abort"
+            ? "abort"
+            : "stop",
       stopSequence: filter?.stopped,
-      cachedTokens,
       completionTokens,
       promptMs: firstTokenAt - started,
       generateMs: ended - firstTokenAt,
@@ -100,4 +89,35 @@ export async function decode(
   } finally {
     completion.dispose({ disposeSequence: false });
   }
+}
+
+/** node-llama-cpp's sampling and constraint options for one request. */
+function samplingOptions(
+  nlc: NodeLlamaCppModule,
+  loaded: LoadedModel,
+  prompt: RenderedPrompt,
+  sampling: Sampling,
+  options: DecodeOptions,
+): LlamaCompletionGenerationOptions {
+  const penalized = sampling.repeatPenalty !== undefined || !!sampling.presencePenalty || !!sampling.frequencyPenalty;
+  return {
+    // Without a limit, generation ends when the context is full instead of shifting it forever.
+    maxTokens: sampling.maxTokens ?? Math.max(1, loaded.contextSize - prompt.tokens.length),
+    temperature: sampling.temperature,
+    topP: sampling.topP,
+    topK: sampling.topK,
+    minP: sampling.minP,
+    seed: sampling.seed,
+    repeatPenalty: penalized
+      ? {
+          penalty: sampling.repeatPenalty ?? 1,
+          presencePenalty: sampling.presencePenalty,
+          frequencyPenalty: sampling.frequencyPenalty,
+          lastTokens: 64,
+        }
+      : false,
+    tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
+    customStopTriggers: prompt.templateStops.length ? prompt.templateStops : undefined,
+    grammar: options.grammar,
+  };
 }

@@ -2,13 +2,12 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
-import { defaultCacheDir } from "../gguf/syntheticModels.ts";
+import { basename, dirname, join } from "node:path";
 import { LlamaportError } from "./EngineError.ts";
 
 export interface DownloadOptions {
-  cacheDir?: string;
-  /** Base URL for `hf:` sources; LLAMAPORT_HF_ENDPOINT overrides the public hub (mirrors, tests). */
+  cacheDir: string;
+  /** Base URL for `hf:` sources (default: the public hub). */
   hfEndpoint?: string;
   signal?: AbortSignal;
 }
@@ -21,15 +20,21 @@ export function sourceToUrl(source: string, hfEndpoint?: string): string {
   const match = /^hf:([^/]+)\/([^/@]+)(?:@([^/]+))?\/(.+\.gguf)$/.exec(source);
   if (!match) throw new LlamaportError("invalid_request", `bad hf source "${source}": expected hf:<owner>/<repo>/<file.gguf>`);
   const [, owner, repo, revision = "main", file] = match;
-  const base = (hfEndpoint ?? process.env.LLAMAPORT_HF_ENDPOINT ?? "https://huggingface.co").replace(/\/$/, "");
+  const base = (hfEndpoint ?? "https://huggingface.co").replace(/\/$/, "");
   return `${base}/${owner}/${repo}/resolve/${revision}/${file}`;
 }
 
-export function downloadModel(source: string, options: DownloadOptions = {}): Promise<string> {
+/** Where a downloaded source is kept in the cache (whether or not it is there yet). */
+export function downloadTarget(source: string, options: Omit<DownloadOptions, "signal">): string {
   const url = sourceToUrl(source, options.hfEndpoint);
-  const dir = join(options.cacheDir ?? defaultCacheDir(), "models");
   const hash = createHash("sha256").update(url).digest("hex").slice(0, 12);
-  const target = join(dir, `${hash}-${basename(new URL(url).pathname)}`);
+  return join(options.cacheDir, "models", `${hash}-${basename(new URL(url).pathname)}`);
+}
+
+export function downloadModel(source: string, options: DownloadOptions): Promise<string> {
+  const url = sourceToUrl(source, options.hfEndpoint);
+  const target = downloadTarget(source, options);
+  const dir = dirname(target);
   if (existsSync(target)) return Promise.resolve(target);
   let pending = inFlight.get(target);
   if (!pending) {

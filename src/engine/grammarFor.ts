@@ -17,6 +17,6 @@ export async function grammarFor(llama: Llama, format: "json" | Record<string, u
   try {
     return await grammar;
   } catch (error) {
-    throw new LlamaportError("invalid_request", `unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
+    throw new LlamaportError("invalid_request", `format: unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
   }
 }

@@ -32,14 +32,15 @@ export function resolveSampling(request: GenerateOptions, defaults: SamplingDefa
     presencePenalty: request.presencePenalty ?? defaults.presencePenalty,
     frequencyPenalty: request.frequencyPenalty ?? defaults.frequencyPenalty,
   };
+  // Problems name the neutral field (`topP`); each plugin maps it to its own wire name (`top_p`, `options.top_p`).
   check(sampling.temperature >= 0, "temperature", "must be >= 0");
-  check(sampling.topP > 0 && sampling.topP <= 1, "top_p", "must be in (0, 1]");
-  check(Number.isInteger(sampling.topK) && sampling.topK >= 0, "top_k", "must be an integer >= 0");
-  check(sampling.minP >= 0 && sampling.minP <= 1, "min_p", "must be in [0, 1]");
+  check(sampling.topP > 0 && sampling.topP <= 1, "topP", "must be in (0, 1]");
+  check(Number.isInteger(sampling.topK) && sampling.topK >= 0, "topK", "must be an integer >= 0");
+  check(sampling.minP >= 0 && sampling.minP <= 1, "minP", "must be in [0, 1]");
   if (sampling.maxTokens !== undefined)
-    check(Number.isInteger(sampling.maxTokens) && sampling.maxTokens >= 1, "max_tokens", "must be an integer >= 1");
+    check(Number.isInteger(sampling.maxTokens) && sampling.maxTokens >= 1, "maxTokens", "must be an integer >= 1");
   if (sampling.seed !== undefined) check(Number.isInteger(sampling.seed), "seed", "must be an integer");
-  if (sampling.repeatPenalty !== undefined) check(sampling.repeatPenalty > 0, "repeat_penalty", "must be > 0");
+  if (sampling.repeatPenalty !== undefined) check(sampling.repeatPenalty > 0, "repeatPenalty", "must be > 0");
   check(
     sampling.stop.every((s) => typeof s === "string" && s.length > 0),
     "stop",

@@ -1,10 +1,17 @@
-/** The engine's neutral request and event types: what every protocol plugin maps its wire format to and from. */
+/**
+ * The engine's neutral request and event types: what every protocol plugin maps its wire format to and from. No
+ * protocol's field names appear here; a plugin maps these names to its own (see `PluginDefinition.fields`).
+ * @module
+ */
 
-/** One chat turn. Protocols with richer content (images, tool calls) flatten to text before reaching the engine. */
+/** One chat turn. Protocols with richer content flatten it to text before reaching the engine. */
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
   content: string;
 }
+
+/** A JSON Schema object, as clients send it. */
+export type JsonSchema = Record<string, unknown>;
 
 /** Sampling and control options shared by chat and completion calls. Unset fields fall back to the model's defaults. */
 export interface GenerateOptions {
@@ -21,12 +28,12 @@ export interface GenerateOptions {
   repeatPenalty?: number;
   presencePenalty?: number;
   frequencyPenalty?: number;
-  /** Keep generating past end-of-sequence tokens (benchmarks; llama-server's `ignore_eos`). */
+  /** Keep generating past end-of-sequence tokens (benchmarks). */
   ignoreEos?: boolean;
-  /** Constrain the output: `"json"` = any JSON value, or a JSON Schema object the output must match. */
-  format?: "json" | Record<string, unknown>;
-  /** How long the model stays loaded after this request: Ollama duration ("5m", seconds as a number, negative = forever). */
-  keepAlive?: string | number;
+  /** Constrain the output: `"json"` = any JSON value, or a JSON Schema the output must match. */
+  format?: "json" | JsonSchema;
+  /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
+  keepAliveMs?: number;
   /** Aborting stops decoding at once and frees the sequence (or the queue place). */
   signal?: AbortSignal;
 }
@@ -60,6 +67,23 @@ export interface GenerationTimings {
   totalMs: number;
 }
 
+/**
+ * The first event of every generation: a sequence is leased and the prompt is tokenized, so problems that come before
+ * any output (unknown model, prompt too long, queue full) have already been thrown.
+ */
+export interface GenerationStart {
+  type: "start";
+  promptTokens: number;
+  /** Prompt tokens the leased sequence already holds, which will not be evaluated again. */
+  cachedTokens: number;
+}
+
+/** A piece of generated text. Pieces arrive in order; concatenated they are the whole output. */
+export interface TextDelta {
+  type: "text";
+  text: string;
+}
+
 /** The final event of every generation. */
 export interface GenerationSummary {
   type: "done";
@@ -75,42 +99,74 @@ export interface GenerationSummary {
   timings: GenerationTimings;
 }
 
-/** A piece of generated text. Pieces arrive in order; concatenated they are the whole output. */
-export interface TextDelta {
-  type: "text";
-  text: string;
+export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
+
+/**
+ * A running generation: iterate it for events (`start`, then `text`s, then `done`), or await `collect()` for the
+ * whole text. Nothing runs until it is first read; read it at most once.
+ */
+export interface Generation extends AsyncIterable<GenerationEvent> {
+  /** The registry name of the model serving it (aliases resolved), known before the first event. */
+  readonly model: string;
+  collect(): Promise<{ text: string; summary: GenerationSummary }>;
 }
 
-export type GenerationEvent = TextDelta | GenerationSummary;
-
-/** A running generation: iterate it for events, or await `collect()` for the whole text. Iterate at most once. */
-export interface Generation extends AsyncIterable<GenerationEvent> {
-  collect(): Promise<{ text: string; summary: GenerationSummary }>;
+/** What the GGUF header says about a model, read without loading it. */
+export interface ModelFacts {
+  /** `general.architecture`, e.g. "llama", "qwen2", "bert". */
+  architecture: string;
+  /** Sum of all tensors' element counts. */
+  parameterCount: number;
+  /** The weights' quantization, e.g. "Q4_K_M", "Q8_0", "F16" (from `general.file_type`, else the most common tensor type). */
+  quantization: string;
+  /** The context length the model was trained with. */
+  trainedContext?: number;
+  /** Width of the model's embeddings. */
+  embeddingLength?: number;
+  /** The Jinja chat template stored in the file, if any. */
+  chatTemplate?: string;
+  /** The model produces pooled sentence embeddings (an embedding model rather than a chat model). */
+  embeddingModel: boolean;
+  /** The vocabulary has fill-in-the-middle tokens (prefix, suffix, middle). */
+  infill: boolean;
+  /** `general.*` and the architecture's own keys (`<architecture>.*`), as plain values; token lists are left out. */
+  metadata: Record<string, unknown>;
 }
 
 /** What a protocol can show about a model without loading it. */
 export interface ModelInfo {
   name: string;
   aliases: string[];
-  /** Where the weights come from: a file path, `synthetic:<preset>` or a URL. */
-  source: string;
   /** Tokens per sequence. */
   context: number;
   parallel: number;
   loaded: boolean;
   /** Size of the GGUF file in bytes, when it is on disk. */
   sizeBytes?: number;
-  /** Last modification of the GGUF file (or of the registry entry), ISO 8601. */
+  /** Last modification of the GGUF file (or of the registry), ISO 8601. */
   modifiedAt: string;
-  /** From the GGUF header when it is on disk: architecture, quantization, parameter count. */
-  details?: { architecture?: string; quantization?: string; parameters?: number };
+  /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
+  facts?: ModelFacts;
+}
+
+/** A model in memory and what it is doing now. */
+export interface LoadedModelStatus {
+  name: string;
+  /** When it will be unloaded (ISO 8601); undefined while in use or when it never expires. */
+  expiresAt?: string;
+  sizeBytes: number;
+  /** Sequences generating right now. */
+  activeSequences: number;
+  /** Requests waiting for a free sequence. */
+  queuedRequests: number;
 }
 
 export interface EmbedRequest {
   model: string;
   input: string[];
   signal?: AbortSignal;
-  keepAlive?: string | number;
+  /** As in `GenerateOptions.keepAliveMs`. */
+  keepAliveMs?: number;
 }
 
 export interface EmbedResult {
@@ -121,19 +177,19 @@ export interface EmbedResult {
 
 /** The engine as protocol plugins see it. Everything returns neutral types; no plugin touches node-llama-cpp. */
 export interface EngineFacade {
-  /** Every model in the registry, aliases included in each entry. */
-  listModels(): ModelInfo[];
+  /** Every model in the registry, with its GGUF facts when the file is on disk. */
+  listModels(): Promise<ModelInfo[]>;
   /** The model a name or alias points to, or undefined. */
-  findModel(name: string): ModelInfo | undefined;
+  findModel(name: string): Promise<ModelInfo | undefined>;
   chat(request: ChatRequest): Generation;
   complete(request: CompletionRequest): Generation;
   embed(request: EmbedRequest): Promise<EmbedResult>;
   tokenize(model: string, text: string): Promise<number[]>;
   detokenize(model: string, tokens: number[]): Promise<string>;
-  /** Load a model now (Ollama's empty prompt); resolves when it is ready. */
-  load(model: string, options?: { keepAlive?: string | number }): Promise<void>;
+  /** Load a model now; resolves when it is ready. */
+  load(model: string, options?: { keepAliveMs?: number }): Promise<void>;
   /** Unload a model once its running requests end. */
   unload(model: string): Promise<void>;
-  /** Models loaded right now, with when they will be unloaded (ISO 8601, undefined = never). */
-  loadedModels(): { name: string; expiresAt?: string; sizeBytes?: number }[];
+  /** Models loaded right now, with their sequences' activity. */
+  loadedModels(): LoadedModelStatus[];
 }

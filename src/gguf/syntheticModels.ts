@@ -1,7 +1,6 @@
 // Named synthetic model presets and an on-disk cache so tests, demos and benchmarks share generated GGUF files.
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { GGUF_WRITER_VERSION, writeLlamaGguf, type SyntheticLlamaSpec } from "./writeLlamaGguf.ts";
 
@@ -34,14 +33,6 @@ export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   },
 };
 
-export function defaultCacheDir(): string {
-  const explicit = process.env.LLAMAPORT_CACHE;
-  if (explicit) return explicit;
-  const xdg = process.env.XDG_CACHE_HOME;
-  if (xdg) return join(xdg, "llamaport");
-  return join(homedir(), ".cache", "llamaport");
-}
-
 /** Hash of every field in a fixed order plus the writer version, so any change to spec or generator gets a new file. */
 function specHash(spec: SyntheticLlamaSpec): string {
   const canonical = JSON.stringify([
@@ -60,7 +51,7 @@ function specHash(spec: SyntheticLlamaSpec): string {
   return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
 }
 
-export function syntheticModelPath(preset: string, cacheDir: string = defaultCacheDir()): string {
+export function syntheticModelPath(preset: string, cacheDir: string): string {
   const spec = syntheticPresets[preset];
   if (!spec) throw new Error(`unknown synthetic model "${preset}"; known: ${Object.keys(syntheticPresets).join(", ")}`);
   return join(cacheDir, "models", `synthetic-${preset}-${specHash(spec)}.gguf`);
@@ -74,7 +65,7 @@ const inFlight = new Map<string, Promise<string>>();
  * writes a private temp file and renames it into place, and the contents are identical, so readers never see a
  * partial file.
  */
-export async function ensureSyntheticModel(preset: string, cacheDir?: string): Promise<string> {
+export async function ensureSyntheticModel(preset: string, cacheDir: string): Promise<string> {
   const spec = syntheticPresets[preset];
   const path = syntheticModelPath(preset, cacheDir);
   const existing = await stat(path).catch(() => null);

@@ -1,5 +1,5 @@
 /** The shape of a protocol plugin: a plain object with a name, routes and optional hooks. `definePlugin` only adds types. */
-import type { Static, TSchema } from "@sinclair/typebox";
+import type { StaticDecode, TSchema } from "@sinclair/typebox";
 import type { Problem } from "../engine/EngineError.ts";
 import type { EngineFacade } from "../engine/types.ts";
 
@@ -14,7 +14,7 @@ export interface PluginLogger {
 
 /** What a route handler gets for one request. */
 export interface RouteContext<Body = unknown> {
-  /** The JSON body, already checked against the route's `body` schema. */
+  /** The JSON body, already checked against the route's `body` schema (and decoded: `nullable()` fields arrive as undefined). */
   body: Body;
   /** Path parameters, e.g. `{ model: "demo" }` for `/v1/models/:model`. */
   params: Record<string, string>;
@@ -39,7 +39,9 @@ export interface RouteDefinition<Schema extends TSchema = TSchema> {
   path: string;
   /** TypeBox schema (`t.Object(...)`) of the JSON body; a body that does not match is a 400 naming the field. */
   body?: Schema;
-  handler: RouteHandler<TSchema extends Schema ? any : Static<Schema>>;
+  handler: RouteHandler<TSchema extends Schema ? unknown : StaticDecode<Schema>>;
+  /** Overrides the plugin's `fields` for this route's problems (e.g. `{ maxTokens: "max_output_tokens" }`). */
+  fields?: Record<string, string>;
 }
 
 export interface PluginSetupContext {
@@ -51,7 +53,19 @@ export interface PluginDefinition {
   /** Used in logs, errors and `GET /plugins`. */
   name: string;
   version?: string;
+  // biome-ignore lint/suspicious/noExplicitAny: each route has its own body type; the list holds them all.
   routes: RouteDefinition<any>[];
+  /**
+   * Path prefixes this protocol speaks for (e.g. `["/v1"]`): a request to an unknown route under one of them, and any
+   * error the host answers itself there (bad JSON, body too large), is rendered with this plugin's `error`. The
+   * longest matching prefix among all plugins wins.
+   */
+  prefixes?: string[];
+  /**
+   * The engine's neutral field names mapped to this protocol's wire names, e.g. `{ maxTokens: "max_tokens",
+   * topP: "top_p" }`: a problem's `param`, and a message that starts with it, are renamed before `error` sees them.
+   */
+  fields?: Record<string, string>;
   /** Runs once when the plugin is loaded (and again on each reload). Throwing marks the load as failed. */
   setup?(context: PluginSetupContext): void | Promise<void>;
   /** Runs when the plugin is replaced or removed. */

@@ -4,7 +4,7 @@
  * @module
  */
 export { Type as t } from "@sinclair/typebox";
-export type { Static, TSchema } from "@sinclair/typebox";
+export type { Static, StaticDecode, TSchema } from "@sinclair/typebox";
 export { LlamaportError, toProblem } from "../engine/EngineError.ts";
 export type { Problem, ProblemCode, ProblemOptions } from "../engine/EngineError.ts";
 export type * from "../engine/types.ts";
@@ -18,9 +18,13 @@ export type {
   RouteDefinition,
   RouteHandler,
 } from "./definePlugin.ts";
-export { ndjson, sse, sseEvent, SseMessage, StreamBody } from "./streams.ts";
+export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "./streams.ts";
+export { ChunkTemplate, frames, NOW, type StreamFormat, TEXT, template } from "./frames.ts";
+export { nullable } from "./nullable.ts";
+export { type FieldTable, readFields } from "./readFields.ts";
 /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
 export { parseDuration } from "../config/duration.ts";
+export { durationField } from "./durationField.ts";
 
 /** Unique ids for responses (`chatcmpl-…`, `msg_…`): a prefix and 24 random base-36 characters. */
 export function randomId(prefix = ""): string {

@@ -47,16 +47,14 @@ export interface PluginHostOptions {
   builtins: Record<string, PluginDefinition>;
   engine: EngineFacade;
   log: Log;
+  /** Paths the server serves itself; no plugin may take them. */
+  reservedPaths: readonly string[];
+  /** Throws if the router cannot serve this route set (it may refuse what the host's own checks allow). */
+  validateRoutes(routes: ServedRoute[]): void;
+  /** Called after every change of the served route set. */
+  onChange(routes: ServedRoute[]): void;
   /** Debounce for file events; editors write files in several steps. */
   debounceMs?: number;
-}
-
-/** What the server tells the host about routing, before plugins load. */
-export interface RouteGuard {
-  /** Paths the server serves itself; no plugin may take them. */
-  reservedPaths: string[];
-  /** Throws if the router cannot serve this route set (it may refuse what the host's own checks allow). */
-  validate(routes: ServedRoute[]): void;
 }
 
 export class PluginHost {
@@ -68,10 +66,6 @@ export class PluginHost {
   private version = 0;
   /** Serialises loads so two quick edits cannot finish out of order. */
   private queue: Promise<void> = Promise.resolve();
-  /** Called after every change of the served route set. */
-  onChange?: (routes: ServedRoute[]) => void;
-  /** Set by the server; checked before a plugin's routes go live. */
-  guard?: RouteGuard;
 
   constructor(private readonly options: PluginHostOptions) {}
 
@@ -137,6 +131,11 @@ export class PluginHost {
     return [...this.active.values()].flatMap((p) => p.routes);
   }
 
+  /** The plugins serving now. */
+  plugins(): PluginDefinition[] {
+    return [...this.active.values()].map((p) => p.plugin);
+  }
+
   list(): PluginStatus[] {
     return [...this.status.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
@@ -196,12 +195,12 @@ export class PluginHost {
           return this.fail(id, source, new Error(`route ${route.method} ${route.path} is already served by plugin "${other.plugin.name}"`));
       }
     }
-    const reserved = routes.find((r) => this.guard?.reservedPaths.includes(r.path));
+    const reserved = routes.find((r) => this.options.reservedPaths.includes(r.path));
     if (reserved) return this.fail(id, source, new Error(`route ${reserved.method} ${reserved.path} is reserved by the host`));
     const served = routes.map((r) => ({ ...r, pluginId: id, plugin, log }));
     try {
       const others = [...this.active.values()].filter((p) => p.id !== id).flatMap((p) => p.routes);
-      this.guard?.validate([...others, ...served]);
+      this.options.validateRoutes([...others, ...served]);
     } catch (error) {
       return this.fail(id, source, new Error(`its routes cannot be served alongside the others: ${(error as Error).message}`));
     }
@@ -281,7 +280,7 @@ export class PluginHost {
   }
 
   private emit(): void {
-    this.onChange?.(this.routes());
+    this.options.onChange(this.routes());
   }
 }
 

@@ -11,6 +11,8 @@ export interface CompiledRoute {
   path: string;
   definition: RouteDefinition;
   bodyCheck?: TypeCheck<TSchema>;
+  /** Neutral field names to this route's wire names: the plugin's `fields`, then the route's own. */
+  fields: Readonly<Record<string, string>>;
 }
 
 export function checkPluginDefinition(value: unknown): { plugin: PluginDefinition; routes: CompiledRoute[] } {
@@ -20,6 +22,12 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
   if (typeof plugin.name !== "string" || !/^[a-z0-9][a-z0-9._-]*$/i.test(plugin.name))
     throw new Error("plugin `name` must be a non-empty string of letters, digits, '.', '_' or '-'");
   if (!Array.isArray(plugin.routes)) throw new Error(`plugin "${plugin.name}": \`routes\` must be an array`);
+  for (const list of ["prefixes"] as const)
+    if (
+      plugin[list] !== undefined &&
+      (!Array.isArray(plugin[list]) || !plugin[list].every((p) => typeof p === "string" && p.startsWith("/")))
+    )
+      throw new Error(`plugin "${plugin.name}": \`${list}\` must be a list of paths starting with "/"`);
   for (const hook of ["setup", "dispose", "error", "streamError"] as const)
     if (plugin[hook] !== undefined && typeof plugin[hook] !== "function")
       throw new Error(`plugin "${plugin.name}": \`${hook}\` must be a function`);
@@ -40,7 +48,7 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
         throw new Error(`${where}: body is not a valid TypeBox schema: ${(error as Error).message}`);
       }
     }
-    return { method: route.method, path: route.path, definition: route, bodyCheck };
+    return { method: route.method, path: route.path, definition: route, bodyCheck, fields: { ...plugin.fields, ...route.fields } };
   });
   return { plugin, routes };
 }

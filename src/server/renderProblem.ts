@@ -2,19 +2,32 @@
 import type { Problem } from "../engine/EngineError.ts";
 import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
 
+/** The body when no plugin owns the path, or the plugin's own hook failed. */
 export function defaultErrorBody(problem: Problem): unknown {
   return { error: { code: problem.code, message: problem.message } };
 }
 
-export function renderProblem(problem: Problem, plugin?: PluginDefinition, log?: PluginLogger): Response {
-  let body: unknown;
+/** The problem as the plugin's clients name things: a neutral field (`maxTokens`) becomes the wire name (`max_tokens`). */
+export function wireProblem(problem: Problem, fields: Readonly<Record<string, string>> | undefined): Problem {
+  const wire = problem.param === undefined ? undefined : fields?.[problem.param];
+  if (wire === undefined || problem.param === undefined) return problem;
+  const message = problem.message.startsWith(problem.param) ? wire + problem.message.slice(problem.param.length) : problem.message;
+  return { ...problem, param: wire, message };
+}
+
+/** The plugin's error body for a problem (its `error` hook, or the default when it has none or it throws). */
+export function errorBody(problem: Problem, plugin: PluginDefinition | undefined, log?: PluginLogger): unknown {
+  if (!plugin?.error) return defaultErrorBody(problem);
   try {
-    body = plugin?.error ? plugin.error(problem) : defaultErrorBody(problem);
+    return plugin.error(problem);
   } catch (error) {
     log?.error(`error hook threw: ${(error as Error).message}`);
-    body = defaultErrorBody(problem);
+    return defaultErrorBody(problem);
   }
+}
+
+export function renderProblem(problem: Problem, plugin?: PluginDefinition, log?: PluginLogger): Response {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (problem.retryAfter !== undefined) headers["retry-after"] = String(Math.ceil(problem.retryAfter));
-  return new Response(JSON.stringify(body), { status: problem.status, headers });
+  return new Response(JSON.stringify(errorBody(problem, plugin, log)), { status: problem.status, headers });
 }

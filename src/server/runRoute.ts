@@ -1,10 +1,11 @@
-/** Serves one request with a plugin route: parse and check the body, call the handler, turn what it returns into a Response. */
-import type { ValueError } from "@sinclair/typebox/errors";
-import { LlamaportError, toProblem, type Problem } from "../engine/EngineError.ts";
+/** Serves one request with a plugin route: read and check the body, call the handler, turn what it returns into a Response. */
+import { LlamaportError, type Problem, toProblem } from "../engine/EngineError.ts";
 import type { EngineFacade } from "../engine/types.ts";
 import { StreamBody } from "../pluginApi/streams.ts";
 import type { ServedRoute } from "../plugins/PluginHost.ts";
-import { defaultErrorBody, renderProblem } from "./renderProblem.ts";
+import { bodyProblem } from "./bodyProblem.ts";
+import { readJsonBody } from "./readJsonBody.ts";
+import { errorBody, renderProblem, wireProblem } from "./renderProblem.ts";
 import { streamResponse } from "./streamResponse.ts";
 
 export interface RouteRequest {
@@ -13,11 +14,16 @@ export interface RouteRequest {
   query: Record<string, string | undefined>;
 }
 
-export async function runRoute(route: ServedRoute, input: RouteRequest, engine: EngineFacade): Promise<Response> {
+export interface RouteLimits {
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: number;
+}
+
+export async function runRoute(route: ServedRoute, input: RouteRequest, engine: EngineFacade, limits: RouteLimits): Promise<Response> {
   const { plugin, log } = route;
-  const fail = (problem: Problem) => renderProblem(problem, plugin, log);
+  const wire = (problem: Problem) => wireProblem(problem, route.fields);
   try {
-    const body = await readBody(route, input.request);
+    const body = route.bodyCheck ? decodeBody(route, await readJsonBody(input.request, limits.maxBodyBytes)) : undefined;
     const result = await route.definition.handler({
       body,
       params: input.params,
@@ -33,56 +39,26 @@ export async function runRoute(route: ServedRoute, input: RouteRequest, engine: 
     if (stream)
       return streamResponse(stream, {
         log,
-        errorResponse: fail,
-        streamError: (problem) => {
-          if (plugin.streamError) return plugin.streamError(problem);
-          return plugin.error ? plugin.error(problem) : defaultErrorBody(problem);
-        },
+        errorResponse: (problem) => renderProblem(wire(problem), plugin, log),
+        streamError: (problem) => (plugin.streamError ? plugin.streamError(wire(problem)) : errorBody(wire(problem), plugin, log)),
       });
     if (result === undefined) return new Response(null, { status: 204 });
     return new Response(JSON.stringify(result), { headers: { "content-type": "application/json" } });
   } catch (error) {
     const problem = toProblem(error);
     if (problem.code === "internal") log.error(`${route.method} ${route.path}: ${(error as Error)?.stack ?? problem.message}`);
-    return fail(problem);
+    return renderProblem(wire(problem), plugin, log);
   }
 }
 
-async function readBody(route: ServedRoute, request: Request): Promise<unknown> {
-  if (!route.bodyCheck) return undefined;
-  const text = await request.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (error) {
-    throw new LlamaportError(
-      "invalid_request",
-      text.trim() === "" ? "request body is empty; expected a JSON object" : `malformed JSON in request body: ${(error as Error).message}`,
-    );
+/** Checks the body against the route's schema (a 400 naming the first bad field) and decodes it (`nullable` nulls become undefined). */
+function decodeBody(route: ServedRoute, body: unknown): unknown {
+  const check = route.bodyCheck!;
+  if (!check.Check(body)) {
+    const first = check.Errors(body).First();
+    throw first ? bodyProblem(first) : new LlamaportError("invalid_request", "invalid request body");
   }
-  if (!route.bodyCheck.Check(body)) {
-    const first = route.bodyCheck.Errors(body).First();
-    if (first) throw bodyError(first);
-  }
-  return body;
-}
-
-/** A 400 that names the field: `messages[0].role: expected one of "system", "user", "assistant"`. */
-function bodyError(error: ValueError): LlamaportError {
-  const param = error.path
-    .split("/")
-    .slice(1)
-    .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), "");
-  const options = (error.schema.anyOf as { const?: unknown }[] | undefined)?.map((s) => s.const);
-  const expected =
-    options && options.every((o) => o !== undefined)
-      ? `expected one of ${options.map((o) => JSON.stringify(o)).join(", ")}`
-      : error.message.charAt(0).toLowerCase() + error.message.slice(1);
-  const got = error.value === undefined ? "" : `, got ${JSON.stringify(error.value)?.slice(0, 60)}`;
-  return new LlamaportError("invalid_request", `invalid request body: ${param || "(body)"}: ${expected}${got}`, {
-    param: param || undefined,
-  });
+  return check.Decode(body);
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -7,7 +7,7 @@ import { watchModelsFile } from "../config/watchModelsFile.ts";
 import { Engine } from "../engine/Engine.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import { builtinPlugins } from "../plugins/builtinPlugins.ts";
-import { PluginHost, type Log } from "../plugins/PluginHost.ts";
+import type { Log, PluginHost } from "../plugins/PluginHost.ts";
 import { LlamaportServer } from "./LlamaportServer.ts";
 import packageJson from "../../package.json" with { type: "json" };
 
@@ -23,7 +23,12 @@ export interface StartOptions {
   plugins?: string;
   threads?: number;
   builtins?: Record<string, PluginDefinition>;
-  cacheDir?: string;
+  /** Where generated and downloaded models are kept (the CLI passes `defaultCacheDir(process.env)`). */
+  cacheDir: string;
+  /** Base URL for `hf:` model sources (default: the public hub). */
+  hfEndpoint?: string;
+  /** Largest request body accepted, in bytes (default 10 MiB). */
+  maxBodyBytes?: number;
   log?: Log;
   /** Watch models.yaml and the plugins folder (default true). */
   watch?: boolean;
@@ -45,7 +50,10 @@ export const stderrLog: Log = (level, message) => {
   process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${message}\n`);
 };
 
-export async function startLlamaport(options: StartOptions = {}): Promise<RunningLlamaport> {
+/** Request bodies up to this size are read; larger ones are a 413 in the route's protocol. */
+export const defaultMaxBodyBytes = 10 * 1024 ** 2;
+
+export async function startLlamaport(options: StartOptions): Promise<RunningLlamaport> {
   const log = options.log ?? stderrLog;
   const modelsFile = options.models && resolve(options.models);
   const config: ModelRegistryConfig = modelsFile ? await loadModelsFile(modelsFile) : defaultModels();
@@ -53,17 +61,20 @@ export async function startLlamaport(options: StartOptions = {}): Promise<Runnin
   const engine = new Engine(config, {
     threads: options.threads,
     cacheDir: options.cacheDir,
+    hfEndpoint: options.hfEndpoint,
     log: (m) => log("info", m),
   });
-  const plugins = new PluginHost({ dir: pluginsDir, builtins: options.builtins ?? builtinPlugins, engine, log });
   const server = new LlamaportServer({
     engine,
-    plugins,
+    pluginsDir,
+    builtins: options.builtins ?? builtinPlugins,
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 9112,
     version,
+    maxBodyBytes: options.maxBodyBytes ?? defaultMaxBodyBytes,
     log,
   });
+  const { plugins } = server;
   await server.start();
   log("info", `models from ${modelsFile ?? "the built-in registry"}: ${config.models.map((m) => m.name).join(", ") || "(none)"}`);
 

@@ -10,14 +10,27 @@ const contentTypes = {
   ndjson: "application/x-ndjson",
 } as const;
 
-/** Encodes one item. A string is taken as already serialized (plugins pre-build their per-token JSON); anything else is JSON-encoded. */
+/**
+ * Encodes one item. A string is taken as already serialized (plugins pre-build their per-token JSON); anything else is
+ * JSON-encoded. An SSE data string with line breaks goes out as several `data:` lines, which the client joins again.
+ */
 function frame(framing: StreamBody["framing"], item: unknown): Uint8Array {
-  if (framing === "ndjson") return encoder.encode((typeof item === "string" ? item : JSON.stringify(item)) + "\n");
+  if (framing === "ndjson") return encoder.encode(`${typeof item === "string" ? item : JSON.stringify(item)}\n`);
   if (item instanceof SseMessage) {
-    const data = typeof item.data === "string" ? item.data : JSON.stringify(item.data);
-    return encoder.encode(item.event ? `event: ${item.event}\ndata: ${data}\n\n` : `data: ${data}\n\n`);
+    const data = sseData(typeof item.data === "string" ? item.data : JSON.stringify(item.data));
+    return encoder.encode(item.event ? `event: ${item.event}\n${data}\n` : `${data}\n`);
   }
-  return encoder.encode(`data: ${typeof item === "string" ? item : JSON.stringify(item)}\n\n`);
+  return encoder.encode(`${sseData(typeof item === "string" ? item : JSON.stringify(item))}\n`);
+}
+
+const lineBreak = /\r\n|\r|\n/;
+
+/** `data: ` lines for a payload; JSON text never holds a raw line break, so the common case is one line. */
+function sseData(data: string): string {
+  if (!lineBreak.test(data)) return `data: ${data}\n`;
+  let out = "";
+  for (const line of data.split(lineBreak)) out += `data: ${line}\n`;
+  return out;
 }
 
 export interface StreamHooks {

@@ -11,7 +11,15 @@ describe("parseArgs", () => {
   test("defaults", () => {
     expect(parseArgs(["serve"], {})).toEqual({
       kind: "serve",
-      settings: { host: "127.0.0.1", port: 9112, models: undefined, plugins: undefined, threads: undefined },
+      settings: {
+        host: "127.0.0.1",
+        port: 9112,
+        models: undefined,
+        plugins: undefined,
+        threads: undefined,
+        cacheDir: expect.stringMatching(/\/\.cache\/llamaport$/),
+        hfEndpoint: "https://huggingface.co",
+      },
     });
     expect(parseArgs([], {}).kind).toBe("serve");
   });

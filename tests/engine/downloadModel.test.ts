@@ -32,12 +32,10 @@ beforeAll(async () => {
       return new Response("missing", { status: 404 });
     },
   });
-  process.env.LLAMAPORT_HF_ENDPOINT = `http://127.0.0.1:${hub.port}`;
 });
-afterAll(() => {
-  hub?.stop(true);
-  delete process.env.LLAMAPORT_HF_ENDPOINT;
-});
+afterAll(() => hub?.stop(true));
+
+const hfEndpoint = () => `http://127.0.0.1:${hub.port}`;
 
 test("hf: sources map to the hub's resolve URL (revision optional)", () => {
   expect(sourceToUrl("hf:acme/tiny/tiny.gguf", "https://hub")).toBe("https://hub/acme/tiny/resolve/main/tiny.gguf");
@@ -49,12 +47,12 @@ test("a model is downloaded once, two callers at once share the download, and no
   using cache = tempDir();
   const before = hits.length;
   const [a, b] = await Promise.all([
-    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path }),
-    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path }),
+    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path, hfEndpoint: hfEndpoint() }),
+    downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path, hfEndpoint: hfEndpoint() }),
   ]);
   expect(a).toBe(b);
   expect(Buffer.from(await Bun.file(a).bytes()).equals(Buffer.from(gguf))).toBe(true);
-  expect(await downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path })).toBe(a);
+  expect(await downloadModel("hf:acme/tiny/tiny.gguf", { cacheDir: cache.path, hfEndpoint: hfEndpoint() })).toBe(a);
   expect(hits.length - before).toBe(1);
   expect(readdirSync(join(cache.path, "models"))).toEqual([a.split("/").at(-1)!]);
 });
@@ -80,7 +78,7 @@ test("the server downloads a model named in models.yaml on first use and serves 
       remote: { source: `http://127.0.0.1:${hub.port}/files/tiny.gguf`, context: 256, parallel: 1 },
       gone: { source: "hf:acme/none/none.gguf", context: 256, parallel: 1 },
     },
-    { cacheDir: cache.path },
+    { cacheDir: cache.path, hfEndpoint: hfEndpoint() },
   );
   const reply = await bodyOf(
     postJson(`${server.url}/api/generate`, { model: "remote", prompt: "hi", stream: false, options: { num_predict: 3 } }),

@@ -28,7 +28,10 @@ test("beyond max_queue: 503 with Retry-After, in each protocol's error format", 
   const first = await generate({ model: "queued", raw: true, options: { num_predict: 100000 } }, { signal: running.signal });
   const waiting = new AbortController();
   const second = generate({ model: "queued", options: { num_predict: 2 } }, { signal: waiting.signal }).catch(() => undefined);
-  await Bun.sleep(50);
+  await waitFor(
+    async () => server.engine.loadedModels().find((m) => m.name === "queued"),
+    (m) => m?.queuedRequests === 1,
+  );
   const ollama = await generate({ model: "queued" });
   expect(ollama.status).toBe(503);
   expect(ollama.headers.get("retry-after")).toBe("1");

@@ -5,7 +5,8 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Llama } from "node-llama-cpp";
-import { defaultCacheDir, ensureSyntheticModel, syntheticModelPath, syntheticPresets } from "../../src/gguf/syntheticModels.ts";
+import { defaultCacheDir } from "../../src/config/environment.ts";
+import { ensureSyntheticModel, syntheticModelPath, syntheticPresets } from "../../src/gguf/syntheticModels.ts";
 import { float32ToFloat16Bits, writeLlamaGguf, type GgufTensorType, type SyntheticLlamaSpec } from "../../src/gguf/writeLlamaGguf.ts";
 
 const ggmlType: Record<GgufTensorType, number> = { F32: 0, F16: 1, Q8_0: 8 };
@@ -222,20 +223,8 @@ describe("ensureSyntheticModel", () => {
   });
 
   test("cache dir honours LLAMAPORT_CACHE, then XDG_CACHE_HOME", () => {
-    const saved = { LLAMAPORT_CACHE: process.env.LLAMAPORT_CACHE, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME };
-    try {
-      process.env.LLAMAPORT_CACHE = "/x/llamaport-cache";
-      process.env.XDG_CACHE_HOME = "/x/xdg";
-      expect(defaultCacheDir()).toBe("/x/llamaport-cache");
-      delete process.env.LLAMAPORT_CACHE;
-      expect(defaultCacheDir()).toBe("/x/xdg/llamaport");
-      delete process.env.XDG_CACHE_HOME;
-      expect(defaultCacheDir()).toMatch(/\/\.cache\/llamaport$/);
-    } finally {
-      for (const [key, value] of Object.entries(saved)) {
-        if (value === undefined) delete process.env[key];
-        else process.env[key] = value;
-      }
-    }
+    expect(defaultCacheDir({ LLAMAPORT_CACHE: "/x/llamaport-cache", XDG_CACHE_HOME: "/x/xdg" })).toBe("/x/llamaport-cache");
+    expect(defaultCacheDir({ XDG_CACHE_HOME: "/x/xdg" })).toBe("/x/xdg/llamaport");
+    expect(defaultCacheDir({})).toMatch(/\/\.cache\/llamaport$/);
   });
 });

@@ -1,6 +1,7 @@
 /** Bad input and failures: each protocol's error format and status, no 500s, no hangs, and cancellation that frees the sequence. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bodyOf, postJson, readChunks, startTestServer, type TestServer } from "../support/testServer.ts";
+import { waitFor } from "../support/waitFor.ts";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -131,13 +132,26 @@ test("embeddings: empty input and input longer than the context are 400s, not 50
   expect((await bodyOf(long)).error.code).toBe("context_length_exceeded");
 });
 
-test("unknown paths are a JSON 404", async () => {
-  const response = await fetch(`${server.url}/v1/nothing`);
-  expect(response.status).toBe(404);
-  expect(await bodyOf(response)).toEqual({ error: "not found" });
+test("unknown paths are a 404 in the format of the protocol that owns the prefix", async () => {
+  const openai = await fetch(`${server.url}/v1/nothing`);
+  expect(openai.status).toBe(404);
+  expect(await bodyOf(openai)).toEqual({
+    error: { message: "no route for GET /v1/nothing", type: "invalid_request_error", param: null, code: null },
+  });
+  const anthropic = await postJson(`${server.url}/v1/messages/nothing`, {});
+  expect(await bodyOf(anthropic)).toEqual({
+    type: "error",
+    error: { type: "not_found_error", message: "no route for POST /v1/messages/nothing" },
+  });
+  const ollama = await fetch(`${server.url}/api/nothing`);
+  expect(await bodyOf(ollama)).toEqual({ error: "no route for GET /api/nothing" });
+  const nobody = await fetch(`${server.url}/elsewhere`);
+  expect(nobody.status).toBe(404);
+  expect(await bodyOf(nobody)).toEqual({ error: { code: "not_found", message: "no route for GET /elsewhere" } });
 });
 
 describe("concurrency and cancellation", () => {
+  const solo = () => server.engine.loadedModels().find((m) => m.name === "solo");
   const longGeneration = (signal?: AbortSignal) =>
     postJson(generateUrl(), { model: "solo", prompt: "go", raw: true, options: { num_predict: 100000, temperature: 0.8 } }, { signal });
 
@@ -156,8 +170,13 @@ describe("concurrency and cancellation", () => {
     const response = await longGeneration(controller.signal);
     const reader = response.body!.getReader();
     await reader.read();
+    expect(solo()).toMatchObject({ activeSequences: 1, queuedRequests: 0 });
     controller.abort();
     await reader.cancel().catch(() => {});
+    await waitFor(
+      async () => solo(),
+      (s) => s?.activeSequences === 0,
+    );
     // The only sequence of "solo" must be free again: a short request finishes quickly instead of waiting forever.
     const started = performance.now();
     const next = await postJson(
@@ -174,9 +193,18 @@ describe("concurrency and cancellation", () => {
     const running = await longGeneration(first.signal);
     const queued = new AbortController();
     const waiting = longGeneration(queued.signal).catch((e: unknown) => e);
-    await Bun.sleep(100);
+    await waitFor(
+      async () => solo(),
+      (s) => s?.queuedRequests === 1,
+    );
     queued.abort();
     expect(await waiting).toBeInstanceOf(Error);
+    // Its place is given up at once, while the first request still runs.
+    await waitFor(
+      async () => solo(),
+      (s) => s?.queuedRequests === 0,
+    );
+    expect(solo()?.activeSequences).toBe(1);
     first.abort();
     await running.body?.cancel().catch(() => {});
     const next = await postJson(
@@ -196,17 +224,20 @@ test("streams framed by the host end cleanly when the plugin's stream fails mid-
   const { default: openai } = await import("../../plugins/openai.ts");
   const { default: ollama } = await import("../../plugins/ollama.ts");
   const failing = () => ({
+    model: "m",
     async *[Symbol.asyncIterator]() {
       yield { type: "text", text: "Hello" };
       throw new LlamaportError("unavailable", "model crashed");
     },
   });
-  const failingEngine = { findModel: () => undefined, chat: failing, complete: failing } as never;
+  const failingEngine = { findModel: async () => undefined, chat: failing, complete: failing } as never;
   const log = { info() {}, warn() {}, error() {} };
   const serve = async (plugin: typeof openai, path: string, body: unknown) => {
     const route = checkPluginDefinition(plugin).routes.find((r) => r.path === path)!;
     const request = new Request(`http://x${path}`, { method: "POST", body: JSON.stringify(body) });
-    const response = await runRoute({ ...route, pluginId: plugin.name, plugin, log }, { request, params: {}, query: {} }, failingEngine);
+    const response = await runRoute({ ...route, pluginId: plugin.name, plugin, log }, { request, params: {}, query: {} }, failingEngine, {
+      maxBodyBytes: 1024,
+    });
     expect(response.status).toBe(200);
     return (await readChunks(response)).text;
   };

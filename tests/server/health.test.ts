@@ -1,7 +1,6 @@
 /** The server listens before llama.cpp is ready: /health says loading (503) until the engine has started, then ok (200). */
 import { expect, test } from "bun:test";
 import type { Engine } from "../../src/engine/Engine.ts";
-import { PluginHost } from "../../src/plugins/PluginHost.ts";
 import { LlamaportServer } from "../../src/server/LlamaportServer.ts";
 
 test("/health: 503 loading while the engine starts, 200 ok after, 503 error if it fails", async () => {
@@ -11,8 +10,15 @@ test("/health: 503 loading while the engine starts, 200 ok after, 503 error if i
     const started = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
     // Only start/dispose are used before any request reaches the engine; a stand-in keeps llama.cpp out of this test.
     const engine = { start: () => started, dispose: async () => {} } as unknown as Engine;
-    const plugins = new PluginHost({ builtins: {}, engine, log: () => {} });
-    const server = new LlamaportServer({ engine, plugins, host: "127.0.0.1", port: 0, version: "test", log: () => {} });
+    const server = new LlamaportServer({
+      engine,
+      builtins: {},
+      host: "127.0.0.1",
+      port: 0,
+      version: "test",
+      maxBodyBytes: 1024,
+      log: () => {},
+    });
     await server.start();
     const loading = await fetch(`${server.url}/health`);
     expect(loading.status).toBe(503);
