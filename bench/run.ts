@@ -214,8 +214,7 @@ async function streamRequest(
   // Parsing is kept to the first token and the final chunks, because this client shares llamaport's JS thread.
   for await (const chunk of response.body) {
     buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
       const event = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       for (const line of event.split("\n")) {
@@ -952,7 +951,7 @@ async function main(): Promise<void> {
     const notes = markerAt >= 0 ? previous.slice(markerAt) : `${NOTES_MARKER}\n`;
     writeFileSync(
       options.out,
-      renderMarkdown(info, backend, build, peerArgsExample, peerSystemInfo, blocks, threadChoice, elapsedS) + "\n" + notes,
+      `${renderMarkdown(info, backend, build, peerArgsExample, peerSystemInfo, blocks, threadChoice, elapsedS)}\n${notes}`,
     );
     console.error(`\nwrote ${options.out}`);
   }

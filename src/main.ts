@@ -31,7 +31,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { settings } = command;
-  let running;
+  let running: Awaited<ReturnType<typeof startLlamaport>>;
   try {
     running = await startLlamaport({ ...settings, models: settings.models ?? findModelsFile() });
   } catch (error) {

@@ -236,7 +236,10 @@ export class ModelManager {
   private scheduleExpiry(residency: Residency): void {
     const { keepAliveMs } = residency;
     if (keepAliveMs < 0 || keepAliveMs > longestTimerMs) return;
-    if (keepAliveMs === 0) return this.retire(residency);
+    if (keepAliveMs === 0) {
+      this.retire(residency);
+      return;
+    }
     residency.expiresAt = Date.now() + keepAliveMs;
     residency.expiryTimer = setTimeout(() => {
       this.options.log(`unloading model ${residency.loaded.entry.name}: idle for its keep_alive`);

@@ -135,7 +135,7 @@ function* generatedPieces(): Generator<string> {
         word += syllables[rest % syllables.length];
         rest = Math.floor(rest / syllables.length);
       }
-      yield "\u2581" + word;
+      yield `\u2581${word}`;
       yield word;
     }
   }
@@ -168,7 +168,7 @@ function buildVocabulary(vocabSize: number): Vocabulary {
     favoured.push(isFavoured);
   };
   add("\u2581", false);
-  for (const word of ENGLISH_WORDS) add("\u2581" + word, true);
+  for (const word of ENGLISH_WORDS) add(`\u2581${word}`, true);
   for (const p of PUNCTUATION) add(p, p === "." || p === ",");
   for (const s of SUFFIX_PIECES) add(s, false);
   for (const c of SINGLE_CHARS) add(c, false);
@@ -255,15 +255,20 @@ type MetadataValue =
 function writeScalar(w: ByteWriter, type: ValueType, value: number | string | boolean): void {
   switch (type) {
     case ValueType.UINT32:
-      return w.u32(value as number);
+      w.u32(value as number);
+      break;
     case ValueType.INT32:
-      return w.i32(value as number);
+      w.i32(value as number);
+      break;
     case ValueType.FLOAT32:
-      return w.f32(value as number);
+      w.f32(value as number);
+      break;
     case ValueType.BOOL:
-      return w.u8(value ? 1 : 0);
+      w.u8(value ? 1 : 0);
+      break;
     case ValueType.STRING:
-      return w.string(value as string);
+      w.string(value as string);
+      break;
     default:
       throw new Error(`unsupported GGUF scalar type ${type}`);
   }
@@ -338,15 +343,15 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
   matrix("token_embd.weight", embd, spec.vocabSize);
   for (let layer = 0; layer < spec.layers; layer++) {
     const p = `blk.${layer}.`;
-    norm(p + "attn_norm.weight");
-    matrix(p + "attn_q.weight", embd, embd);
-    matrix(p + "attn_k.weight", embd, kvDim);
-    matrix(p + "attn_v.weight", embd, kvDim);
-    matrix(p + "attn_output.weight", embd, embd);
-    norm(p + "ffn_norm.weight");
-    matrix(p + "ffn_gate.weight", embd, ff);
-    matrix(p + "ffn_up.weight", embd, ff);
-    matrix(p + "ffn_down.weight", ff, embd);
+    norm(`${p}attn_norm.weight`);
+    matrix(`${p}attn_q.weight`, embd, embd);
+    matrix(`${p}attn_k.weight`, embd, kvDim);
+    matrix(`${p}attn_v.weight`, embd, kvDim);
+    matrix(`${p}attn_output.weight`, embd, embd);
+    norm(`${p}ffn_norm.weight`);
+    matrix(`${p}ffn_gate.weight`, embd, ff);
+    matrix(`${p}ffn_up.weight`, embd, ff);
+    matrix(`${p}ffn_down.weight`, ff, embd);
   }
   norm("output_norm.weight");
   // llama has no output bias, so zeroing the rows of bytes/control/sub-word tokens pins their logits at 0 while

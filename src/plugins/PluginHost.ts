@@ -170,7 +170,7 @@ export class PluginHost {
     } catch (error) {
       return this.fail(id, file, error);
     }
-    let checked;
+    let checked: ReturnType<typeof checkPluginDefinition>;
     try {
       checked = checkPluginDefinition(module);
     } catch (error) {

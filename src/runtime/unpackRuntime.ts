@@ -63,15 +63,15 @@ export async function unpackRuntime(options: UnpackOptions): Promise<string> {
   return folder;
 }
 
+function spawnTar(archive: string, into: string) {
+  return Bun.spawn(["tar", "-xzf", "-", "--no-same-owner", "-C", into], { stdin: Bun.file(archive), stdout: "ignore", stderr: "pipe" });
+}
+
 async function extract(archive: string, into: string): Promise<void> {
-  let child;
+  let child: ReturnType<typeof spawnTar>;
   try {
     // Bun.file reads the archive from the binary's embedded file system, which tar itself cannot open.
-    child = Bun.spawn(["tar", "-xzf", "-", "--no-same-owner", "-C", into], {
-      stdin: Bun.file(archive),
-      stdout: "ignore",
-      stderr: "pipe",
-    });
+    child = spawnTar(archive, into);
   } catch (error) {
     throw new Error(`cannot run tar to unpack the llama.cpp runtime (is tar installed?): ${(error as Error).message}`);
   }

@@ -34,8 +34,13 @@ describe("SequencePool", () => {
     const pool = new SequencePool([fakeSequence(0)], 4);
     const first = await pool.acquire(undefined);
     const order: string[] = [];
-    const second = pool.acquire(undefined).then((lease) => (order.push("second"), lease));
-    const third = pool.acquire(undefined).then((lease) => (order.push("third"), lease));
+    const queued = (name: string) =>
+      pool.acquire(undefined).then((lease) => {
+        order.push(name);
+        return lease;
+      });
+    const second = queued("second");
+    const third = queued("third");
     expect([pool.inUse, pool.waiting]).toEqual([1, 2]);
     first.release();
     (await second).release();

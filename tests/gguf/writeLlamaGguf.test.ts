@@ -167,7 +167,7 @@ describe.each(tensorTypes)("%s model", (type) => {
 });
 
 describe("determinism", () => {
-  const base = syntheticPresets["demo"]!;
+  const base = syntheticPresets.demo!;
 
   test("same spec gives identical bytes, different seed differs", async () => {
     const a = join(dir, "det-a.gguf");

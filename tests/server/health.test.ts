@@ -5,9 +5,7 @@ import { LlamaportServer } from "../../src/server/LlamaportServer.ts";
 
 test("/health: 503 loading while the engine starts, 200 ok after, 503 error if it fails", async () => {
   for (const outcome of ["ok", "error"] as const) {
-    let finish!: () => void;
-    let fail!: (e: Error) => void;
-    const started = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
+    const { promise: started, resolve: finish, reject: fail } = Promise.withResolvers<void>();
     // Only start/dispose are used before any request reaches the engine; a stand-in keeps llama.cpp out of this test.
     const engine = { start: () => started, dispose: async () => {} } as unknown as Engine;
     const server = new LlamaportServer({

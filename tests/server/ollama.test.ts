@@ -108,7 +108,7 @@ describe("the official ollama client", () => {
     const options = { num_predict: 10, temperature: 0 };
     const whole = await client().generate({ model, prompt: "Tell me a story", options });
     let streamed = "";
-    let final;
+    let final: Awaited<ReturnType<ReturnType<typeof client>["generate"]>> | undefined;
     for await (const part of await client().generate({ model, prompt: "Tell me a story", options, stream: true })) {
       streamed += part.response;
       if (part.done) final = part;

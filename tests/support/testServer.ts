@@ -95,7 +95,6 @@ export function postJson(url: string, body: unknown, init: RequestInit = {}): Pr
 }
 
 /** The JSON body of a response, typed loosely for assertions. */
-// biome-ignore lint: tests poke at arbitrary wire JSON
 export async function bodyOf(response: Response | Promise<Response>): Promise<any> {
   return (await response).json();
 }
