@@ -18,6 +18,8 @@ export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   demo: { name: "synthetic-demo", seed: 1, ...tinyShape, tensorType: "Q8_0" },
   "tiny-f32": { name: "synthetic-tiny-f32", seed: 1, ...tinyShape, tensorType: "F32" },
   "tiny-f16": { name: "synthetic-tiny-f16", seed: 1, ...tinyShape, tensorType: "F16" },
+  // A real-size (llama-2-like) 32k vocabulary on the tiny shape: tokenizer and vocabulary-bound costs without a big model.
+  "tiny-32k": { name: "synthetic-tiny-32k", seed: 1, ...tinyShape, vocabSize: 32000, tensorType: "Q8_0" },
   // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
   "smollm2-135m": {
     name: "synthetic-smollm2-135m",

@@ -479,9 +479,27 @@ export async function writeLlamaGguf(path: string, spec: SyntheticLlamaSpec): Pr
   const vocab = buildVocabulary(spec.vocabSize);
   if (vocab.tokens.length !== spec.vocabSize) throw new Error(`synthetic GGUF: could not build ${spec.vocabSize} unique tokens`);
   const tensors = planTensors(spec, vocab);
+  const header = encodeHeader(metadataOf(spec, vocab), tensors);
 
-  const header = new ByteWriter();
-  const metadata: [string, MetadataValue][] = [
+  await writeAtomically(path, async (file) => {
+    await writeFully(file, header);
+    const chunk = new ArrayBuffer(CHUNK_BYTES);
+    const zeros = new Uint8Array(GGUF_ALIGNMENT);
+    let written = 0;
+    for (const t of tensors) {
+      if (t.offset > written) await writeFully(file, zeros.subarray(0, t.offset - written));
+      await writeTensorData(file, t, spec.seed, chunk);
+      written = t.offset + t.byteSize;
+    }
+    // gguf-py pads after every tensor, the last included; match it so loaders that check padded sizes agree.
+    const tail = (GGUF_ALIGNMENT - (written % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
+    if (tail > 0) await writeFully(file, zeros.subarray(0, tail));
+  });
+}
+
+/** The key/value metadata of a llama GGUF: architecture shape and the SentencePiece-style tokenizer. */
+function metadataOf(spec: SyntheticLlamaSpec, vocab: Vocabulary): [string, MetadataValue][] {
+  return [
     ["general.architecture", { type: ValueType.STRING, value: "llama" }],
     ["general.name", { type: ValueType.STRING, value: spec.name }],
     ["general.alignment", { type: ValueType.UINT32, value: GGUF_ALIGNMENT }],
@@ -505,7 +523,11 @@ export async function writeLlamaGguf(path: string, spec: SyntheticLlamaSpec): Pr
     ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: true }],
     ["tokenizer.ggml.add_eos_token", { type: ValueType.BOOL, value: false }],
   ];
+}
 
+/** Magic, version, counts, metadata and tensor infos, padded to the alignment where tensor data starts. */
+function encodeHeader(metadata: [string, MetadataValue][], tensors: TensorPlan[]): Uint8Array {
+  const header = new ByteWriter();
   header.u32(0x46554747); // "GGUF"
   header.u32(3);
   header.u64(tensors.length);
@@ -519,31 +541,21 @@ export async function writeLlamaGguf(path: string, spec: SyntheticLlamaSpec): Pr
     header.u64(t.offset);
   }
   header.padTo(GGUF_ALIGNMENT);
+  return header.bytes();
+}
 
+/** Writes through `fill` into a temporary sibling, renamed over `path` only once complete; removed on failure. */
+async function writeAtomically(path: string, fill: (file: FileHandle) => Promise<void>): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmpPath = `${path}.tmp-${process.pid}-${tmpCounter++}`;
-  let renamed = false;
   const file = await open(tmpPath, "w");
   try {
-    await writeFully(file, header.bytes());
-    const chunk = new ArrayBuffer(CHUNK_BYTES);
-    const zeros = new Uint8Array(GGUF_ALIGNMENT);
-    let written = 0;
-    for (const t of tensors) {
-      if (t.offset > written) await writeFully(file, zeros.subarray(0, t.offset - written));
-      await writeTensorData(file, t, spec.seed, chunk);
-      written = t.offset + t.byteSize;
-    }
-    // gguf-py pads after every tensor, the last included; match it so loaders that check padded sizes agree.
-    const tail = (GGUF_ALIGNMENT - (written % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
-    if (tail > 0) await writeFully(file, zeros.subarray(0, tail));
+    await fill(file);
     await file.close();
     await rename(tmpPath, path);
-    renamed = true;
-  } finally {
-    if (!renamed) {
-      await file.close().catch(() => undefined);
-      await rm(tmpPath, { force: true });
-    }
+  } catch (error) {
+    await file.close().catch(() => undefined);
+    await rm(tmpPath, { force: true });
+    throw error;
   }
 }

@@ -71,6 +71,19 @@ describe("OpenAI error objects", () => {
   });
 });
 
+test("an engine problem names the field as each protocol's clients wrote it", async () => {
+  // top_p 0 passes every schema (each allows 0) and is refused by the engine, which names it `topP`.
+  const openai = await bodyOf(postJson(chatUrl(), { model: "demo", messages: [{ role: "user", content: "x" }], top_p: 0 }));
+  expect(openai.error.param).toBe("top_p");
+  expect(openai.error.message).toStartWith("top_p must be in (0, 1]");
+  const ollama = await bodyOf(postJson(generateUrl(), { model: "demo", prompt: "x", options: { top_p: 0 } }));
+  expect(ollama.error).toStartWith("options.top_p must be in (0, 1]");
+  const anthropic = await bodyOf(
+    postJson(`${server.url}/v1/messages`, { model: "demo", max_tokens: 5, messages: [{ role: "user", content: "x" }], top_p: 0 }),
+  );
+  expect(anthropic.error.message).toStartWith("top_p must be in (0, 1]");
+});
+
 describe("Ollama error strings", () => {
   test("malformed JSON, wrong field, unknown model, too long", async () => {
     const cases: [unknown, number, string][] = [

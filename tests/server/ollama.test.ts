@@ -101,6 +101,26 @@ describe("POST /api/generate", () => {
   });
 });
 
+test("/api/tags and /api/show report the GGUF header's facts", async () => {
+  const tags = await bodyOf(fetch(`${server.url}/api/tags`));
+  const demo = tags.models.find((m: { name: string }) => m.name === "demo");
+  // synthetic:demo is a 2-layer llama, 64-wide embeddings, a 1000-token vocabulary, Q8_0 weights: 2 x 64 x 1000
+  // (embeddings, output) + 64 (norm) + 2 layers x (2 x 64 norms + 2 x 64x64 + 2 x 64x32 attention + 3 x 64x128 FFN).
+  expect(demo.details).toEqual({
+    parent_model: "",
+    format: "gguf",
+    family: "llama",
+    families: ["llama"],
+    parameter_size: "202K",
+    quantization_level: "Q8_0",
+  });
+  expect(demo.size).toBeGreaterThan(100_000);
+  const show = await bodyOf(postJson(`${server.url}/api/show`, { model: "demo:latest" }));
+  expect(show.details.family).toBe("llama");
+  expect(show.model_info).toMatchObject({ "general.architecture": "llama", "llama.context_length": 2048, "llama.block_count": 2 });
+  expect(show.model_info["general.name"]).toBe("synthetic-demo");
+});
+
 describe("the official ollama client", () => {
   const client = () => new Ollama({ host: server.url });
 

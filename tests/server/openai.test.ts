@@ -19,6 +19,7 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({
     demo: { source: "synthetic:demo", aliases: ["Meta-Llama-3-8B-Instruct"], context: 512, parallel: 2 },
+    vocab32k: { source: "synthetic:tiny-32k", context: 512, parallel: 1 },
     ...(hasSharedModels
       ? { stories: { source: storiesModel, context: 512, parallel: 2 }, llama2: { source: randomLlama2Model, context: 512, parallel: 1 } }
       : {}),
@@ -137,18 +138,22 @@ test("response_format json_schema constrains the output to the schema", async ()
   expect((await bodyOf(invalid)).error.param).toStartWith("response_format");
 });
 
-test.skipIf(!hasSharedModels)("a model with the real 32k llama-2 tokenizer streams and counts tokens (needs ../shared)", async () => {
-  const body = await bodyOf(chat({ model: "llama2", max_tokens: 6, temperature: 0 }));
-  expect(body.usage.completion_tokens).toBe(6);
-  expect(body.usage.prompt_tokens).toBeGreaterThan(4);
-  const streamed = await readChunks(await chat({ model: "llama2", max_tokens: 6, temperature: 0, stream: true }));
-  const text = streamed.text
-    .split("\n\n")
-    .filter((e) => e.startsWith("data: {"))
-    .map((e) => JSON.parse(e.slice(6)).choices[0].delta.content ?? "")
-    .join("");
-  expect(text).toBe(body.choices[0].message.content);
-});
+// The writer's 32k vocabulary always; the real llama-2 tokenizer too when ../shared is there.
+test.each(hasSharedModels ? ["vocab32k", "llama2"] : ["vocab32k"])(
+  "a model with a 32k vocabulary (%s) streams and counts tokens",
+  async (model) => {
+    const body = await bodyOf(chat({ model, max_tokens: 6, temperature: 0 }));
+    expect(body.usage.completion_tokens).toBe(6);
+    expect(body.usage.prompt_tokens).toBeGreaterThan(4);
+    const streamed = await readChunks(await chat({ model, max_tokens: 6, temperature: 0, stream: true }));
+    const text = streamed.text
+      .split("\n\n")
+      .filter((e) => e.startsWith("data: {"))
+      .map((e) => JSON.parse(e.slice(6)).choices[0].delta.content ?? "")
+      .join("");
+    expect(text).toBe(body.choices[0].message.content);
+  },
+);
 
 test("an alias resolves to the real model name", async () => {
   const body = await bodyOf(chat({ model: "Meta-Llama-3-8B-Instruct", max_tokens: 3 }));
