@@ -175,9 +175,28 @@ export async function build(targetName: string): Promise<string> {
   const nlcDir = resolvePackage("node-llama-cpp", root);
   if (!nlcDir) throw new Error("node-llama-cpp is not installed: run npm ci");
   const nlcVersion = readPackageJson(nlcDir).version;
-
   // Checked first: a binary without its prebuilt llama.cpp would build fine and fail only on the user's machine.
-  const platformDirs = target.packages.map((p) => {
+  const platformDirs = platformPackages(targetName, nlcDir, nlcVersion);
+
+  const work = join(root, "dist", ".build", targetName);
+  rmSync(work, { recursive: true, force: true });
+  const packages = [...dependencyClosure(nlcDir, target), ...platformDirs].sort();
+  const runtimeId = `nlc-${nlcVersion}-${targetName}-${stageRuntime(packages, join(work, "runtime"))}`;
+  const archive = join(work, "runtime.tar.gz");
+  await run(["tar", "-czf", archive, "-C", join(work, "runtime"), "node_modules"]);
+  console.log(`runtime archive: ${(statSync(archive).size / 1e6).toFixed(1)} MB (${runtimeId})`);
+
+  const outfile = join(root, "dist", `llamaport-${targetName}`);
+  await compile(await writeEntry(work, targetName, runtimeId), target, outfile);
+  console.log(
+    `built ${relative(root, outfile)} (${target.note}): ${(statSync(outfile).size / 1e6).toFixed(1)} MB in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  return outfile;
+}
+
+/** The `@node-llama-cpp/*` prebuilt packages the target needs, each installed and of node-llama-cpp's own version. */
+function platformPackages(targetName: string, nlcDir: string, nlcVersion: string): string[] {
+  return targets[targetName]!.packages.map((p) => {
     const name = `@node-llama-cpp/${p}`;
     const dir = resolvePackage(name, nlcDir);
     if (!dir)
@@ -191,29 +210,28 @@ export async function build(targetName: string): Promise<string> {
       throw new Error(`${name} is ${version} but node-llama-cpp is ${nlcVersion}; node-llama-cpp ignores a mismatched binary package`);
     return dir;
   });
+}
 
-  const work = join(root, "dist", ".build", targetName);
-  const staging = join(work, "runtime");
-  rmSync(work, { recursive: true, force: true });
+/**
+ * Copies the runtime's packages into `staging`, pruned, and returns a hash of what was copied: it names the cache
+ * folder, so a rebuild with the same runtime reuses an unpacked one.
+ */
+function stageRuntime(packages: string[], staging: string): string {
   mkdirSync(staging, { recursive: true });
-
   const hash = createHash("sha256");
   let files = 0;
   let bytes = 0;
-  const packages = [...dependencyClosure(nlcDir, target), ...platformDirs].sort();
   for (const dir of packages) {
     const copied = copyPackage(dir, staging, hash);
     files += copied.files;
     bytes += copied.bytes;
   }
-  // The content hash names the cache folder, so a rebuild with the same runtime reuses an unpacked one.
-  const runtimeId = `nlc-${nlcVersion}-${targetName}-${hash.digest("hex").slice(0, 12)}`;
-  console.log(`runtime: ${packages.length} packages, ${files} files, ${(bytes / 1e6).toFixed(1)} MB unpacked (${runtimeId})`);
+  console.log(`runtime: ${packages.length} packages, ${files} files, ${(bytes / 1e6).toFixed(1)} MB unpacked`);
+  return hash.digest("hex").slice(0, 12);
+}
 
-  const archive = join(work, "runtime.tar.gz");
-  await run(["tar", "-czf", archive, "-C", staging, "node_modules"]);
-  console.log(`runtime archive: ${(statSync(archive).size / 1e6).toFixed(1)} MB`);
-
+/** The compiled binary's entry module: the runtime archive embedded as a file, handed to src/binary.ts. */
+async function writeEntry(work: string, targetName: string, runtimeId: string): Promise<string> {
   const entry = join(work, "entry.ts");
   const binaryModule = relative(work, join(root, "src", "binary.ts"))
     .split(sep)
@@ -225,8 +243,10 @@ export async function build(targetName: string): Promise<string> {
       `import { runBinary } from ${JSON.stringify(binaryModule)};\n\n` +
       `await runBinary({ archive, id: ${JSON.stringify(runtimeId)} });\n`,
   );
+  return entry;
+}
 
-  const outfile = join(root, "dist", `llamaport-${targetName}`);
+async function compile(entry: string, target: Target, outfile: string): Promise<void> {
   await run([
     process.execPath,
     "build",
@@ -245,10 +265,6 @@ export async function build(targetName: string): Promise<string> {
     "--outfile",
     outfile,
   ]);
-  console.log(
-    `built ${relative(root, outfile)} (${target.note}): ${(statSync(outfile).size / 1e6).toFixed(1)} MB in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
-  return outfile;
 }
 
 if (import.meta.main) {

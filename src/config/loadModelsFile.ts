@@ -86,14 +86,52 @@ const HF_SOURCE = /^hf:([^/]+)\/([^/@]+)(?:@([^/]+))?\/(.+\.gguf)$/;
 
 /** Parses and validates models.yaml text. `file` names the file in messages and anchors relative sources. */
 export function parseModelsYaml(text: string, file: string): ModelRegistryConfig {
-  const absoluteFile = resolve(file);
+  const yaml = readYaml(text, file);
+  const schemaError = firstSchemaError(yaml.doc, yaml.raw);
+  if (schemaError) throw yaml.problemAt(schemaError.path, schemaError.problem, schemaError.at);
+  const parsed = yaml.raw as ModelsFile;
+  checkNames(yaml, parsed);
+  const baseDir = dirname(resolve(file));
+  const models = Object.entries(parsed.models ?? {}).map(([name, entry]) => {
+    const at = (...rest: PathSegment[]) => ["models", name, ...rest];
+    if (entry.source.startsWith("hf:") && !HF_SOURCE.test(entry.source))
+      throw yaml.problemAt(
+        at("source"),
+        `expected hf:<owner>/<repo>/<file.gguf> (optionally <repo>@<revision>), got ${JSON.stringify(entry.source)}`,
+      );
+    if (entry.source === "synthetic:") throw yaml.problemAt(at("source"), 'expected "synthetic:<preset>" with a preset name');
+    let keepAliveMs: number;
+    try {
+      keepAliveMs = parseDuration(entry.keep_alive ?? MODEL_DEFAULTS.keepAlive);
+    } catch (error) {
+      throw yaml.problemAt(at("keep_alive"), (error as Error).message);
+    }
+    return normalizeEntry(name, entry, keepAliveMs, baseDir);
+  });
+  return {
+    file: resolve(file),
+    models,
+    maxLoadedModels: parsed.max_loaded_models ?? MODEL_DEFAULTS.maxLoadedModels,
+    memoryBudget: memoryBudgetOf(yaml, parsed),
+  };
+}
+
+/** A parsed YAML document with line positions, and a way to report a problem at a key path. */
+interface YamlFile {
+  doc: Document;
+  /** The document as plain data; `{}` for an empty file. */
+  raw: unknown;
+  problemAt(path: PathSegment[], problem: string, at?: "key" | "value"): ConfigError;
+  locate(offset: number): { line: number; column: number };
+}
+
+function readYaml(text: string, file: string): YamlFile {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const locate = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
   };
-
   const syntaxError = doc.errors[0];
   if (syntaxError) {
     // yaml's own wording for this one points at its API; say what to change in the file instead.
@@ -103,7 +141,6 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
         : firstLine(syntaxError.message);
     throw new ConfigError(file, `YAML syntax error: ${problem}`, locate(syntaxError.pos[0]));
   }
-
   let raw: unknown;
   try {
     raw = doc.toJS();
@@ -113,69 +150,44 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
   // An empty file and a bare `models:` both mean "no models yet", which is a valid (if idle) server.
   if (raw === null || raw === undefined) raw = {};
   if (isPlainObject(raw) && raw.models === null) raw.models = {};
-
   const problemAt = (path: PathSegment[], problem: string, at: "key" | "value" = "value") =>
     new ConfigError(file, problem, { ...locate(offsetOf(doc, path, at)), key: path.length ? formatKeyPath(path) : undefined });
+  return { doc, raw, problemAt, locate };
+}
 
-  const schemaError = firstSchemaError(doc, raw);
-  if (schemaError) throw problemAt(schemaError.path, schemaError.problem, schemaError.at);
-  const parsed = raw as ModelsFile;
-
+/** Model names and aliases are unique across the file: what a client asks for must mean one model. */
+function checkNames(yaml: YamlFile, parsed: ModelsFile): void {
   const owners = new Map<string, { model: string; path: PathSegment[]; isAlias: boolean }>();
   for (const name of Object.keys(parsed.models ?? {})) owners.set(name, { model: name, path: ["models", name], isAlias: false });
-
-  const models: ModelEntry[] = [];
   for (const [name, entry] of Object.entries(parsed.models ?? {})) {
-    const at = (...rest: PathSegment[]) => ["models", name, ...rest];
     (entry.aliases ?? []).forEach((alias, index) => {
+      const path = ["models", name, "aliases", index];
       const owner = owners.get(alias);
       if (owner) {
-        const { line } = locate(offsetOf(doc, owner.path, owner.isAlias ? "value" : "key"));
+        const { line } = yaml.locate(offsetOf(yaml.doc, owner.path, owner.isAlias ? "value" : "key"));
         const clash =
           owner.model === name && !owner.isAlias
             ? "is this model's own name"
             : owner.isAlias
               ? `is already an alias of model "${owner.model}" (line ${line})`
               : `is already the name of model "${owner.model}" (line ${line})`;
-        throw problemAt(at("aliases", index), `alias "${alias}" ${clash}; names and aliases must be unique across the file`);
+        throw yaml.problemAt(path, `alias "${alias}" ${clash}; names and aliases must be unique across the file`);
       }
-      owners.set(alias, { model: name, path: at("aliases", index), isAlias: true });
+      owners.set(alias, { model: name, path, isAlias: true });
     });
-
-    if (entry.source.startsWith("hf:") && !HF_SOURCE.test(entry.source))
-      throw problemAt(
-        at("source"),
-        `expected hf:<owner>/<repo>/<file.gguf> (optionally <repo>@<revision>), got ${JSON.stringify(entry.source)}`,
-      );
-    if (entry.source === "synthetic:") throw problemAt(at("source"), 'expected "synthetic:<preset>" with a preset name');
-
-    let keepAliveMs: number;
-    try {
-      keepAliveMs = parseDuration(entry.keep_alive ?? MODEL_DEFAULTS.keepAlive);
-    } catch (error) {
-      throw problemAt(at("keep_alive"), (error as Error).message);
-    }
-
-    models.push(normalizeEntry(name, entry, keepAliveMs, dirname(absoluteFile)));
   }
+}
 
-  let memoryBudget: "auto" | number = "auto";
-  if (parsed.memory_budget !== undefined && parsed.memory_budget !== "auto") {
-    try {
-      memoryBudget = parseByteSize(parsed.memory_budget);
-    } catch (error) {
-      throw problemAt(["memory_budget"], (error as Error).message);
-    }
-    if (memoryBudget === 0)
-      throw problemAt(["memory_budget"], `expected a size greater than 0, got ${JSON.stringify(parsed.memory_budget)}`);
+function memoryBudgetOf(yaml: YamlFile, parsed: ModelsFile): "auto" | number {
+  if (parsed.memory_budget === undefined || parsed.memory_budget === "auto") return "auto";
+  let budget: number;
+  try {
+    budget = parseByteSize(parsed.memory_budget);
+  } catch (error) {
+    throw yaml.problemAt(["memory_budget"], (error as Error).message);
   }
-
-  return {
-    file: absoluteFile,
-    models,
-    maxLoadedModels: parsed.max_loaded_models ?? MODEL_DEFAULTS.maxLoadedModels,
-    memoryBudget,
-  };
+  if (budget === 0) throw yaml.problemAt(["memory_budget"], `expected a size greater than 0, got ${JSON.stringify(parsed.memory_budget)}`);
+  return budget;
 }
 
 /** Reads and parses a models.yaml; an unreadable or missing file is a ConfigError naming it. */
