@@ -22,7 +22,8 @@ let server: TestServer;
 let client: Anthropic;
 
 beforeAll(async () => {
-  // The plugin is not a built-in yet: serve it from a plugins folder, as a user would.
+  // Served from a plugins folder (replacing the built-in copy) as a third-party file would be: this proves the
+  // bundled plugin needs nothing but the public API.
   pluginsDir = tempDir("llamaport-anthropic-");
   const dir = join(pluginsDir.path, "plugins");
   mkdirSync(dir);
