@@ -20,6 +20,10 @@ export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   "tiny-f16": { name: "synthetic-tiny-f16", seed: 1, ...tinyShape, tensorType: "F16" },
   // A real-size (llama-2-like) 32k vocabulary on the tiny shape: tokenizer and vocabulary-bound costs without a big model.
   "tiny-32k": { name: "synthetic-tiny-32k", seed: 1, ...tinyShape, vocabSize: 32000, tensorType: "Q8_0" },
+  // A GPT-2-style byte-level BPE vocabulary (merges, space clean-up in the detokenizer) on the tiny shape.
+  "tiny-bpe": { name: "synthetic-tiny-bpe", seed: 1, ...tinyShape, tensorType: "Q8_0", tokenizer: "bpe" },
+  // Fill-in-the-middle tokens (prefix, suffix, middle), as code models have them.
+  "tiny-fim": { name: "synthetic-tiny-fim", seed: 1, ...tinyShape, tensorType: "Q8_0", fim: true },
   // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
   "smollm2-135m": {
     name: "synthetic-smollm2-135m",
@@ -49,6 +53,9 @@ function specHash(spec: SyntheticLlamaSpec): string {
     spec.contextLength,
     spec.vocabSize,
     spec.tensorType,
+    // Only when set, so the files of presets that predate these fields keep their names.
+    ...(spec.tokenizer && spec.tokenizer !== "spm" ? [spec.tokenizer] : []),
+    ...(spec.fim ? ["fim"] : []),
   ]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
 }

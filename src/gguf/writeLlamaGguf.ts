@@ -16,6 +16,13 @@ export interface SyntheticLlamaSpec {
   contextLength: number;
   vocabSize: number;
   tensorType: GgufTensorType;
+  /**
+   * `"spm"` (default): a SentencePiece vocabulary with byte fallback, as llama and mistral have. `"bpe"`: a GPT-2-style
+   * byte-level BPE vocabulary with merges (as GPT-2, Qwen, Llama 3 have), whose detokenizer cleans up spaces.
+   */
+  tokenizer?: "spm" | "bpe";
+  /** Add fill-in-the-middle tokens (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`) as the last three ids. */
+  fim?: boolean;
 }
 
 /**
@@ -147,6 +154,30 @@ interface Vocabulary {
   types: number[];
   /** Tokens whose output-layer rows carry signal; every other row is zero so it never wins against them. */
   favoured: boolean[];
+  /** BPE only: the merge rules, highest priority first ("Ġt h" makes "Ġth"). */
+  merges?: string[];
+  bos: number;
+  eos: number;
+  fim?: { prefix: number; suffix: number; middle: number };
+}
+
+const FIM_TOKENS = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"] as const;
+
+/** The spec's vocabulary: SentencePiece or BPE, with fill-in-the-middle tokens at the end when asked for. */
+function vocabularyOf(spec: SyntheticLlamaSpec): Vocabulary {
+  const reserved = spec.fim ? FIM_TOKENS.length : 0;
+  const vocab = spec.tokenizer === "bpe" ? buildBpeVocabulary(spec.vocabSize - reserved) : buildVocabulary(spec.vocabSize - reserved);
+  if (spec.fim) {
+    const first = vocab.tokens.length;
+    for (const token of FIM_TOKENS) {
+      vocab.tokens.push(token);
+      vocab.scores.push(0);
+      vocab.types.push(TokenType.CONTROL);
+      vocab.favoured.push(false);
+    }
+    vocab.fim = { prefix: first, suffix: first + 1, middle: first + 2 };
+  }
+  return vocab;
 }
 
 const FIRST_PIECE_ID = 3 + 256;
@@ -181,7 +212,66 @@ function buildVocabulary(vocabSize: number): Vocabulary {
   }
   // SentencePiece-style scores: earlier pieces are more frequent and win merges.
   const scores = tokens.map((_, id) => (id < FIRST_PIECE_ID ? 0 : -(id - FIRST_PIECE_ID)));
-  return { tokens, scores, types, favoured };
+  return { tokens, scores, types, favoured, bos: 1, eos: 2 };
+}
+
+/** GPT-2's byte-to-character table: printable bytes stand for themselves, the others (space: "Ġ") for U+0100 onwards. */
+const byteChars: string[] = (() => {
+  const chars: string[] = [];
+  let next = 256;
+  for (let byte = 0; byte < 256; byte++) {
+    const printable = (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || byte >= 174;
+    chars.push(String.fromCodePoint(printable ? byte : next++));
+  }
+  return chars;
+})();
+
+/** Text in GPT-2's byte-level alphabet. */
+function byteLevel(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) out += byteChars[byte];
+  return out;
+}
+
+/**
+ * A GPT-2-style vocabulary: the 256 byte tokens, then words built up one character at a time by merges ("Ġ t" →
+ * "Ġt", "Ġt h" → "Ġth", ...), then `<|endoftext|>` (beginning and end of text, as GPT-2 uses it).
+ */
+function buildBpeVocabulary(vocabSize: number): Vocabulary {
+  const tokens = [...byteChars];
+  const types: number[] = tokens.map(() => TokenType.NORMAL);
+  const favoured: boolean[] = tokens.map((t) => t === "." || t === ",");
+  const merges: string[] = [];
+  const ids = new Map(tokens.map((token, id) => [token, id]));
+  const room = vocabSize - 1; // the last id is <|endoftext|>
+  const addWord = (word: string, isFavoured: boolean): void => {
+    const chars = [...byteLevel(word)];
+    let built = chars[0]!;
+    for (const char of chars.slice(1)) {
+      const merged = built + char;
+      if (!ids.has(merged)) {
+        if (tokens.length >= room) return;
+        ids.set(merged, tokens.length);
+        tokens.push(merged);
+        types.push(TokenType.NORMAL);
+        favoured.push(false);
+        merges.push(`${built} ${char}`);
+      }
+      built = merged;
+    }
+    if (isFavoured) favoured[ids.get(built)!] = true;
+  };
+  for (const word of ENGLISH_WORDS) addWord(` ${word}`, true);
+  for (const word of ENGLISH_WORDS) addWord(word, false);
+  for (const piece of generatedPieces()) {
+    if (tokens.length >= room) break;
+    addWord(piece.replace("\u2581", " "), false);
+  }
+  tokens.push("<|endoftext|>");
+  types.push(TokenType.CONTROL);
+  favoured.push(false);
+  const end = tokens.length - 1;
+  return { tokens, scores: tokens.map(() => 0), types, favoured, merges, bos: end, eos: end };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -322,7 +412,8 @@ function validateSpec(spec: SyntheticLlamaSpec): void {
   if (spec.embedding % spec.heads !== 0) throw new Error("synthetic GGUF: embedding must be divisible by heads");
   if (spec.heads % spec.kvHeads !== 0) throw new Error("synthetic GGUF: heads must be divisible by kvHeads");
   if ((spec.embedding / spec.heads) % 2 !== 0) throw new Error("synthetic GGUF: head dimension must be even for RoPE");
-  if (spec.vocabSize < FIRST_PIECE_ID + 1) throw new Error(`synthetic GGUF: vocabSize must be at least ${FIRST_PIECE_ID + 1}`);
+  const smallest = (spec.tokenizer === "bpe" ? 256 + 1 : FIRST_PIECE_ID + 1) + (spec.fim ? FIM_TOKENS.length : 0);
+  if (spec.vocabSize < smallest) throw new Error(`synthetic GGUF: vocabSize must be at least ${smallest}`);
   if (spec.tensorType === "Q8_0" && (spec.embedding % Q8_0_BLOCK !== 0 || spec.feedForward % Q8_0_BLOCK !== 0))
     throw new Error("synthetic GGUF: Q8_0 needs embedding and feedForward divisible by 32");
 }
@@ -476,7 +567,7 @@ export async function writeLlamaGguf(path: string, spec: SyntheticLlamaSpec): Pr
   // Typed-array views below write native byte order; GGUF is little endian.
   if (endianness() !== "LE") throw new Error("synthetic GGUF: writing requires a little-endian host");
 
-  const vocab = buildVocabulary(spec.vocabSize);
+  const vocab = vocabularyOf(spec);
   if (vocab.tokens.length !== spec.vocabSize) throw new Error(`synthetic GGUF: could not build ${spec.vocabSize} unique tokens`);
   const tensors = planTensors(spec, vocab);
   const header = encodeHeader(metadataOf(spec, vocab), tensors);
@@ -513,16 +604,37 @@ function metadataOf(spec: SyntheticLlamaSpec, vocab: Vocabulary): [string, Metad
     ["llama.rope.dimension_count", { type: ValueType.UINT32, value: spec.embedding / spec.heads }],
     ["llama.attention.layer_norm_rms_epsilon", { type: ValueType.FLOAT32, value: 1e-5 }],
     ["llama.vocab_size", { type: ValueType.UINT32, value: spec.vocabSize }],
-    ["tokenizer.ggml.model", { type: ValueType.STRING, value: "llama" }],
+    ...tokenizerMetadata(spec, vocab),
+  ];
+}
+
+/** The tokenizer's keys: its kind, the vocabulary, special tokens and (BPE) merges. */
+function tokenizerMetadata(spec: SyntheticLlamaSpec, vocab: Vocabulary): [string, MetadataValue][] {
+  const bpe = spec.tokenizer === "bpe";
+  const entries: [string, MetadataValue][] = [
+    ["tokenizer.ggml.model", { type: ValueType.STRING, value: bpe ? "gpt2" : "llama" }],
+    ...(bpe ? ([["tokenizer.ggml.pre", { type: ValueType.STRING, value: "gpt-2" }]] as [string, MetadataValue][]) : []),
     ["tokenizer.ggml.tokens", { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.tokens }],
     ["tokenizer.ggml.scores", { type: ValueType.ARRAY, itemType: ValueType.FLOAT32, value: vocab.scores }],
     ["tokenizer.ggml.token_type", { type: ValueType.ARRAY, itemType: ValueType.INT32, value: vocab.types }],
-    ["tokenizer.ggml.bos_token_id", { type: ValueType.UINT32, value: 1 }],
-    ["tokenizer.ggml.eos_token_id", { type: ValueType.UINT32, value: 2 }],
-    ["tokenizer.ggml.unknown_token_id", { type: ValueType.UINT32, value: 0 }],
-    ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: true }],
+    ...(vocab.merges
+      ? ([["tokenizer.ggml.merges", { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.merges }]] as [
+          string,
+          MetadataValue,
+        ][])
+      : []),
+    ["tokenizer.ggml.bos_token_id", { type: ValueType.UINT32, value: vocab.bos }],
+    ["tokenizer.ggml.eos_token_id", { type: ValueType.UINT32, value: vocab.eos }],
+    ...(bpe ? [] : ([["tokenizer.ggml.unknown_token_id", { type: ValueType.UINT32, value: 0 }]] as [string, MetadataValue][])),
+    ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: !bpe }],
     ["tokenizer.ggml.add_eos_token", { type: ValueType.BOOL, value: false }],
   ];
+  if (vocab.fim) {
+    entries.push(["tokenizer.ggml.fim_pre_token_id", { type: ValueType.UINT32, value: vocab.fim.prefix }]);
+    entries.push(["tokenizer.ggml.fim_suf_token_id", { type: ValueType.UINT32, value: vocab.fim.suffix }]);
+    entries.push(["tokenizer.ggml.fim_mid_token_id", { type: ValueType.UINT32, value: vocab.fim.middle }]);
+  }
+  return entries;
 }
 
 /** Magic, version, counts, metadata and tensor infos, padded to the alignment where tensor data starts. */

@@ -166,6 +166,44 @@ describe.each(tensorTypes)("%s model", (type) => {
   }, 30_000);
 });
 
+describe("tokenizer variants", () => {
+  test("tiny-bpe: a GPT-2-style byte-level BPE vocabulary with merges that llama.cpp tokenizes and round-trips", async () => {
+    const path = await ensureSyntheticModel("tiny-bpe", join(dir, "variants"));
+    const { readGgufFileInfo } = await import("node-llama-cpp");
+    const info = await readGgufFileInfo(path, { readTensorInfo: false, logWarnings: false });
+    const tok = (info.metadata as unknown as { tokenizer: { ggml: Record<string, unknown> } }).tokenizer.ggml;
+    expect(tok).toMatchObject({ model: "gpt2", pre: "gpt-2", bos_token_id: 999, eos_token_id: 999, add_bos_token: false });
+    expect((tok.tokens as string[]).slice(32, 35)).toEqual(["\u0120", "!", '"']); // byte 0x20 is "Ġ"
+    expect(tok.merges as string[]).toContain("\u0120t h");
+    const model = await llama.loadModel({ modelPath: path });
+    try {
+      expect(model.vocabularyType as string).toBe("bpe");
+      expect(model.getWarnings()).toEqual([]);
+      const text = "the time, 日本 🎉";
+      const tokens = model.tokenize(text, false);
+      expect(tokens.length).toBeLessThan(new TextEncoder().encode(text).length); // merges were used
+      expect(model.detokenize(tokens)).toBe(text);
+      // The GPT-2 detokenizer cleans up spaces before punctuation.
+      expect(model.detokenize(model.tokenize("the time .", false))).toBe("the time.");
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test("tiny-fim: fill-in-the-middle tokens as the last three ids, found by llama.cpp", async () => {
+    const path = await ensureSyntheticModel("tiny-fim", join(dir, "variants"));
+    const model = await llama.loadModel({ modelPath: path });
+    try {
+      const size = syntheticPresets["tiny-fim"]!.vocabSize;
+      expect(model.tokens.infill).toMatchObject({ prefix: size - 3, suffix: size - 2, middle: size - 1 });
+      expect(model.detokenize([size - 3] as never, true)).toBe("<fim_prefix>");
+      expect(model.isSpecialToken((size - 1) as never)).toBe(true);
+    } finally {
+      await model.dispose();
+    }
+  });
+});
+
 describe("determinism", () => {
   const base = syntheticPresets.demo!;
 
