@@ -47,25 +47,90 @@ declare module "llamaport/internal/engine/types" {
     }
     /** A JSON Schema object, as clients send it. */
     export type JsonSchema = Record<string, unknown>;
-    /** Sampling and control options shared by chat and completion calls. Unset fields fall back to the model's defaults. */
+    /**
+     * A bias for one token, or for every token of a text: a number is added to the token's logit (+100 practically forces
+     * it, -100 practically bans it); `"never"` bans it outright. End-of-generation tokens can be biased too.
+     */
+    export interface TokenBiasEntry {
+        /** A token id, or a text whose every token gets the bias (tokenized without special tokens, as llama-server does). */
+        token: number | string;
+        bias: number | "never";
+    }
+    /** DRY ("don't repeat yourself") sampling: penalizes continuing a sequence that already occurred. */
+    export interface DryPenalty {
+        /** Strength; 0 disables DRY. */
+        multiplier: number;
+        /** Default 1.75. */
+        base?: number;
+        /** Repeats up to this many tokens long are not penalized. Default 2. */
+        allowedLength?: number;
+        /** Generated tokens scanned for repeats; -1 = all of them. Default -1. */
+        lastN?: number;
+        /** Texts that end a repeated sequence. Default `["\n", ":", "\"", "*"]`. */
+        sequenceBreakers?: string[];
+    }
+    /**
+     * Sampling and control options shared by chat and completion calls. Unset fields fall back to the model's defaults.
+     *
+     * llama-server's `/completion` options map onto these as follows (a protocol plugin does the renaming):
+     * `n_predict` → `maxTokens`, `temperature`/`top_k`/`top_p`/`min_p`/`seed` (-1 = random) → the same names,
+     * `repeat_penalty`/`repeat_last_n`/`presence_penalty`/`frequency_penalty` → `repeatPenalty`/`repeatLastN`/...,
+     * `dry_*` → `dry`, `xtc_probability`/`xtc_threshold` → `xtc`, `logit_bias` (ids or texts, `false` = `"never"`) →
+     * `tokenBias`, `grammar` → `grammar`, `json_schema` → `format`, `ignore_eos` → `ignoreEos`, `n_probs` → `logprobs`,
+     * `cache_prompt` → `reusePrompt`, `return_tokens` → `reportTokens`, token-array prompts → `CompletionRequest.prompt`,
+     * `/infill`'s `input_prefix`/`input_suffix` → `prompt`/`suffix`, `n_cmpl` → `EngineFacade.completeChoices`.
+     * node-llama-cpp 3.21.1's sampler has no typical-p, Mirostat, dynamic temperature or sampler reordering, so
+     * `typical_p`, `mirostat*`, `dynatemp_*` and `samplers` have no engine option: a plugin ignores them (and lists them as
+     * ignored) or rejects them.
+     */
     export interface GenerateOptions {
         /** Registry name or alias of the model. */
         model: string;
+        /** At most this many tokens; never more than the context leaves after the prompt (then the finish reason is "length"). */
         maxTokens?: number;
         temperature?: number;
         topP?: number;
         topK?: number;
         minP?: number;
+        /** Random seed; without one every request gets a fresh random seed. */
         seed?: number;
         /** Generation stops before any of these strings; the string itself is not returned. */
         stop?: string[];
         repeatPenalty?: number;
         presencePenalty?: number;
         frequencyPenalty?: number;
-        /** Keep generating past end-of-sequence tokens (benchmarks). */
+        /**
+         * How many of the last tokens (prompt included, as llama-server counts them) the repeat, presence and frequency
+         * penalties look at: 0 disables them, -1 = the whole context. Default 64.
+         */
+        repeatLastN?: number;
+        /** DRY sampling (over the generated tokens; llama-server also scans the prompt). */
+        dry?: DryPenalty;
+        /** XTC sampling: with this probability, remove the most likely tokens above `threshold` but the least likely of them. */
+        xtc?: {
+            probability: number;
+            threshold: number;
+        };
+        /** Per-token logit biases. */
+        tokenBias?: TokenBiasEntry[];
+        /** Keep generating past end-of-generation tokens (benchmarks). */
         ignoreEos?: boolean;
         /** Constrain the output: `"json"` = any JSON value, or a JSON Schema the output must match. */
         format?: "json" | JsonSchema;
+        /** Constrain the output with a GBNF grammar (llama.cpp's grammar format). Not together with `format`. */
+        grammar?: string;
+        /**
+         * Report log probabilities: every text event carries its tokens (`TextDelta.tokens`), each with its log probability
+         * and this many most likely alternatives (0 = none, at most 100). The probabilities are those of the distribution the
+         * token was sampled from: the model's full softmax at temperature 0 (plus any bias and penalties), otherwise after
+         * top-k, top-p, min-p and temperature (llama-server's `post_sampling_probs`). Costs time per token that grows with
+         * the vocabulary size, so it is computed only when asked for.
+         */
+        logprobs?: number;
+        /** Every text event carries the tokens it was made of (`TextDelta.tokens`: id, text, bytes), one event per token. */
+        reportTokens?: boolean;
+        /** Reuse the prompt prefix a sequence already holds (default true); false evaluates the whole prompt again. */
+        reusePrompt?: boolean;
         /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
         keepAliveMs?: number;
         /** Aborting stops decoding at once and frees the sequence (or the queue place). */
@@ -75,11 +140,21 @@ declare module "llamaport/internal/engine/types" {
         messages: ChatMessage[];
     }
     export interface CompletionRequest extends GenerateOptions {
-        prompt: string;
+        /**
+         * The prompt: a text, or a list of texts and token ids joined in order (token ids go to the model as they are). With
+         * `raw`, texts are tokenized with special tokens parsed, and a beginning-of-sequence token is added when the model
+         * wants one and the prompt starts with a text (llama-server's rule). Token ids need `raw`.
+         */
+        prompt: string | (string | number)[];
         /** System prompt; only used when the prompt is templated. */
         system?: string;
         /** Send the prompt to the model as is, without the chat template. */
         raw?: boolean;
+        /**
+         * Fill in the middle: generate what goes between `prompt` (the text before) and this text after it. Needs a model
+         * with fill-in-the-middle tokens (`ModelFacts.infill`); otherwise a 400 naming `suffix`. Implies `raw`.
+         */
+        suffix?: string;
     }
     /** Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, or the client went away. */
     export type FinishReason = "stop" | "length" | "abort";
@@ -106,10 +181,35 @@ declare module "llamaport/internal/engine/types" {
         /** Prompt tokens the leased sequence already holds, which will not be evaluated again. */
         cachedTokens: number;
     }
+    /** A token with its probability, as reported for a generated token's alternatives. */
+    export interface TokenLogprob {
+        id: number;
+        /** The token's own text (with its leading space, as llama.cpp's token-to-piece gives it; "" for special tokens). */
+        text: string;
+        /** The token's bytes in UTF-8; a byte-fallback token's single byte even when its text alone is not valid UTF-8. */
+        bytes: number[];
+        /** Natural log of the probability; -9999 stands for a probability of 0 (OpenAI's convention, JSON has no -Infinity). */
+        logprob: number;
+    }
+    /** A generated token, reported with the text it belongs to when the request asks for tokens or log probabilities. */
+    export interface GeneratedToken {
+        id: number;
+        text: string;
+        bytes: number[];
+        /** With `logprobs`: this token's log probability. */
+        logprob?: number;
+        /** With `logprobs`: the most likely tokens at this position, most likely first (fewer when the sampler kept fewer). */
+        top?: TokenLogprob[];
+    }
     /** A piece of generated text. Pieces arrive in order; concatenated they are the whole output. */
     export interface TextDelta {
         type: "text";
         text: string;
+        /**
+         * With `reportTokens` or `logprobs`: the tokens whose text begins in this piece, in order. A token's text may be cut
+         * by a stop string, or still incomplete UTF-8 (then it arrives with the token that completes the character).
+         */
+        tokens?: GeneratedToken[];
     }
     /** The final event of every generation. */
     export interface GenerationSummary {
@@ -133,8 +233,10 @@ declare module "llamaport/internal/engine/types" {
     export interface Generation extends AsyncIterable<GenerationEvent> {
         /** The registry name of the model serving it (aliases resolved), known before the first event. */
         readonly model: string;
+        /** The whole text; `tokens` holds every reported token when the request asked for them. */
         collect(): Promise<{
             text: string;
+            tokens?: GeneratedToken[];
             summary: GenerationSummary;
         }>;
     }
@@ -187,13 +289,17 @@ declare module "llamaport/internal/engine/types" {
     }
     export interface EmbedRequest {
         model: string;
-        input: string[];
+        /** Texts, or token-id lists, one embedding each. */
+        input: (string | number[])[];
+        /** Length of the vectors wanted: must be the model's own (`ModelFacts.embeddingLength`); shortening is not supported. */
+        dimensions?: number;
         signal?: AbortSignal;
         /** As in `GenerateOptions.keepAliveMs`. */
         keepAliveMs?: number;
     }
     export interface EmbedResult {
         model: string;
+        /** One unit-length (L2-normalized) vector per input, as OpenAI, Ollama and llama-server return them. */
         embeddings: number[][];
         promptTokens: number;
     }
@@ -205,6 +311,12 @@ declare module "llamaport/internal/engine/types" {
         findModel(name: string): Promise<ModelInfo | undefined>;
         chat(request: ChatRequest): Generation;
         complete(request: CompletionRequest): Generation;
+        /**
+         * `count` answers to one request, generated side by side on `count` of the model's sequences (a 400 naming
+         * `choices` when `count` is more than the model's `parallel`). With a `seed`, answer i uses `seed + i`.
+         */
+        chatChoices(request: ChatRequest, count: number): Generation[];
+        completeChoices(request: CompletionRequest, count: number): Generation[];
         embed(request: EmbedRequest): Promise<EmbedResult>;
         tokenize(model: string, text: string): Promise<number[]>;
         detokenize(model: string, tokens: number[]): Promise<string>;

@@ -1,5 +1,6 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
 import { stat } from "node:fs/promises";
+import type { Token } from "node-llama-cpp";
 import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { cachedPromptTokens, decode } from "./decode.ts";
 import { LlamaportError } from "./EngineError.ts";
@@ -10,9 +11,10 @@ import { ModelRegistry } from "./ModelRegistry.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
 import { physicalCores } from "./physicalCores.ts";
 import { readModelFacts } from "./readModelFacts.ts";
-import { type RenderedPrompt, renderChat, renderRaw } from "./renderPrompt.ts";
+import { type RenderedPrompt, renderChat, renderCompletion } from "./renderPrompt.ts";
 import { localModelPath } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
+import { tokenBiasFor } from "./tokenBias.ts";
 import { type GenerationSink, StreamingGeneration } from "./StreamingGeneration.ts";
 import type {
   ChatRequest,
@@ -88,35 +90,43 @@ export class Engine implements EngineFacade {
   }
 
   complete(request: CompletionRequest): Generation {
-    return this.generation(request, (loaded) =>
-      request.raw
-        ? renderRaw(loaded, request.prompt)
-        : renderChat(loaded, [
-            ...(request.system ? [{ role: "system" as const, content: request.system }] : []),
-            { role: "user" as const, content: request.prompt },
-          ]),
-    );
+    return this.generation(request, (loaded) => renderCompletion(loaded, request));
+  }
+
+  chatChoices(request: ChatRequest, count: number): Generation[] {
+    return this.choices(request, count, (one) => this.chat(one));
+  }
+
+  completeChoices(request: CompletionRequest, count: number): Generation[] {
+    return this.choices(request, count, (one) => this.complete(one));
   }
 
   async embed(request: EmbedRequest): Promise<EmbedResult> {
-    if (request.input.length === 0 || request.input.some((text) => text.length === 0))
-      throw new LlamaportError("invalid_request", "input must be one or more non-empty strings", { param: "input" });
+    if (request.input.length === 0 || request.input.some((input) => input.length === 0))
+      throw new LlamaportError("invalid_request", "input must be one or more non-empty texts or token lists", { param: "input" });
     return this.withModel(request.model, request.keepAliveMs, async (loaded) => {
+      const size = loaded.model.embeddingVectorSize;
+      if (request.dimensions !== undefined && request.dimensions !== size)
+        throw new LlamaportError(
+          "invalid_request",
+          `dimensions must be ${size} for model "${loaded.entry.name}": it makes ${size}-dimensional embeddings and cannot shorten them`,
+          { param: "dimensions" },
+        );
       const context = await loaded.embeddingContext();
       const embeddings: number[][] = [];
       let promptTokens = 0;
-      for (const [index, text] of request.input.entries()) {
+      for (const [index, input] of request.input.entries()) {
         if (request.signal?.aborted) throw new LlamaportError("aborted", "request aborted");
-        const tokens = loaded.model.tokenize(text).length;
-        if (tokens > loaded.embeddingContextSize)
+        const tokens = typeof input === "string" ? loaded.model.tokenize(input) : checkedTokens(loaded, input, index);
+        if (tokens.length > loaded.embeddingContextSize)
           throw new LlamaportError(
             "context_exceeded",
-            `input[${index}] is ${tokens} tokens, the embedding context holds ${loaded.embeddingContextSize}`,
+            `input[${index}] is ${tokens.length} tokens, the embedding context holds ${loaded.embeddingContextSize}`,
             { param: "input" },
           );
-        promptTokens += tokens;
-        const { vector } = await context.getEmbeddingFor(text);
-        embeddings.push(Array.from(vector));
+        promptTokens += tokens.length;
+        const { vector } = await context.getEmbeddingFor(tokens);
+        embeddings.push(unitLength(vector));
       }
       return { model: loaded.entry.name, embeddings, promptTokens };
     });
@@ -184,6 +194,22 @@ export class Engine implements EngineFacade {
     }
   }
 
+  /**
+   * `count` generations of one request, each on its own sequence, so at most the model's `parallel`. With a seed, each
+   * gets its own (seed, seed + 1, ...): the same seed would give the same answer every time.
+   */
+  private choices<R extends GenerateOptions>(request: R, count: number, one: (request: R) => Generation): Generation[] {
+    const entry = this.registry.resolve(request.model);
+    if (!Number.isInteger(count) || count < 1 || count > entry.parallel)
+      throw new LlamaportError(
+        "invalid_request",
+        `choices must be between 1 and ${entry.parallel} for model "${entry.name}" (the sequences it decodes in parallel, \`parallel\` in models.yaml), got ${count}`,
+        { param: "choices" },
+      );
+    const seed = request.seed ?? entry.defaults.seed;
+    return Array.from({ length: count }, (_, index) => one(seed === undefined ? request : { ...request, seed: seed + index }));
+  }
+
   /** A lazy generation: the model name is resolved now (an unknown one throws at once), everything else on first read. */
   private generation(request: GenerateOptions, render: (loaded: LoadedModel) => RenderedPrompt): Generation {
     const entry = this.registry.resolve(request.model);
@@ -205,21 +231,13 @@ export class Engine implements EngineFacade {
       const prompt = checkedPrompt(loaded, render(loaded));
       const { nlc, llama } = await this.runtime();
       // Compiled before leasing a sequence, so a slow grammar build never holds one.
-      const grammar = request.format === undefined ? undefined : await grammarFor(llama, request.format);
-      const lease = await loaded.pool.acquire(prompt.tokens, signal);
+      const grammar = await grammarFor(llama, request);
+      const tokenBias = tokenBiasFor(nlc, loaded, sampling);
+      const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal);
       try {
-        const cachedTokens = cachedPromptTokens(lease, prompt);
+        const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
         sink.start({ promptTokens: prompt.tokens.length, cachedTokens });
-        const result = await decode(nlc, loaded, lease, prompt, sampling, {
-          ignoreEos: request.ignoreEos === true,
-          grammar,
-          signal,
-          sink,
-        }).catch((error: unknown) => {
-          // node-llama-cpp throws the signal's reason when an abort lands before decoding starts.
-          if (signal.aborted) throw new LlamaportError("aborted", "request aborted", { cause: error });
-          throw error;
-        });
+        const result = await decode(nlc, loaded, lease.sequence, { prompt, sampling, grammar, tokenBias, cachedTokens, signal, sink });
         const summary: GenerationSummary = {
           type: "done",
           model: entry.name,
@@ -245,6 +263,25 @@ export class Engine implements EngineFacade {
       use.release();
     }
   }
+}
+
+/** Token ids for an embedding input, checked against the vocabulary. */
+function checkedTokens(loaded: LoadedModel, tokens: number[], index: number): Token[] {
+  const size = loaded.vocabularySize;
+  for (const token of tokens)
+    if (!Number.isInteger(token) || token < 0 || token >= size)
+      throw new LlamaportError("invalid_request", `input[${index}] has token id ${token}, the vocabulary has ids 0 to ${size - 1}`, {
+        param: "input",
+      });
+  return tokens as Token[];
+}
+
+/** The vector scaled to length 1 (Euclidean), as OpenAI, Ollama and llama-server return embeddings. */
+function unitLength(vector: readonly number[]): number[] {
+  let sum = 0;
+  for (const value of vector) sum += value * value;
+  const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+  return vector.map((value) => value * scale);
 }
 
 /** The prompt, if it leaves room for a reply: 10% of the context is kept for the answer. */

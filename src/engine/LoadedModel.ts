@@ -1,16 +1,18 @@
 /** A model in memory: node-llama-cpp's model, its one context with `parallel` sequences, the pool in front of them and its chat template. */
-import type { ChatWrapper, Llama, LlamaContext, LlamaEmbeddingContext, LlamaModel, TokenBias } from "node-llama-cpp";
+import type { ChatWrapper, Llama, LlamaContext, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { SequencePool } from "./SequencePool.ts";
+import { TokenPieces } from "./TokenPieces.ts";
 
 /** Below this file size a model defaults to one thread. */
 const smallModelBytes = 64 * 1024 ** 2;
 
 export class LoadedModel {
   private disposed = false;
-  private eosBias?: TokenBias;
   private embedding?: Promise<LlamaEmbeddingContext>;
+  private endTokens?: ReadonlySet<Token>;
+  private tokenPieces?: TokenPieces;
 
   private constructor(
     readonly entry: ModelEntry,
@@ -54,16 +56,33 @@ export class LoadedModel {
     return this.model.size;
   }
 
-  /** A bias that keeps every end-of-generation token from being sampled (made once per model). */
-  noEosBias(nlc: NodeLlamaCppModule): TokenBias {
-    if (!this.eosBias) {
-      const bias = new nlc.TokenBias(this.model.tokenizer);
-      const { eos, eot } = this.model.tokens;
-      if (eos != null) bias.set(eos, "never");
-      if (eot != null) bias.set(eot, "never");
-      this.eosBias = bias;
+  /** Tokens in the vocabulary. */
+  get vocabularySize(): number {
+    return this.model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? 0;
+  }
+
+  /**
+   * Tokens that end a generation: every end-of-generation token of the vocabulary (`<|eot_id|>`, `<|im_end|>`, ...
+   * where the GGUF marks them), plus gemma's `<|file_separator|>` and `<|fim_prefix|>`, which node-llama-cpp's
+   * LlamaCompletion also treats as the end. Collected once per model.
+   */
+  get endOfGenerationTokens(): ReadonlySet<Token> {
+    if (!this.endTokens) {
+      const tokens = new Set<Token>();
+      const gemma = /^gemma2?$/.test(String(this.model.fileInfo.metadata?.general?.architecture));
+      for (const token of this.model.iterateAllTokens()) {
+        if (this.model.isEogToken(token)) tokens.add(token);
+        else if (gemma && ["<|file_separator|>", "<|fim_prefix|>"].includes(this.model.detokenize([token], true))) tokens.add(token);
+      }
+      this.endTokens = tokens;
     }
-    return this.eosBias;
+    return this.endTokens;
+  }
+
+  /** Each token's own text and bytes, for reporting tokens (made on first use). */
+  get pieces(): TokenPieces {
+    this.tokenPieces ??= new TokenPieces(this.model);
+    return this.tokenPieces;
   }
 
   /** Tokens one embedding input may have. */

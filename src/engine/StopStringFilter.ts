@@ -10,6 +10,7 @@ export class StopStringFilter {
   /** Proper prefixes of every stop string, longest first, made once so the per-token check allocates nothing. */
   private readonly prefixes: string[];
 
+  /** `stops`: the client's and the chat template's or grammar's alike; the caller tells them apart by `stopped`. */
   constructor(private readonly stops: readonly string[]) {
     const prefixes = new Set<string>();
     for (const stop of stops) for (let length = 1; length < stop.length; length++) prefixes.add(stop.slice(0, length));

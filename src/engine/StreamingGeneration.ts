@@ -1,11 +1,15 @@
-/** Bridges node-llama-cpp's callbacks to a pull-based event stream; text that piles up while the reader is busy is sent as one delta. */
-import type { Generation, GenerationEvent, GenerationStart, GenerationSummary } from "./types.ts";
+/**
+ * Bridges the decode loop's callbacks to a pull-based event stream. Text that piles up while the reader is busy is sent
+ * as one delta, except when tokens are reported: then every piece stays its own event, with its tokens.
+ */
+import type { GeneratedToken, Generation, GenerationEvent, GenerationStart, GenerationSummary, TextDelta } from "./types.ts";
 
 /** What a producer writes into; it runs once, when the generation is first iterated. */
 export interface GenerationSink {
   /** The prompt is ready and a sequence is leased; call once, before any text. */
   start(info: Omit<GenerationStart, "type">): void;
-  text(piece: string): void;
+  /** A piece of text; with `tokens` (reported tokens only) it is kept as its own event. */
+  text(piece: string, tokens?: GeneratedToken[]): void;
   /** Aborted when the reader stops early (a client that went away): the producer must stop decoding. */
   readonly signal: AbortSignal;
 }
@@ -15,6 +19,8 @@ export type GenerationProducer = (sink: GenerationSink) => Promise<GenerationSum
 export class StreamingGeneration implements Generation, GenerationSink {
   private startEvent?: GenerationStart;
   private pending = "";
+  /** Pieces with tokens, in order (a generation either reports tokens or not). */
+  private readonly deltas: TextDelta[] = [];
   private summary?: GenerationSummary;
   private failure?: { error: unknown };
   private wake?: () => void;
@@ -35,8 +41,9 @@ export class StreamingGeneration implements Generation, GenerationSink {
     this.notify();
   }
 
-  text(piece: string): void {
-    this.pending += piece;
+  text(piece: string, tokens?: GeneratedToken[]): void {
+    if (tokens) this.deltas.push({ type: "text", text: piece, tokens });
+    else this.pending += piece;
     this.notify();
   }
 
@@ -62,6 +69,10 @@ export class StreamingGeneration implements Generation, GenerationSink {
           yield this.startEvent;
           continue;
         }
+        if (started && this.deltas.length > 0) {
+          yield this.deltas.shift()!;
+          continue;
+        }
         if (started && this.pending.length > 0) {
           const text = this.pending;
           this.pending = "";
@@ -84,11 +95,17 @@ export class StreamingGeneration implements Generation, GenerationSink {
     }
   }
 
-  async collect(): Promise<{ text: string; summary: GenerationSummary }> {
+  async collect(): Promise<{ text: string; tokens?: GeneratedToken[]; summary: GenerationSummary }> {
     let text = "";
+    let tokens: GeneratedToken[] | undefined;
     for await (const event of this) {
-      if (event.type === "text") text += event.text;
-      else if (event.type === "done") return { text, summary: event };
+      if (event.type === "text") {
+        text += event.text;
+        if (event.tokens) {
+          tokens ??= [];
+          for (const token of event.tokens) tokens.push(token);
+        }
+      } else if (event.type === "done") return tokens ? { text, tokens, summary: event } : { text, summary: event };
     }
     throw new Error("generation ended without a summary");
   }

@@ -1,23 +1,33 @@
-/** Runs one generation on a leased sequence with node-llama-cpp's LlamaCompletion, streaming text into the sink. */
-import type { LlamaCompletionGenerationOptions, LlamaGrammar } from "node-llama-cpp";
+/**
+ * Runs one generation on a leased sequence: llamaport's own loop over node-llama-cpp's `evaluateWithMetadata`, so the
+ * text is detokenized with the prompt as context, log probabilities and token biases (end-of-generation tokens
+ * included) are available, and the penalty window counts the prompt, as llama-server does.
+ */
+import type { LlamaContextSequence, LlamaGrammar, LlamaText, SequenceEvaluateOptions, Token, TokenBias } from "node-llama-cpp";
+import { LlamaportError } from "./EngineError.ts";
+import { GenerationOutput } from "./GenerationOutput.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
-import { beginningToken, type RenderedPrompt } from "./renderPrompt.ts";
+import type { RenderedPrompt } from "./renderPrompt.ts";
 import type { Sampling } from "./sampling.ts";
-import type { SequenceLease } from "./SequencePool.ts";
-import { StopStringFilter } from "./StopStringFilter.ts";
 import type { GenerationSink } from "./StreamingGeneration.ts";
 import type { FinishReason } from "./types.ts";
 
-export interface DecodeOptions {
-  ignoreEos: boolean;
+export interface DecodeRequest {
+  prompt: RenderedPrompt;
+  sampling: Sampling;
   grammar?: LlamaGrammar;
+  /** From `tokenBiasFor`, made before a sequence is leased (it can fail on a bad token id). */
+  tokenBias?: TokenBias;
+  /** Prompt tokens the sequence already holds (see `cachedPromptTokens`); only the rest is evaluated. */
+  cachedTokens: number;
   signal: AbortSignal;
   sink: GenerationSink;
 }
 
 export interface DecodeResult {
   finishReason: FinishReason;
+  /** The client's stop string that ended generation, if one did. */
   stopSequence?: string;
   completionTokens: number;
   promptMs: number;
@@ -25,99 +35,145 @@ export interface DecodeResult {
 }
 
 /** Prompt tokens the sequence already holds; the last prompt token is always evaluated again (it gives the first logits). */
-export function cachedPromptTokens(lease: SequenceLease, prompt: RenderedPrompt): number {
-  return Math.min(lease.sequence.compareContextTokens(prompt.tokens).firstDifferentIndex, prompt.tokens.length - 1);
+export function cachedPromptTokens(sequence: LlamaContextSequence, prompt: RenderedPrompt): number {
+  return Math.min(sequence.compareContextTokens(prompt.tokens).firstDifferentIndex, prompt.tokens.length - 1);
 }
 
 export async function decode(
   nlc: NodeLlamaCppModule,
   loaded: LoadedModel,
-  lease: SequenceLease,
-  prompt: RenderedPrompt,
-  sampling: Sampling,
-  options: DecodeOptions,
+  sequence: LlamaContextSequence,
+  request: DecodeRequest,
 ): Promise<DecodeResult> {
+  const { prompt, sampling, signal, cachedTokens } = request;
   const started = performance.now();
-  let firstTokenAt = 0;
-  let completionTokens = 0;
-  const { sink } = options;
-  // Stop strings are matched on text, not tokens; finding one stops decoding through this controller.
-  const filter = sampling.stop.length > 0 ? new StopStringFilter(sampling.stop) : undefined;
-  const stopper = filter ? new AbortController() : undefined;
-  const generation: LlamaCompletionGenerationOptions = {
-    ...samplingOptions(nlc, loaded, prompt, sampling, options),
-    onTextChunk: filter
-      ? (text) => {
-          if (filter.stopped) return;
-          const safe = filter.push(text);
-          if (safe) sink.text(safe);
-          if (filter.stopped) stopper?.abort();
-        }
-      : (text) => sink.text(text),
-    onToken: (generated) => {
-      if (completionTokens === 0) firstTokenAt = performance.now();
-      completionTokens += generated.length;
-    },
-    signal: stopper ? AbortSignal.any([options.signal, stopper.signal]) : options.signal,
-    stopOnAbortSignal: true,
-  };
+  if (signal.aborted) throw new LlamaportError("aborted", "request aborted before decoding started");
+  if (cachedTokens < sequence.nextTokenIndex)
+    await sequence.eraseContextTokenRanges([{ start: cachedTokens, end: sequence.nextTokenIndex }]);
 
-  // LlamaCompletion puts the beginning-of-sequence token back itself.
-  const input = beginningToken(loaded) === undefined ? prompt.tokens : prompt.tokens.slice(1);
-  const completion = new nlc.LlamaCompletion({ contextSequence: lease.sequence, autoDisposeSequence: false });
-  try {
-    const { metadata } = await completion.generateCompletionWithMeta(input, generation);
-    const ended = performance.now();
-    if (firstTokenAt === 0) firstTokenAt = ended;
-    if (filter && !filter.stopped) {
-      const rest = filter.flush();
-      if (rest) sink.text(rest);
+  // The sequence holds the prompt and all but the last generated token, so this many never shift the context.
+  const maxTokens = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, sequence.contextSize - prompt.tokens.length);
+  const endTokens = loaded.endOfGenerationTokens;
+  const { stopTokens } = prompt;
+  const output = GenerationOutput.forTokens(
+    request.sink,
+    {
+      stops: hiddenStops(sampling.stop, prompt.stopTexts, request.grammar),
+      trimTrailingWhitespace: request.grammar?.trimWhitespaceSuffix === true,
+    },
+    { model: loaded.model, prompt: prompt.tokens, pieces: sampling.reportTokens ? loaded.pieces : undefined, logprobs: sampling.logprobs },
+  );
+  const penalties = PenaltyWindow.for(sampling, prompt.tokens, sequence.contextSize);
+
+  let finishReason: FinishReason = "stop";
+  let generated = 0;
+  let firstTokenAt = 0;
+  const iterator = sequence.evaluateWithMetadata(
+    prompt.tokens.slice(cachedTokens),
+    { probabilities: sampling.logprobs !== undefined },
+    evaluateOptions(nlc, loaded, request, penalties),
+  );
+  for await (const step of iterator) {
+    if (generated === 0) firstTokenAt = performance.now();
+    const token = step.token;
+    if (endTokens.has(token) || stopTokens.includes(token)) break;
+    generated++;
+    penalties?.push(token);
+    if (!output.token(token, (step as { probabilities?: Map<Token, number> }).probabilities)) break;
+    if (generated >= maxTokens) {
+      finishReason = "length";
+      break;
     }
-    return {
-      finishReason: filter?.stopped
-        ? "stop"
-        : metadata.stopReason === "maxTokens"
-          ? "length"
-          : metadata.stopReason === "abort"
-            ? "abort"
-            : "stop",
-      stopSequence: filter?.stopped,
-      completionTokens,
-      promptMs: firstTokenAt - started,
-      generateMs: ended - firstTokenAt,
-    };
-  } finally {
-    completion.dispose({ disposeSequence: false });
+    if (signal.aborted) {
+      finishReason = "abort";
+      break;
+    }
   }
+  const ended = performance.now();
+  output.end();
+  if (firstTokenAt === 0) firstTokenAt = ended;
+  const stopped = output.stopped;
+  return {
+    finishReason,
+    stopSequence: stopped !== undefined && sampling.stop.includes(stopped) ? stopped : undefined,
+    completionTokens: generated,
+    promptMs: firstTokenAt - started,
+    generateMs: ended - firstTokenAt,
+  };
 }
 
-/** node-llama-cpp's sampling and constraint options for one request. */
-function samplingOptions(
+/** The client's stop strings, then the template's and the grammar's own (JSON grammars stop after four newlines). */
+function hiddenStops(client: readonly string[], template: readonly string[], grammar: LlamaGrammar | undefined): string[] {
+  const triggers = grammar?.stopGenerationTriggers ?? [];
+  if (template.length === 0 && triggers.length === 0) return client as string[];
+  const stops = [...client, ...template];
+  for (const trigger of triggers) {
+    const values: readonly unknown[] =
+      typeof trigger === "string" ? [trigger] : Array.isArray(trigger) ? trigger : (trigger as LlamaText).values;
+    const text = values.every((value) => typeof value === "string") ? values.join("") : "";
+    if (text && !stops.includes(text)) stops.push(text);
+  }
+  return stops;
+}
+
+/** node-llama-cpp's sampling options for one request. Every field is passed: `evaluate` has defaults of its own. */
+function evaluateOptions(
   nlc: NodeLlamaCppModule,
   loaded: LoadedModel,
-  prompt: RenderedPrompt,
-  sampling: Sampling,
-  options: DecodeOptions,
-): LlamaCompletionGenerationOptions {
-  const penalized = sampling.repeatPenalty !== undefined || !!sampling.presencePenalty || !!sampling.frequencyPenalty;
+  request: DecodeRequest,
+  penalties: PenaltyWindow | undefined,
+): SequenceEvaluateOptions {
+  const { sampling, grammar } = request;
   return {
-    // Without a limit, generation ends when the context is full instead of shifting it forever.
-    maxTokens: sampling.maxTokens ?? Math.max(1, loaded.contextSize - prompt.tokens.length),
     temperature: sampling.temperature,
-    topP: sampling.topP,
     topK: sampling.topK,
+    topP: sampling.topP,
     minP: sampling.minP,
     seed: sampling.seed,
-    repeatPenalty: penalized
-      ? {
-          penalty: sampling.repeatPenalty ?? 1,
-          presencePenalty: sampling.presencePenalty,
-          frequencyPenalty: sampling.frequencyPenalty,
-          lastTokens: 64,
-        }
-      : false,
-    tokenBias: options.ignoreEos ? loaded.noEosBias(nlc) : undefined,
-    customStopTriggers: prompt.templateStops.length ? prompt.templateStops : undefined,
-    grammar: options.grammar,
+    xtc: sampling.xtc,
+    tokenBias: request.tokenBias,
+    grammarEvaluationState: grammar ? new nlc.LlamaGrammarEvaluationState({ model: loaded.model, grammar }) : undefined,
+    repeatPenalty: penalties && {
+      penalty: sampling.repeatPenalty ?? 1,
+      presencePenalty: sampling.presencePenalty,
+      frequencyPenalty: sampling.frequencyPenalty,
+      maxPunishTokens: penalties.size,
+      punishTokens: () => penalties.tokens,
+    },
+    dryRepeatPenalty: sampling.dry && {
+      strength: sampling.dry.multiplier,
+      base: sampling.dry.base,
+      allowedLength: sampling.dry.allowedLength,
+      lastTokens: sampling.dry.lastN === undefined || sampling.dry.lastN === -1 ? null : sampling.dry.lastN,
+      sequenceBreakers: sampling.dry.sequenceBreakers,
+    },
+    yieldEogToken: true,
   };
+}
+
+/**
+ * The tokens the repeat, presence and frequency penalties look at: the last `repeatLastN`, prompt included (llama-server
+ * feeds the prompt into its penalty window too; node-llama-cpp's LlamaCompletion counted generated tokens only).
+ */
+class PenaltyWindow {
+  readonly tokens: Token[];
+
+  constructor(
+    prompt: readonly Token[],
+    readonly size: number,
+  ) {
+    this.tokens = prompt.slice(-size);
+  }
+
+  /** A generated token; node-llama-cpp copies the window before it samples the next one. */
+  push(token: Token): void {
+    this.tokens.push(token);
+    if (this.tokens.length > this.size) this.tokens.shift();
+  }
+
+  static for(sampling: Sampling, prompt: readonly Token[], contextSize: number): PenaltyWindow | undefined {
+    const penalized = sampling.repeatPenalty !== undefined || !!sampling.presencePenalty || !!sampling.frequencyPenalty;
+    if (!penalized || sampling.repeatLastN === 0) return undefined;
+    return new PenaltyWindow(prompt, sampling.repeatLastN === -1 ? contextSize : sampling.repeatLastN);
+  }
 }

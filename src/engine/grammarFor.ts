@@ -1,14 +1,40 @@
-/** JSON output constraints as llama.cpp grammars, compiled once per distinct format and shared across requests. */
+/** Output constraints (JSON mode, JSON Schema, GBNF) as llama.cpp grammars, compiled once per distinct text and shared across requests. */
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { LlamaportError } from "./EngineError.ts";
+import type { GenerateOptions } from "./types.ts";
 
 const grammars = new Map<string, Promise<LlamaGrammar>>();
 
-export async function grammarFor(llama: Llama, format: "json" | Record<string, unknown>): Promise<LlamaGrammar> {
-  const key = format === "json" ? "json" : JSON.stringify(format);
+/** The grammar a request asks for, if any: `format` (JSON or a JSON Schema) or `grammar` (GBNF), not both. */
+export async function grammarFor(llama: Llama, request: Pick<GenerateOptions, "format" | "grammar">): Promise<LlamaGrammar | undefined> {
+  const { format, grammar } = request;
+  if (format !== undefined && grammar !== undefined)
+    throw new LlamaportError("invalid_request", "grammar cannot be combined with format (a JSON Schema); send one of them", {
+      param: "grammar",
+    });
+  if (grammar !== undefined) {
+    if (typeof grammar !== "string" || grammar.trim() === "")
+      throw new LlamaportError("invalid_request", "grammar must be a non-empty GBNF grammar", { param: "grammar" });
+    return compiled(
+      `gbnf:${grammar}`,
+      () => llama.createGrammar({ grammar }),
+      (error) => `grammar is not a valid GBNF grammar (${error})`,
+      "grammar",
+    );
+  }
+  if (format === undefined) return undefined;
+  return compiled(
+    format === "json" ? "json" : `schema:${JSON.stringify(format)}`,
+    () => (format === "json" ? llama.getGrammarFor("json") : llama.createGrammarForJsonSchema(format as never)),
+    (error) => `format: unsupported JSON schema: ${error}`,
+    "format",
+  );
+}
+
+async function compiled(key: string, create: () => Promise<LlamaGrammar>, problem: (error: string) => string, param: string) {
   let grammar = grammars.get(key);
   if (!grammar) {
-    grammar = format === "json" ? llama.getGrammarFor("json") : llama.createGrammarForJsonSchema(format as never);
+    grammar = create();
     // Bounded: a client sending ever-new schemas must not grow memory without limit.
     if (grammars.size >= 64) grammars.delete(grammars.keys().next().value!);
     grammars.set(key, grammar);
@@ -17,6 +43,6 @@ export async function grammarFor(llama: Llama, format: "json" | Record<string, u
   try {
     return await grammar;
   } catch (error) {
-    throw new LlamaportError("invalid_request", `format: unsupported JSON schema: ${(error as Error).message}`, { param: "format" });
+    throw new LlamaportError("invalid_request", problem((error as Error).message), { param });
   }
 }

@@ -1,14 +1,16 @@
-/** Turns a chat or a completion request into prompt tokens with the model's template, plus the template's own stop triggers. */
+/** Turns a chat, a raw or a fill-in-the-middle request into prompt tokens, plus the chat template's own stop markers. */
 import type { ChatHistoryItem, LlamaText, Token } from "node-llama-cpp";
 import { LlamaportError } from "./EngineError.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
-import type { ChatMessage } from "./types.ts";
+import type { ChatMessage, CompletionRequest } from "./types.ts";
 
 export interface RenderedPrompt {
   /** The whole prompt as the sequence will hold it, beginning-of-sequence token included. */
   tokens: Token[];
-  /** End-of-turn markers of the chat template (none for raw completions). */
-  templateStops: LlamaText[];
+  /** End-of-turn markers of the chat template that are special tokens: generation ends when one is generated. */
+  stopTokens: Token[];
+  /** End-of-turn markers of the chat template that are plain text, matched like stop strings (never reported as one). */
+  stopTexts: string[];
 }
 
 export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]): RenderedPrompt {
@@ -24,19 +26,62 @@ export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]
   const state = loaded.chatWrapper.generateContextState({ chatHistory: history });
   return {
     tokens: withBos(loaded, state.contextText.tokenize(loaded.model.tokenizer)),
-    templateStops: state.stopGenerationTriggers,
+    ...templateStops(loaded, state.stopGenerationTriggers),
   };
 }
 
-/**
- * Tokenized as llama.cpp's own servers do: special tokens in the text (`<|eot_id|>`, `<s>`) are parsed, so
- * pre-templated prompts work, and SPM vocabularies keep their leading-space token.
- */
-export function renderRaw(loaded: LoadedModel, prompt: string): RenderedPrompt {
-  return { tokens: withBos(loaded, loaded.model.tokenize(prompt, true)), templateStops: [] };
+/** A completion's prompt: fill in the middle with a suffix, as is when raw, else inside the chat template. */
+export function renderCompletion(loaded: LoadedModel, request: CompletionRequest): RenderedPrompt {
+  const { prompt } = request;
+  if (request.suffix !== undefined) {
+    if (typeof prompt !== "string")
+      throw new LlamaportError("invalid_request", "prompt must be a text when a suffix is given (fill in the middle)", { param: "prompt" });
+    return renderInfill(loaded, prompt, request.suffix);
+  }
+  if (request.raw) return renderRaw(loaded, prompt);
+  if (typeof prompt !== "string")
+    throw new LlamaportError("invalid_request", "prompt must be a text unless it is raw (token ids skip the chat template)", {
+      param: "prompt",
+    });
+  return renderChat(loaded, [
+    ...(request.system ? [{ role: "system" as const, content: request.system }] : []),
+    { role: "user" as const, content: prompt },
+  ]);
 }
 
-/** The token node-llama-cpp puts in front of every completion input, if any. */
+/**
+ * A raw prompt, tokenized as llama.cpp's own servers do: special tokens in texts (`<|eot_id|>`, `<s>`) are parsed, so
+ * pre-templated prompts work, and SPM vocabularies keep their leading-space token. Token ids are taken as they are; a
+ * beginning-of-sequence token is added when the prompt starts with a text (llama-server's rule).
+ */
+export function renderRaw(loaded: LoadedModel, prompt: string | readonly (string | number)[]): RenderedPrompt {
+  const parts = typeof prompt === "string" ? [prompt] : prompt;
+  const tokens: Token[] = [];
+  for (const part of parts) {
+    if (typeof part === "string") for (const token of loaded.model.tokenize(part, true)) tokens.push(token);
+    else tokens.push(checkedToken(loaded, part, "prompt"));
+  }
+  if (tokens.length === 0) throw new LlamaportError("invalid_request", "prompt must not be empty", { param: "prompt" });
+  return { tokens: typeof parts[0] === "string" ? withBos(loaded, tokens) : tokens, stopTokens: [], stopTexts: [] };
+}
+
+/**
+ * Fill in the middle, laid out as llama-server's `/infill` does: `[BOS] PRE prefix SUF suffix MID`, with prefix and
+ * suffix tokenized as plain text. Needs the model's prefix, suffix and middle tokens.
+ */
+export function renderInfill(loaded: LoadedModel, prefix: string, suffix: string): RenderedPrompt {
+  const { prefix: pre, suffix: suf, middle: mid } = loaded.model.tokens.infill;
+  if (pre == null || suf == null || mid == null)
+    throw new LlamaportError(
+      "invalid_request",
+      `suffix: model "${loaded.entry.name}" cannot fill in the middle (its vocabulary has no prefix, suffix and middle tokens)`,
+      { param: "suffix" },
+    );
+  const tokens: Token[] = [pre, ...loaded.model.tokenize(prefix, false), suf, ...loaded.model.tokenize(suffix, false), mid];
+  return { tokens: withBos(loaded, tokens), stopTokens: [], stopTexts: [] };
+}
+
+/** The token every prompt starts with, if the model wants one. */
 export function beginningToken(loaded: LoadedModel): Token | undefined {
   const { tokens } = loaded.model;
   return tokens.shouldPrependBosToken && tokens.bos != null ? tokens.bos : undefined;
@@ -47,4 +92,33 @@ function withBos(loaded: LoadedModel, tokens: Token[]): Token[] {
   if (bos === undefined || tokens[0] === bos) return tokens;
   tokens.unshift(bos);
   return tokens;
+}
+
+/** A token id from a request, checked against the vocabulary. */
+function checkedToken(loaded: LoadedModel, token: number, param: string): Token {
+  const size = loaded.vocabularySize;
+  if (!Number.isInteger(token) || token < 0 || token >= size)
+    throw new LlamaportError("invalid_request", `${param} has token id ${token}, the vocabulary has ids 0 to ${size - 1}`, { param });
+  return token as Token;
+}
+
+/**
+ * The template's stop triggers, split by kind. A trigger that starts with a special token (`<|im_end|>`, EOS, gemma's
+ * `<end_of_turn>\n`) ends generation at that token; one of plain text (`\n### Human`) is matched on the text.
+ */
+function templateStops(loaded: LoadedModel, triggers: readonly LlamaText[]): Pick<RenderedPrompt, "stopTokens" | "stopTexts"> {
+  const stopTokens: Token[] = [];
+  const stopTexts: string[] = [];
+  for (const trigger of triggers) {
+    const first = trigger.values[0];
+    if (first === undefined) continue;
+    if (typeof first === "string") {
+      if (trigger.values.every((value) => typeof value === "string")) stopTexts.push(trigger.values.join(""));
+      continue;
+    }
+    // A special-token text this vocabulary lacks tokenizes into ordinary pieces: its plain-text twin covers it.
+    const token = trigger.tokenize(loaded.model.tokenizer)[0];
+    if (token !== undefined && loaded.model.isSpecialToken(token) && !stopTokens.includes(token)) stopTokens.push(token);
+  }
+  return { stopTokens, stopTexts };
 }
