@@ -236,7 +236,6 @@ export class Engine implements EngineFacade {
       const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal);
       try {
         const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
-        sink.start({ promptTokens: prompt.tokens.length, cachedTokens });
         const result = await decode(nlc, loaded, lease.sequence, { prompt, sampling, grammar, tokenBias, cachedTokens, signal, sink });
         const summary: GenerationSummary = {
           type: "done",
@@ -276,12 +275,15 @@ function checkedTokens(loaded: LoadedModel, tokens: number[], index: number): To
   return tokens as Token[];
 }
 
-/** The vector scaled to length 1 (Euclidean), as OpenAI, Ollama and llama-server return embeddings. */
+/**
+ * The vector scaled to length 1 (Euclidean), as OpenAI, Ollama and llama-server return embeddings, in float32 precision
+ * (llama.cpp's), so a float list and a base64 float32 buffer carry the same numbers.
+ */
 function unitLength(vector: readonly number[]): number[] {
   let sum = 0;
   for (const value of vector) sum += value * value;
   const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-  return vector.map((value) => value * scale);
+  return vector.map((value) => Math.fround(value * scale));
 }
 
 /** The prompt, if it leaves room for a reply: 10% of the context is kept for the answer. */

@@ -95,17 +95,19 @@ export class StreamingGeneration implements Generation, GenerationSink {
     }
   }
 
-  async collect(): Promise<{ text: string; tokens?: GeneratedToken[]; summary: GenerationSummary }> {
+  async collect(): Promise<{ text: string; tokens?: GeneratedToken[]; prompt?: GeneratedToken[]; summary: GenerationSummary }> {
     let text = "";
     let tokens: GeneratedToken[] | undefined;
+    let prompt: GeneratedToken[] | undefined;
     for await (const event of this) {
-      if (event.type === "text") {
+      if (event.type === "start") prompt = event.prompt;
+      else if (event.type === "text") {
         text += event.text;
         if (event.tokens) {
           tokens ??= [];
           for (const token of event.tokens) tokens.push(token);
         }
-      } else if (event.type === "done") return tokens ? { text, tokens, summary: event } : { text, summary: event };
+      } else if (event.type === "done") return { text, ...(tokens && { tokens }), ...(prompt && { prompt }), summary: event };
     }
     throw new Error("generation ended without a summary");
   }

@@ -9,6 +9,7 @@ import { GenerationOutput } from "./GenerationOutput.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import type { RenderedPrompt } from "./renderPrompt.ts";
+import { scorePrompt } from "./scorePrompt.ts";
 import type { Sampling } from "./sampling.ts";
 import type { GenerationSink } from "./StreamingGeneration.ts";
 import type { FinishReason } from "./types.ts";
@@ -22,6 +23,7 @@ export interface DecodeRequest {
   /** Prompt tokens the sequence already holds (see `cachedPromptTokens`); only the rest is evaluated. */
   cachedTokens: number;
   signal: AbortSignal;
+  /** Gets the start event (prompt size, cached tokens, the scored prompt) before any text, then the text. */
   sink: GenerationSink;
 }
 
@@ -50,6 +52,15 @@ export async function decode(
   if (signal.aborted) throw new LlamaportError("aborted", "request aborted before decoding started");
   if (cachedTokens < sequence.nextTokenIndex)
     await sequence.eraseContextTokenRanges([{ start: cachedTokens, end: sequence.nextTokenIndex }]);
+  // Scoring evaluates all but the last prompt token itself; the loop evaluates the rest.
+  const scores = sampling.scorePrompt ? await scorePrompt(sequence, loaded.pieces, prompt.tokens, sampling.logprobs ?? 0) : undefined;
+  const input = prompt.tokens.slice(scores ? prompt.tokens.length - 1 : cachedTokens);
+  request.sink.start({ promptTokens: prompt.tokens.length, cachedTokens, ...(scores && { prompt: scores }) });
+  if (sampling.maxTokens === 0) {
+    await sequence.evaluateWithoutGeneratingNewTokens(input);
+    const ended = performance.now();
+    return { finishReason: "length", completionTokens: 0, promptMs: ended - started, generateMs: 0 };
+  }
 
   // The sequence holds the prompt and all but the last generated token, so this many never shift the context.
   const maxTokens = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, sequence.contextSize - prompt.tokens.length);
@@ -69,7 +80,7 @@ export async function decode(
   let generated = 0;
   let firstTokenAt = 0;
   const iterator = sequence.evaluateWithMetadata(
-    prompt.tokens.slice(cachedTokens),
+    input,
     { probabilities: sampling.logprobs !== undefined },
     evaluateOptions(nlc, loaded, request, penalties),
   );
@@ -144,7 +155,8 @@ function evaluateOptions(
       strength: sampling.dry.multiplier,
       base: sampling.dry.base,
       allowedLength: sampling.dry.allowedLength,
-      lastTokens: sampling.dry.lastN === undefined || sampling.dry.lastN === -1 ? null : sampling.dry.lastN,
+      // node-llama-cpp's "whole history" (null) reaches llama.cpp as a window of 0, which disables DRY: pass the context size.
+      lastTokens: sampling.dry.lastN === undefined || sampling.dry.lastN === -1 ? loaded.contextSize : sampling.dry.lastN,
       sequenceBreakers: sampling.dry.sequenceBreakers,
     },
     yieldEogToken: true,

@@ -25,6 +25,7 @@ export interface Sampling {
   logprobs?: number;
   reportTokens: boolean;
   reusePrompt: boolean;
+  scorePrompt: boolean;
 }
 
 /** Used when neither the request nor models.yaml says otherwise; llama-server's defaults. */
@@ -52,7 +53,9 @@ export function resolveSampling(request: GenerateOptions, defaults: SamplingDefa
     ignoreEos: request.ignoreEos === true,
     logprobs: request.logprobs,
     reportTokens: request.reportTokens === true || request.logprobs !== undefined,
-    reusePrompt: request.reusePrompt !== false,
+    // Scoring evaluates the whole prompt, so nothing is reused.
+    reusePrompt: request.reusePrompt !== false && request.scorePrompt !== true,
+    scorePrompt: request.scorePrompt === true,
   };
   checkSampling(sampling);
   return sampling;
@@ -70,7 +73,7 @@ function checkSampling(sampling: Sampling): void {
   check(Number.isInteger(sampling.topK) && sampling.topK >= 0, "topK", "must be an integer >= 0");
   check(sampling.minP >= 0 && sampling.minP <= 1, "minP", "must be in [0, 1]");
   if (sampling.maxTokens !== undefined)
-    check(Number.isInteger(sampling.maxTokens) && sampling.maxTokens >= 1, "maxTokens", "must be an integer >= 1");
+    check(Number.isInteger(sampling.maxTokens) && sampling.maxTokens >= 0, "maxTokens", "must be an integer >= 0");
   check(Number.isSafeInteger(sampling.seed), "seed", "must be an integer");
   if (sampling.repeatPenalty !== undefined) check(sampling.repeatPenalty > 0, "repeatPenalty", "must be > 0");
   check(Number.isInteger(sampling.repeatLastN) && sampling.repeatLastN >= -1, "repeatLastN", "must be an integer >= -1");

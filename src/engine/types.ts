@@ -54,7 +54,10 @@ export interface DryPenalty {
 export interface GenerateOptions {
   /** Registry name or alias of the model. */
   model: string;
-  /** At most this many tokens; never more than the context leaves after the prompt (then the finish reason is "length"). */
+  /**
+   * At most this many tokens; never more than the context leaves after the prompt (then the finish reason is "length").
+   * 0 = generate nothing: only evaluate the prompt (with `scorePrompt`, score it).
+   */
   maxTokens?: number;
   temperature?: number;
   topP?: number;
@@ -94,6 +97,12 @@ export interface GenerateOptions {
   logprobs?: number;
   /** Every text event carries the tokens it was made of (`TextDelta.tokens`: id, text, bytes), one event per token. */
   reportTokens?: boolean;
+  /**
+   * Score the prompt: the start event carries its tokens (`GenerationStart.prompt`), each with its log probability given
+   * the ones before it and `logprobs` alternatives (the model's raw softmax; the first token has none). The whole
+   * prompt is evaluated again (no reuse). Costs a full-vocabulary distribution per prompt token.
+   */
+  scorePrompt?: boolean;
   /** Reuse the prompt prefix a sequence already holds (default true); false evaluates the whole prompt again. */
   reusePrompt?: boolean;
   /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
@@ -150,6 +159,8 @@ export interface GenerationStart {
   promptTokens: number;
   /** Prompt tokens the leased sequence already holds, which will not be evaluated again. */
   cachedTokens: number;
+  /** With `scorePrompt`: the prompt's tokens with their log probabilities. */
+  prompt?: GeneratedToken[];
 }
 
 /** A token with its probability, as reported for a generated token's alternatives. */
@@ -209,8 +220,8 @@ export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
 export interface Generation extends AsyncIterable<GenerationEvent> {
   /** The registry name of the model serving it (aliases resolved), known before the first event. */
   readonly model: string;
-  /** The whole text; `tokens` holds every reported token when the request asked for them. */
-  collect(): Promise<{ text: string; tokens?: GeneratedToken[]; summary: GenerationSummary }>;
+  /** The whole text; `tokens` holds every reported token and `prompt` the scored prompt, when the request asked for them. */
+  collect(): Promise<{ text: string; tokens?: GeneratedToken[]; prompt?: GeneratedToken[]; summary: GenerationSummary }>;
 }
 
 /** What the GGUF header says about a model, read without loading it. */
