@@ -86,7 +86,10 @@ declare module "llamaport/internal/engine/types" {
     export interface GenerateOptions {
         /** Registry name or alias of the model. */
         model: string;
-        /** At most this many tokens; never more than the context leaves after the prompt (then the finish reason is "length"). */
+        /**
+         * At most this many tokens; never more than the context leaves after the prompt (then the finish reason is "length").
+         * 0 = generate nothing: only evaluate the prompt (with `scorePrompt`, score it).
+         */
         maxTokens?: number;
         temperature?: number;
         topP?: number;
@@ -129,6 +132,12 @@ declare module "llamaport/internal/engine/types" {
         logprobs?: number;
         /** Every text event carries the tokens it was made of (`TextDelta.tokens`: id, text, bytes), one event per token. */
         reportTokens?: boolean;
+        /**
+         * Score the prompt: the start event carries its tokens (`GenerationStart.prompt`), each with its log probability given
+         * the ones before it and `logprobs` alternatives (the model's raw softmax; the first token has none). The whole
+         * prompt is evaluated again (no reuse). Costs a full-vocabulary distribution per prompt token.
+         */
+        scorePrompt?: boolean;
         /** Reuse the prompt prefix a sequence already holds (default true); false evaluates the whole prompt again. */
         reusePrompt?: boolean;
         /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
@@ -180,6 +189,8 @@ declare module "llamaport/internal/engine/types" {
         promptTokens: number;
         /** Prompt tokens the leased sequence already holds, which will not be evaluated again. */
         cachedTokens: number;
+        /** With `scorePrompt`: the prompt's tokens with their log probabilities. */
+        prompt?: GeneratedToken[];
     }
     /** A token with its probability, as reported for a generated token's alternatives. */
     export interface TokenLogprob {
@@ -233,10 +244,11 @@ declare module "llamaport/internal/engine/types" {
     export interface Generation extends AsyncIterable<GenerationEvent> {
         /** The registry name of the model serving it (aliases resolved), known before the first event. */
         readonly model: string;
-        /** The whole text; `tokens` holds every reported token when the request asked for them. */
+        /** The whole text; `tokens` holds every reported token and `prompt` the scored prompt, when the request asked for them. */
         collect(): Promise<{
             text: string;
             tokens?: GeneratedToken[];
+            prompt?: GeneratedToken[];
             summary: GenerationSummary;
         }>;
     }
@@ -441,15 +453,28 @@ declare module "llamaport/internal/pluginApi/frames" {
     /**
      * Turns a generation into a protocol's stream items. A plugin declares its per-token chunk once, as an object with a
      * `TEXT` placeholder; the template is serialised once per request, so each token costs one JSON-escaped string and
-     * no object.
+     * no object. Per-token data that has no fixed shape (log probabilities) goes in `slot`s, filled from each text event.
      * @module
      */
-    import type { Generation, GenerationStart, GenerationSummary } from "llamaport/internal/engine/types";
+    import type { Generation, GenerationStart, GenerationSummary, TextDelta } from "llamaport/internal/engine/types";
     import { SseMessage } from "llamaport/internal/pluginApi/streams";
     /** Stands for the generated text in a chunk template; replaced by the text, JSON-escaped. */
     export const TEXT = "\0llamaport:text\0";
     /** Stands for the current time in a chunk template, as an ISO 8601 string (Ollama's per-line `created_at`). */
     export const NOW = "\0llamaport:now\0";
+    /**
+     * A value computed per text event: `fill(delta)` is called for each piece of text and its result, JSON-serialised,
+     * takes the slot's place in the chunk. Made with `slot()`.
+     */
+    export class ChunkSlot {
+        readonly fill: (delta: TextDelta) => unknown;
+        constructor(fill: (delta: TextDelta) => unknown);
+    }
+    /**
+     * Declare a per-event value in a chunk template, e.g. the log probabilities of the tokens in this piece of text.
+     * @example template({ delta: { content: TEXT }, logprobs: slot((delta) => ({ content: delta.tokens ?? [] })) })
+     */
+    export function slot(fill: (delta: TextDelta) => unknown): ChunkSlot;
     /** A chunk serialised once; `render` fills in the placeholders. */
     export class ChunkTemplate {
         /** SSE event name for every chunk, e.g. Anthropic's `content_block_delta`. */
@@ -461,8 +486,8 @@ declare module "llamaport/internal/pluginApi/frames" {
         constructor(shape: unknown, 
         /** SSE event name for every chunk, e.g. Anthropic's `content_block_delta`. */
         event?: string | undefined);
-        /** The chunk's JSON for this text: one string, built from the pieces made in the constructor. */
-        render(text: string): string | SseMessage;
+        /** The chunk's JSON for this text (or text event): one string, built from the pieces made in the constructor. */
+        render(delta: string | TextDelta): string | SseMessage;
         /** Tokens arrive faster than the clock's millisecond: the timestamp is formatted only when it changes. */
         private now;
     }
@@ -488,6 +513,13 @@ declare module "llamaport/internal/pluginApi/frames" {
      * @example return sse(frames(generation, { text: template({ delta: TEXT }), done: (s) => [{ finish: s.finishReason }] }));
      */
     export function frames(generation: Generation, format: StreamFormat): AsyncGenerator<unknown>;
+    /**
+     * Several generations of one request (`engine.chatChoices`, `completeChoices`) as one stream: each one's events are
+     * framed with `format(index)` as they arrive, interleaved; `end` gives the last items once all are done (usage, a
+     * `[DONE]` marker). Stopping the iteration, or one generation failing, stops them all.
+     * @example return sse(choiceFrames(generations, (i) => ({ text: template({ index: i, text: TEXT }), done: () => [] }), () => ["[DONE]"]));
+     */
+    export function choiceFrames(generations: readonly Generation[], format: (index: number) => StreamFormat, end: (summaries: GenerationSummary[]) => unknown[]): AsyncGenerator<unknown>;
 }
 declare module "llamaport/internal/pluginApi/nullable" {
     /** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic). */
@@ -548,7 +580,7 @@ declare module "llamaport" {
     export { definePlugin, route } from "llamaport/internal/pluginApi/definePlugin";
     export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
     export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "llamaport/internal/pluginApi/streams";
-    export { ChunkTemplate, frames, NOW, type StreamFormat, TEXT, template } from "llamaport/internal/pluginApi/frames";
+    export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "llamaport/internal/pluginApi/frames";
     export { nullable } from "llamaport/internal/pluginApi/nullable";
     export { type FieldTable, readFields } from "llamaport/internal/pluginApi/readFields";
     /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */

@@ -19,7 +19,7 @@ export type {
   RouteHandler,
 } from "./definePlugin.ts";
 export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "./streams.ts";
-export { ChunkTemplate, frames, NOW, type StreamFormat, TEXT, template } from "./frames.ts";
+export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "./frames.ts";
 export { nullable } from "./nullable.ts";
 export { type FieldTable, readFields } from "./readFields.ts";
 /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */

@@ -1,7 +1,8 @@
-/** The host's stream framing: SSE and NDJSON items, line breaks in SSE data, and the first item before the status. */
+/** The host's stream framing: SSE and NDJSON items, line breaks in SSE data, the first item before the status, chunk templates and slots, several choices. */
 import { expect, test } from "bun:test";
 import { LlamaportError } from "../../src/engine/EngineError.ts";
-import { NOW, TEXT, template } from "../../src/pluginApi/frames.ts";
+import type { Generation, TextDelta } from "../../src/engine/types.ts";
+import { choiceFrames, NOW, slot, TEXT, template } from "../../src/pluginApi/frames.ts";
 import { ndjson, sse, sseEvent } from "../../src/pluginApi/streams.ts";
 import { streamResponse } from "../../src/server/streamResponse.ts";
 
@@ -61,4 +62,71 @@ test("chunk templates: TEXT is JSON-escaped in place, NOW is an ISO time, events
   const named = template({ delta: TEXT }, { event: "content_block_delta" }).render("x");
   expect(named).toMatchObject({ event: "content_block_delta", data: '{"delta":"x"}' });
   expect(() => template({ nothing: 1 })).toThrow("TEXT placeholder");
+});
+
+test("chunk slots: filled from each text event, serialised in place, the rest of the template stays fixed", () => {
+  let calls = 0;
+  const chunk = template({
+    delta: TEXT,
+    ids: slot((delta) => {
+      calls++;
+      return delta.tokens?.map((t) => t.id) ?? null;
+    }),
+    fixed: { a: [1, 2] },
+  });
+  const event: TextDelta = {
+    type: "text",
+    text: "ab",
+    tokens: [
+      { id: 7, text: "a", bytes: [97] },
+      { id: 8, text: "b", bytes: [98] },
+    ],
+  };
+  expect(JSON.parse(chunk.render(event) as string)).toEqual({ delta: "ab", ids: [7, 8], fixed: { a: [1, 2] } });
+  expect(JSON.parse(chunk.render("x") as string)).toEqual({ delta: "x", ids: null, fixed: { a: [1, 2] } });
+  expect(calls).toBe(2);
+});
+
+test("choiceFrames interleaves several generations, frames each with its own format, and ends once all are done", async () => {
+  const generation = (name: string, pieces: string[], delayMs: number): Generation => ({
+    model: "m",
+    collect: () => Promise.reject(new Error("unused")),
+    async *[Symbol.asyncIterator]() {
+      yield { type: "start", promptTokens: 1, cachedTokens: 0 };
+      for (const text of pieces) {
+        await Bun.sleep(delayMs);
+        yield { type: "text", text };
+      }
+      yield {
+        type: "done",
+        model: name,
+        finishReason: "stop",
+        promptTokens: 1,
+        cachedTokens: 0,
+        completionTokens: pieces.length,
+        timings,
+      } as never;
+    },
+  });
+  const timings = { queueMs: 0, loadMs: 0, promptMs: 0, generateMs: 0, totalMs: 0 };
+  const items: unknown[] = [];
+  for await (const item of choiceFrames(
+    [generation("a", ["1", "2", "3"], 5), generation("b", ["x"], 1)],
+    (index) => ({
+      start: () => [`start ${index}`],
+      text: template({ index, text: TEXT }),
+      done: (summary) => [`done ${index} ${summary.completionTokens}`],
+    }),
+    (summaries) => [`end ${summaries.map((s) => s.model).join(",")}`],
+  ))
+    items.push(typeof item === "string" && item.startsWith("{") ? JSON.parse(item) : item);
+  expect(items.filter((i) => typeof i === "object")).toContainEqual({ index: 1, text: "x" });
+  expect(
+    items.filter((i) => typeof i === "object" && (i as { index: number }).index === 0).map((i) => (i as { text: string }).text),
+  ).toEqual(["1", "2", "3"]);
+  expect(items).toContain("done 0 3");
+  expect(items).toContain("done 1 1");
+  expect(items.at(-1)).toBe("end a,b");
+  // b finished while a was still generating: the streams were interleaved, not one after the other.
+  expect(items.indexOf("done 1 1")).toBeLessThan(items.indexOf("done 0 3"));
 });
