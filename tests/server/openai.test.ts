@@ -69,7 +69,7 @@ describe.each(models)("POST /v1/chat/completions on %s", (model) => {
       expect(c.system_fingerprint).toBeString();
       expect(c.created).toBeNumber();
     }
-    expect(chunks[0].choices[0].delta.role).toBe("assistant");
+    expect(chunks[0].choices[0].delta).toEqual({ role: "assistant", content: "" });
     const final = chunks.at(-1);
     expect(final.choices[0].delta).toEqual({});
     expect(final.choices[0].finish_reason).toBe("length");
@@ -160,13 +160,25 @@ test("an alias resolves to the real model name", async () => {
   expect(body.model).toBe("demo");
 });
 
-test("GET /v1/models lists names and aliases", async () => {
+test("GET /v1/models lists each model once, aliases as a field, with created and owned_by", async () => {
   const body = await bodyOf(fetch(`${server.url}/v1/models`));
   expect(body.object).toBe("list");
   const ids = body.data.map((m: { id: string }) => m.id);
   expect(ids).toContain("demo");
-  expect(ids).toContain("Meta-Llama-3-8B-Instruct");
-  expect(body.data[0].object).toBe("model");
+  expect(ids).not.toContain("Meta-Llama-3-8B-Instruct");
+  expect(new Set(ids).size).toBe(ids.length);
+  const demo = body.data.find((m: { id: string }) => m.id === "demo");
+  expect(demo).toEqual({
+    id: "demo",
+    object: "model",
+    created: expect.any(Number),
+    owned_by: "llamaport",
+    aliases: ["Meta-Llama-3-8B-Instruct"],
+  });
+  expect(demo.created).toBeGreaterThan(1_600_000_000); // the GGUF file's time, not 0
+  // An alias finds its model.
+  expect(await bodyOf(fetch(`${server.url}/v1/models/Meta-Llama-3-8B-Instruct`))).toEqual(demo);
+  expect((await fetch(`${server.url}/v1/models/nope`)).status).toBe(404);
 });
 
 describe("the official openai client", () => {
@@ -236,14 +248,53 @@ describe("the official openai client", () => {
     expect(completion.choices[1]!.text).toBe(single.choices[0]!.text);
   });
 
-  test("embeddings: one vector per input, same size, deterministic", async () => {
-    const result = await client().embeddings.create({ model: "demo", input: ["hello world", "goodbye"] });
+  test("embeddings with the SDK's defaults (it asks for base64): one unit-length vector of the model's width per input", async () => {
+    // What went over the wire: the SDK asks for base64 unless told otherwise (this version also copes with floats,
+    // older ones decoded them as base64 into 16 nonsense numbers).
+    const wire: any[] = [];
+    const recording = new OpenAI({
+      baseURL: `${server.url}/v1`,
+      apiKey: "unused",
+      fetch: async (url: string | URL | Request, init?: RequestInit) => {
+        const response = await fetch(url, init);
+        wire.push({ request: JSON.parse(String(init?.body)), response: await response.clone().json() });
+        return response;
+      },
+    });
+    const result = await recording.embeddings.create({ model: "demo", input: ["hello world", "goodbye"] });
+    expect(wire[0].request.encoding_format).toBe("base64");
+    expect(wire[0].response.data[0].embedding).toBeString();
     expect(result.data).toHaveLength(2);
-    expect(result.data[0]!.embedding.length).toBeGreaterThan(8);
-    expect(result.data[1]!.embedding.length).toBe(result.data[0]!.embedding.length);
+    // The writer's demo model is 64 wide; floats sent where base64 was asked for decode to 16 nonsense numbers.
+    expect(result.data.map((d) => d.embedding.length)).toEqual([64, 64]);
+    for (const { embedding } of result.data) expect(Math.hypot(...embedding)).toBeCloseTo(1, 5);
     const again = await client().embeddings.create({ model: "demo", input: "hello world" });
     expect(again.data[0]!.embedding).toEqual(result.data[0]!.embedding);
+    const floats = await client().embeddings.create({ model: "demo", input: "hello world", encoding_format: "float" });
+    expect(floats.data[0]!.embedding).toEqual(result.data[0]!.embedding);
     expect(result.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+
+  test("legacy completions continue the prompt with its leading space", async () => {
+    const completion = await client().completions.create({ model: models.at(-1)!, prompt: "Once upon a", max_tokens: 4, temperature: 0 });
+    expect(completion.choices[0]!.text).toStartWith(" ");
+    if (hasSharedModels) expect(completion.choices[0]!.text).toStartWith(" time");
+  });
+
+  test("log probabilities in chat and legacy completions, as the SDK types them", async () => {
+    const chat = await client().chat.completions.create({
+      model: "demo",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 5,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const content = chat.choices[0]!.logprobs!.content!;
+    expect(content.map((c) => c.token).join("")).toBe(chat.choices[0]!.message.content!);
+    expect(content[0]!.top_logprobs).toHaveLength(2);
+    const legacy = await client().completions.create({ model: "demo", prompt: "the", max_tokens: 5, temperature: 0, logprobs: 2 });
+    expect(legacy.choices[0]!.logprobs!.tokens!.join("")).toBe(legacy.choices[0]!.text);
   });
 
   test("an unknown model is a NotFoundError naming it and the known models", async () => {
