@@ -47,33 +47,19 @@ export async function decode(
   sequence: LlamaContextSequence,
   request: DecodeRequest,
 ): Promise<DecodeResult> {
-  const { prompt, sampling, signal, cachedTokens } = request;
+  const { prompt, sampling, signal } = request;
   const started = performance.now();
-  if (signal.aborted) throw new LlamaportError("aborted", "request aborted before decoding started");
-  if (cachedTokens < sequence.nextTokenIndex)
-    await sequence.eraseContextTokenRanges([{ start: cachedTokens, end: sequence.nextTokenIndex }]);
-  // Scoring evaluates all but the last prompt token itself; the loop evaluates the rest.
-  const scores = sampling.scorePrompt ? await scorePrompt(sequence, loaded.pieces, prompt.tokens, sampling.logprobs ?? 0) : undefined;
-  const input = prompt.tokens.slice(scores ? prompt.tokens.length - 1 : cachedTokens);
-  request.sink.start({ promptTokens: prompt.tokens.length, cachedTokens, ...(scores && { prompt: scores }) });
+  const input = await preparePrompt(loaded, sequence, request);
   if (sampling.maxTokens === 0) {
     await sequence.evaluateWithoutGeneratingNewTokens(input);
-    const ended = performance.now();
-    return { finishReason: "length", completionTokens: 0, promptMs: ended - started, generateMs: 0 };
+    return { finishReason: "length", completionTokens: 0, promptMs: performance.now() - started, generateMs: 0 };
   }
 
   // The sequence holds the prompt and all but the last generated token, so this many never shift the context.
   const maxTokens = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, sequence.contextSize - prompt.tokens.length);
   const endTokens = loaded.endOfGenerationTokens;
   const { stopTokens } = prompt;
-  const output = GenerationOutput.forTokens(
-    request.sink,
-    {
-      stops: hiddenStops(sampling.stop, prompt.stopTexts, request.grammar),
-      trimTrailingWhitespace: request.grammar?.trimWhitespaceSuffix === true,
-    },
-    { model: loaded.model, prompt: prompt.tokens, pieces: sampling.reportTokens ? loaded.pieces : undefined, logprobs: sampling.logprobs },
-  );
+  const output = outputFor(loaded, request);
   const penalties = PenaltyWindow.for(sampling, prompt.tokens, sequence.contextSize);
 
   let finishReason: FinishReason = "stop";
@@ -111,6 +97,30 @@ export async function decode(
     promptMs: firstTokenAt - started,
     generateMs: ended - firstTokenAt,
   };
+}
+
+/**
+ * Makes the sequence hold the prompt's cached prefix (and, when scoring, all but its last token, scored), sends the
+ * start event, and returns the tokens left to evaluate.
+ */
+async function preparePrompt(loaded: LoadedModel, sequence: LlamaContextSequence, request: DecodeRequest): Promise<Token[]> {
+  const { prompt, sampling, cachedTokens } = request;
+  if (request.signal.aborted) throw new LlamaportError("aborted", "request aborted before decoding started");
+  if (cachedTokens < sequence.nextTokenIndex)
+    await sequence.eraseContextTokenRanges([{ start: cachedTokens, end: sequence.nextTokenIndex }]);
+  const scores = sampling.scorePrompt ? await scorePrompt(sequence, loaded.pieces, prompt.tokens, sampling.logprobs ?? 0) : undefined;
+  request.sink.start({ promptTokens: prompt.tokens.length, cachedTokens, ...(scores && { prompt: scores }) });
+  return prompt.tokens.slice(scores ? prompt.tokens.length - 1 : cachedTokens);
+}
+
+/** Where the generated tokens go: detokenized, through stop strings (the template's and grammar's too), to the sink. */
+function outputFor(loaded: LoadedModel, request: DecodeRequest): GenerationOutput {
+  const { sampling, prompt, grammar } = request;
+  return GenerationOutput.forTokens(
+    request.sink,
+    { stops: hiddenStops(sampling.stop, prompt.stopTexts, grammar), trimTrailingWhitespace: grammar?.trimWhitespaceSuffix === true },
+    { model: loaded.model, prompt: prompt.tokens, pieces: sampling.reportTokens ? loaded.pieces : undefined, logprobs: sampling.logprobs },
+  );
 }
 
 /** The client's stop strings, then the template's and the grammar's own (JSON grammars stop after four newlines). */
