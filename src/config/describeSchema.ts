@@ -32,7 +32,7 @@ export function describeSchema(schema: TSchema, words: Words = { object: "an obj
     case "boolean":
       return "true or false";
     case "array": {
-      const items = schema.items?.type === "string" ? "a list of strings" : "a list";
+      const items = listOf(schema.items as TSchema | undefined);
       const { minItems, maxItems } = schema as { minItems?: number; maxItems?: number };
       if (maxItems !== undefined) return `${items} of ${minItems ?? 0} to ${maxItems} items`;
       return minItems ? `${items} of at least ${minItems} item${minItems === 1 ? "" : "s"}` : items;
@@ -56,4 +56,19 @@ function range(schema: TSchema): string {
   if (maximum !== undefined) return ` <= ${maximum}`;
   if (exclusiveMaximum !== undefined) return ` < ${exclusiveMaximum}`;
   return "";
+}
+
+/** "a list of strings", "a list of integers >= 0", "a list of lists of integers >= 0", or just "a list". */
+function listOf(items: TSchema | undefined): string {
+  switch (items?.type) {
+    case "string":
+      return "a list of strings";
+    case "integer":
+    case "number":
+      return `a list of ${items.type}s${range(items)}`;
+    case "array":
+      return `a list of lists (${listOf(items.items as TSchema | undefined).replace(/^a list/, "each a list")})`;
+    default:
+      return "a list";
+  }
 }

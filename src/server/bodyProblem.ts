@@ -1,10 +1,12 @@
 /** A request body that fails its route's schema, as a 400 that names the field and what it must be. */
-import type { ValueError } from "@sinclair/typebox/errors";
+import type { TSchema } from "@sinclair/typebox";
+import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
 import { describeSchema } from "../config/describeSchema.ts";
 import { LlamaportError } from "../engine/EngineError.ts";
 
 /** E.g. `temperature must be a number between 0 and 2 (or null), got "hot"`, with `param: "temperature"`. */
-export function bodyProblem(error: ValueError): LlamaportError {
+export function bodyProblem(first: ValueError): LlamaportError {
+  const error = innermost(first);
   const param = error.path
     .split("/")
     .slice(1)
@@ -16,4 +18,23 @@ export function bodyProblem(error: ValueError): LlamaportError {
   return new LlamaportError("invalid_request", `${param || "request body"} must be ${describeSchema(error.schema)}${got}`, {
     param: param || undefined,
   });
+}
+
+/**
+ * For a union the value is clearly meant as one member of (an object for a nullable object, an array for a list), the
+ * error inside that member: `response_format.type must be ...` rather than `response_format must be an object`.
+ */
+function innermost(error: ValueError): ValueError {
+  if (error.type !== ValueErrorType.Union) return error;
+  const kind = Array.isArray(error.value) ? "array" : error.value === null ? "null" : typeof error.value;
+  const inner = error.errors.map((variant) => variant.First()).filter((e): e is ValueError => e !== undefined);
+  const fitting = inner.filter((e) => e.path !== error.path || kindOf(e.schema) === kind);
+  const deeper = fitting.filter((e) => e.path !== error.path);
+  // Only when exactly one member fits the value's kind and its error lies deeper: otherwise the union's own words.
+  return deeper.length === 1 && fitting.length === 1 ? innermost(deeper[0]!) : error;
+}
+
+function kindOf(schema: TSchema): string | undefined {
+  if (schema.type === "integer") return "number";
+  return typeof schema.type === "string" ? schema.type : undefined;
 }

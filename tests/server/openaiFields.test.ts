@@ -320,6 +320,17 @@ describe("fields that cannot be honoured are a 400 naming them", () => {
     );
     expect((await problemOf(complete({ logprobs: 30 }))).message).toBe("logprobs must be an integer between 0 and 20 (or null), got 30");
     expect((await problemOf(chat({ max_tokens: 0 }))).message).toBe("max_tokens must be an integer >= 1 (or null), got 0");
+    // Inside a nullable object, the field that is wrong, not "must be an object".
+    expect(await problemOf(chat({ response_format: { type: "yaml" } }))).toMatchObject({
+      param: "response_format.type",
+      message: 'response_format.type must be "text", "json_object" or "json_schema", got "yaml"',
+    });
+    expect((await problemOf(chat({ stream_options: { include_usage: "yes" } }))).message).toBe(
+      'stream_options.include_usage must be true or false, got "yes"',
+    );
+    expect((await problemOf(complete({ prompt: 5 }))).message).toStartWith(
+      "prompt must be a string, a list of strings of 1 to 64 items, a list of integers >= 0 of at least 1 item or a list of lists",
+    );
   });
 });
 
