@@ -1,4 +1,5 @@
 // Reads models.yaml into the normalized registry config, reporting the first problem as file:line:col with its key path.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
@@ -9,6 +10,8 @@ import { parseByteSize } from "./byteSize.ts";
 import { expectation } from "./describeSchema.ts";
 import { parseDuration } from "./duration.ts";
 import {
+  CHAT_TEMPLATE_NAMES,
+  CHAT_TEMPLATE_RULE,
   MODEL_DEFAULTS,
   MODEL_NAME_RULE,
   ModelsFileSchema,
@@ -30,6 +33,12 @@ export interface SamplingDefaults {
   frequencyPenalty?: number;
 }
 
+/**
+ * How a model's chats become prompts: "auto" (the GGUF's template, ChatML when it has none), a node-llama-cpp chat
+ * wrapper by its canonical name, or a Jinja template (written in models.yaml, or read from `file` when it was loaded).
+ */
+export type ChatTemplateSetting = { kind: "auto" } | { kind: "wrapper"; name: string } | { kind: "jinja"; template: string; file?: string };
+
 export interface ModelEntry {
   name: string;
   /** Absolute path when the file gave a path; otherwise unchanged (synthetic:..., http(s)://..., hf:...). */
@@ -40,7 +49,7 @@ export interface ModelEntry {
   /** Absent: the engine decides. */
   threads?: number;
   gpuLayers: "auto" | "max" | number;
-  chatTemplate: string;
+  chatTemplate: ChatTemplateSetting;
   /** -1 = never unload. */
   keepAliveMs: number;
   maxQueue: number;
@@ -106,7 +115,13 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
     } catch (error) {
       throw yaml.problemAt(at("keep_alive"), (error as Error).message);
     }
-    return normalizeEntry(name, entry, keepAliveMs, baseDir);
+    let chatTemplate: ChatTemplateSetting;
+    try {
+      chatTemplate = chatTemplateOf(entry.chat_template ?? MODEL_DEFAULTS.chatTemplate, baseDir);
+    } catch (error) {
+      throw yaml.problemAt(at("chat_template"), (error as Error).message);
+    }
+    return normalizeEntry(name, entry, { keepAliveMs, chatTemplate }, baseDir);
   });
   return {
     file: resolve(file),
@@ -208,7 +223,39 @@ export async function loadModelsFile(file: string): Promise<ModelRegistryConfig>
   return parseModelsYaml(text, file);
 }
 
-function normalizeEntry(name: string, entry: ModelFileEntry, keepAliveMs: number, baseDir: string): ModelEntry {
+const wrapperNames = new Map(CHAT_TEMPLATE_NAMES.map((name) => [name.toLowerCase(), name]));
+
+/**
+ * `chat_template` as written: a wrapper name in any letter case, Jinja text (it has `{%` or `{{`), or else a file path
+ * (relative to models.yaml) whose text is read now, so an unreadable file is an error at load time, not at first use.
+ */
+function chatTemplateOf(value: string, baseDir: string): ChatTemplateSetting {
+  const name = wrapperNames.get(value.trim().toLowerCase());
+  if (name === "auto") return { kind: "auto" };
+  if (name) return { kind: "wrapper", name };
+  if (value.includes("{%") || value.includes("{{")) return { kind: "jinja", template: value };
+  const file = resolvePath(value.trim(), baseDir);
+  let template: string;
+  try {
+    template = readFileSync(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? `no file at ${file}` : code === "EISDIR" ? `${file} is a folder` : (error as Error).message;
+    throw new Error(
+      `expected ${CHAT_TEMPLATE_RULE}; got ${JSON.stringify(value)}, which is not a wrapper name, not a Jinja template (no {% or {{), and ${why}`,
+    );
+  }
+  if (!template.includes("{%") && !template.includes("{{"))
+    throw new Error(`${file} does not look like a Jinja chat template (it has no {% or {{)`);
+  return { kind: "jinja", template, file };
+}
+
+function normalizeEntry(
+  name: string,
+  entry: ModelFileEntry,
+  parsed: { keepAliveMs: number; chatTemplate: ChatTemplateSetting },
+  baseDir: string,
+): ModelEntry {
   const normalized: ModelEntry = {
     name,
     source: resolveSource(entry.source, baseDir),
@@ -216,8 +263,8 @@ function normalizeEntry(name: string, entry: ModelFileEntry, keepAliveMs: number
     context: entry.context ?? MODEL_DEFAULTS.context,
     parallel: entry.parallel ?? MODEL_DEFAULTS.parallel,
     gpuLayers: entry.gpu_layers ?? MODEL_DEFAULTS.gpuLayers,
-    chatTemplate: entry.chat_template ?? MODEL_DEFAULTS.chatTemplate,
-    keepAliveMs,
+    chatTemplate: parsed.chatTemplate,
+    keepAliveMs: parsed.keepAliveMs,
     maxQueue: entry.max_queue ?? MODEL_DEFAULTS.maxQueue,
     defaults: normalizeDefaults(entry.defaults ?? {}),
   };
@@ -247,10 +294,15 @@ function normalizeDefaults(raw: SamplingDefaultsFile): SamplingDefaults {
 
 function resolveSource(source: string, baseDir: string): string {
   if (source.startsWith("synthetic:") || source.startsWith("hf:") || /^https?:\/\//i.test(source)) return source;
+  return resolvePath(source, baseDir);
+}
+
+/** A path as written in models.yaml: relative to its folder, `~` for the home folder. */
+function resolvePath(path: string, baseDir: string): string {
   // A shell would expand these; a yaml file does not, and a folder literally named "~" is never what was meant.
-  if (source === "~") return homedir();
-  if (source.startsWith("~/") || source.startsWith("~\\")) return join(homedir(), source.slice(2));
-  return isAbsolute(source) ? resolve(source) : resolve(baseDir, source);
+  if (path === "~") return homedir();
+  if (path.startsWith("~/") || path.startsWith("~\\")) return join(homedir(), path.slice(2));
+  return isAbsolute(path) ? resolve(path) : resolve(baseDir, path);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

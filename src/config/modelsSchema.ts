@@ -7,7 +7,10 @@ import { DURATION_PATTERN } from "./duration.ts";
 export const MODEL_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]*$";
 export const MODEL_NAME_RULE = "a name starting with a letter or digit and using only letters, digits and . _ : / -";
 
-/** node-llama-cpp 3.21.1's chat wrapper names, hard-coded so the config layer does not load the native module. */
+/**
+ * node-llama-cpp 3.21.1's chat wrapper names (written as its docs write them; matched case-insensitively), hard-coded
+ * so the config layer does not load the native module. "jinjaTemplate" runs the GGUF's own Jinja template as it is.
+ */
 export const CHAT_TEMPLATE_NAMES = [
   "auto",
   "general",
@@ -27,9 +30,11 @@ export const CHAT_TEMPLATE_NAMES = [
   "harmony",
   "muse",
   "seed",
-  "template",
   "jinjaTemplate",
 ] as const;
+
+/** What `chat_template` takes, in words; the loader's error messages and editors show the same text. */
+export const CHAT_TEMPLATE_RULE = `"auto", a node-llama-cpp chat wrapper name (${CHAT_TEMPLATE_NAMES.filter((n) => n !== "auto").join(", ")}; any letter case), a Jinja template, or the path of a file holding one`;
 
 /** Values the loader fills in for keys a file leaves out; also shown as `default` in editors. */
 export const MODEL_DEFAULTS = {
@@ -60,15 +65,13 @@ const GpuLayers = Type.Union([Type.Literal("auto"), Type.Literal("max"), Type.In
   errorMessage: 'expected "auto", "max" or an integer >= 0',
 });
 
-const ChatTemplate = Type.Union(
-  CHAT_TEMPLATE_NAMES.map((name) => Type.Literal(name)),
-  {
-    description:
-      'How chat messages become a prompt: "auto" uses the template inside the GGUF (or the best match for the model); otherwise the name of a node-llama-cpp chat wrapper.',
-    default: MODEL_DEFAULTS.chatTemplate,
-    errorMessage: `expected "auto" or a node-llama-cpp chat wrapper name (${CHAT_TEMPLATE_NAMES.filter((n) => n !== "auto").join(", ")})`,
-  },
-);
+// The names are listed for editors' completion; any other string is a Jinja template or a file, which the loader checks.
+const ChatTemplate = Type.Union([...CHAT_TEMPLATE_NAMES.map((name) => Type.Literal(name)), Type.String({ minLength: 1 })], {
+  description:
+    'How chat messages become a prompt: "auto" uses the template inside the GGUF, or ChatML when it has none (as llama-server does); a node-llama-cpp chat wrapper name (any letter case); a Jinja template (text with {% or {{, as in a GGUF or a Hugging Face tokenizer_config.json); or the path of a file holding one (relative to this file).',
+  default: MODEL_DEFAULTS.chatTemplate,
+  errorMessage: `expected ${CHAT_TEMPLATE_RULE}`,
+});
 
 const ModelName = (description: string) =>
   Type.String({ pattern: MODEL_NAME_PATTERN, description, errorMessage: `expected ${MODEL_NAME_RULE}` });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { formatByteSize, parseByteSize } from "../../src/config/byteSize.ts";
 import { parseDuration } from "../../src/config/duration.ts";
-import { ConfigError, formatKeyPath, loadModelsFile, parseModelsYaml } from "../../src/config/loadModelsFile.ts";
+import { type ChatTemplateSetting, ConfigError, formatKeyPath, loadModelsFile, parseModelsYaml } from "../../src/config/loadModelsFile.ts";
 import { buildJsonSchema, CHAT_TEMPLATE_NAMES } from "../../src/config/modelsSchema.ts";
 import { renderJsonSchema } from "../../scripts/generateSchema.ts";
 
@@ -66,7 +66,7 @@ models:
           parallel: 2,
           threads: 1,
           gpuLayers: "max",
-          chatTemplate: "llama3.1",
+          chatTemplate: { kind: "wrapper", name: "llama3.1" },
           keepAliveMs: 90 * 60_000,
           maxQueue: 16,
           defaults: {
@@ -117,7 +117,7 @@ models:
       context: 4096,
       parallel: 4,
       gpuLayers: "auto",
-      chatTemplate: "auto",
+      chatTemplate: { kind: "auto" },
       keepAliveMs: 5 * 60_000,
       maxQueue: 512,
       defaults: {},
@@ -154,10 +154,35 @@ models:
     expect(budget('"1048576"')).toBe(1048576);
   });
 
-  test("every hard-coded chat template name is accepted", () => {
+  test("every hard-coded chat template name is accepted, in any letter case", () => {
+    const templateOf = (value: string) =>
+      parseModelsYaml(`models:\n  m:\n    source: synthetic:demo\n    chat_template: ${JSON.stringify(value)}\n`, FILE).models[0]!
+        .chatTemplate;
     for (const name of CHAT_TEMPLATE_NAMES) {
-      const config = parseModelsYaml(`models:\n  m:\n    source: synthetic:demo\n    chat_template: ${name}\n`, FILE);
-      expect(config.models[0]!.chatTemplate).toBe(name);
+      const expected: ChatTemplateSetting = name === "auto" ? { kind: "auto" } : { kind: "wrapper", name };
+      expect(templateOf(name)).toEqual(expected);
+      expect(templateOf(name.toUpperCase())).toEqual(expected);
+    }
+    expect(templateOf("chatml")).toEqual({ kind: "wrapper", name: "chatML" });
+    expect(templateOf("LLAMA2CHAT")).toEqual({ kind: "wrapper", name: "llama2Chat" });
+  });
+
+  test("chat_template takes a Jinja template inline, or from a file relative to models.yaml", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "llamaport-template-"));
+    try {
+      const jinja = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>";
+      await writeFile(join(dir, "chat.jinja"), jinja);
+      const inline = parseModelsYaml(`models:\n  m:\n    source: x.gguf\n    chat_template: ${JSON.stringify(jinja)}\n`, FILE);
+      expect(inline.models[0]!.chatTemplate).toEqual({ kind: "jinja", template: jinja });
+      const fromFile = parseModelsYaml("models:\n  m:\n    source: x.gguf\n    chat_template: chat.jinja\n", join(dir, "models.yaml"));
+      expect(fromFile.models[0]!.chatTemplate).toEqual({ kind: "jinja", template: jinja, file: join(dir, "chat.jinja") });
+      // A file that is not a template is refused where it is named.
+      await writeFile(join(dir, "notes.txt"), "just words");
+      const error = configError("models:\n  m:\n    source: x.gguf\n    chat_template: notes.txt\n", join(dir, "models.yaml"));
+      expect([error.line, error.column, error.key]).toEqual([4, 20, "models.m.chat_template"]);
+      expect(error.problem).toBe(`${join(dir, "notes.txt")} does not look like a Jinja chat template (it has no {% or {{)`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -284,7 +309,7 @@ models:
       4,
       20,
       "models.m.chat_template",
-      'expected "auto" or a node-llama-cpp chat wrapper name (general, deepSeek',
+      'expected "auto", a node-llama-cpp chat wrapper name (general, deepSeek, qwen',
     ],
     ["memory_budget: lots\n", 1, 16, "memory_budget", 'expected "auto", a size such as "8GiB"'],
     ["memory_budget: 0GB\n", 1, 16, "memory_budget", 'expected a size greater than 0, got "0GB"'],
