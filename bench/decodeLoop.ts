@@ -12,6 +12,7 @@ import { defaultCacheDir } from "../src/config/environment.ts";
 import type { ModelEntry } from "../src/config/loadModelsFile.ts";
 import { decode } from "../src/engine/decode.ts";
 import { LoadedModel } from "../src/engine/LoadedModel.ts";
+import { ModelWeights } from "../src/engine/ModelWeights.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
 import { renderRaw } from "../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../src/engine/sampling.ts";
@@ -36,12 +37,12 @@ const entry: ModelEntry = {
   parallel: 1,
   threads: 1,
   gpuLayers: 0,
-  chatTemplate: "auto",
+  chatTemplate: { kind: "auto" },
   keepAliveMs: -1,
   maxQueue: 1,
   defaults: {},
 };
-const loaded = await LoadedModel.load(nlc, llama, entry, modelPath, 1);
+const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });
 const { sequence } = await loaded.pool.acquire(undefined);
 const prompt = renderRaw(loaded, "Once upon a time");
 const sink: GenerationSink = { start() {}, text() {}, signal: new AbortController().signal };
@@ -51,7 +52,15 @@ async function ownLoop(options: Partial<GenerateOptions>): Promise<number> {
   const sampling = resolveSampling({ model: "bench", maxTokens: tokens, temperature: 0, ignoreEos: true, ...options }, {});
   const tokenBias = tokenBiasFor(nlc, loaded, sampling);
   const started = performance.now();
-  const result = await decode(nlc, loaded, sequence, { prompt, sampling, tokenBias, cachedTokens: 0, signal: sink.signal, sink });
+  const result = await decode(nlc, loaded, sequence, {
+    prompt,
+    sampling,
+    tokenBias,
+    cachedTokens: 0,
+    window: loaded.contextSize,
+    signal: sink.signal,
+    sink,
+  });
   if (result.completionTokens !== tokens) throw new Error(`generated ${result.completionTokens} tokens`);
   return (performance.now() - started) / tokens;
 }

@@ -1,9 +1,11 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { cachedPromptTokens, decode } from "./decode.ts";
 import { LlamaportError } from "./EngineError.ts";
+import { FileDigests } from "./FileDigests.ts";
 import { grammarFor } from "./grammarFor.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import { ModelManager } from "./ModelManager.ts";
@@ -12,7 +14,7 @@ import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
 import { physicalCores } from "./physicalCores.ts";
 import { readModelFacts } from "./readModelFacts.ts";
 import { type RenderedPrompt, renderChat, renderCompletion } from "./renderPrompt.ts";
-import { localModelPath } from "./resolveModelSource.ts";
+import { localModelPath, resolveModelSource } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
 import { tokenBiasFor } from "./tokenBias.ts";
 import { type GenerationSink, StreamingGeneration } from "./StreamingGeneration.ts";
@@ -47,6 +49,7 @@ export class Engine implements EngineFacade {
   private readonly threads: number;
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
+  private readonly digests: FileDigests;
 
   constructor(config: ModelRegistryConfig, options: EngineOptions) {
     this.registry = new ModelRegistry(config);
@@ -54,6 +57,10 @@ export class Engine implements EngineFacade {
     this.threads = options.threads ?? physicalCores();
     this.gpu = options.gpu ?? "auto";
     this.sourceOptions = { cacheDir: options.cacheDir, hfEndpoint: options.hfEndpoint };
+    this.digests = new FileDigests({
+      store: join(options.cacheDir, "digests.json"),
+      onComputed: (path, bytes, ms) => this.log(`computed the sha256 of ${path} (${bytes} bytes) in ${ms.toFixed(0)} ms`),
+    });
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,
@@ -83,6 +90,12 @@ export class Engine implements EngineFacade {
   async findModel(name: string): Promise<ModelInfo | undefined> {
     const entry = this.registry.find(name);
     return entry && this.modelInfo(entry);
+  }
+
+  async digest(name: string): Promise<string | undefined> {
+    const path = localModelPath(this.registry.resolve(name), this.sourceOptions);
+    if (!path || !(await stat(path).catch(() => undefined))?.isFile()) return undefined;
+    return this.digests.digest(path);
   }
 
   chat(request: ChatRequest): Generation {
@@ -117,16 +130,21 @@ export class Engine implements EngineFacade {
       let promptTokens = 0;
       for (const [index, input] of request.input.entries()) {
         if (request.signal?.aborted) throw new LlamaportError("aborted", "request aborted");
-        const tokens = typeof input === "string" ? loaded.model.tokenize(input) : checkedTokens(loaded, input, index);
-        if (tokens.length > loaded.embeddingContextSize)
+        let tokens = typeof input === "string" ? loaded.model.tokenize(input) : checkedTokens(loaded, input, index);
+        // node-llama-cpp adds the model's beginning and end tokens, and needs one more place: what is left for the input.
+        const usable = loaded.embeddingContextSize - 1 - (context.calculateInputLength(tokens.slice()) - tokens.length);
+        if (tokens.length > usable && request.truncate) tokens = tokens.slice(0, usable);
+        if (tokens.length > usable)
           throw new LlamaportError(
             "context_exceeded",
-            `input[${index}] is ${tokens.length} tokens, the embedding context holds ${loaded.embeddingContextSize}`,
-            { param: "input" },
+            `input[${index}] is ${tokens.length} tokens, the embedding context holds ${usable}`,
+            {
+              param: "input",
+            },
           );
         promptTokens += tokens.length;
         const { vector } = await context.getEmbeddingFor(tokens);
-        embeddings.push(unitLength(vector));
+        embeddings.push(request.normalize === false ? vector.map(Math.fround) : unitLength(vector));
       }
       return { model: loaded.entry.name, embeddings, promptTokens };
     });
@@ -164,17 +182,43 @@ export class Engine implements EngineFacade {
       parallel: entry.parallel,
       loaded: this.models.isLoaded(entry.name),
       modifiedAt: new Date(0).toISOString(),
+      defaults: { ...entry.defaults },
+      ...(entry.chatTemplate.kind === "jinja" && { chatTemplate: entry.chatTemplate.template }),
     };
     const path = localModelPath(entry, this.sourceOptions);
     const file = path === undefined ? undefined : await stat(path).catch(() => undefined);
     if (!path || !file?.isFile()) return info; // not written or downloaded yet
+    info.file = path;
     info.sizeBytes = file.size;
     info.modifiedAt = file.mtime.toISOString();
     info.facts = await readModelFacts(path).catch((error: unknown) => {
       this.log(`cannot read the GGUF header of ${entry.name}: ${(error as Error).message}`);
       return undefined;
     });
+    const usesGgufTemplate =
+      entry.chatTemplate.kind === "auto" || (entry.chatTemplate.kind === "wrapper" && entry.chatTemplate.name === "jinjaTemplate");
+    if (usesGgufTemplate && info.facts?.chatTemplate) info.chatTemplate = info.facts.chatTemplate;
     return info;
+  }
+
+  /**
+   * A request's own context size: a whole number, and no larger than the model was trained with unless models.yaml
+   * already gives the model that much (then the administrator chose it).
+   */
+  private async checkContextSize(entry: ModelEntry, contextSize: number | undefined): Promise<void> {
+    if (contextSize === undefined) return;
+    if (!Number.isInteger(contextSize) || contextSize < 1)
+      throw new LlamaportError("invalid_request", `contextSize must be a whole number of tokens >= 1, got ${contextSize}`, {
+        param: "contextSize",
+      });
+    if (contextSize <= entry.context) return;
+    const { trainedContext } = await readModelFacts(await resolveModelSource(entry, this.sourceOptions));
+    if (trainedContext !== undefined && contextSize > trainedContext)
+      throw new LlamaportError(
+        "invalid_request",
+        `contextSize ${contextSize} is more than model "${entry.name}" was trained with (${trainedContext} tokens)`,
+        { param: "contextSize" },
+      );
   }
 
   private async runtime() {
@@ -225,10 +269,12 @@ export class Engine implements EngineFacade {
     const started = performance.now();
     const sampling = resolveSampling(request, entry.defaults);
     const signal = request.signal ? AbortSignal.any([request.signal, sink.signal]) : sink.signal;
-    const use = await this.models.use(entry, request.keepAliveMs);
+    await this.checkContextSize(entry, request.contextSize);
+    const use = await this.models.use(entry, request.keepAliveMs, request.contextSize);
     try {
       const { loaded } = use;
-      const prompt = checkedPrompt(loaded, render(loaded));
+      const window = loaded.windowFor(request.contextSize);
+      const prompt = checkedPrompt(loaded, render(loaded), window);
       const { nlc, llama } = await this.runtime();
       // Compiled before leasing a sequence, so a slow grammar build never holds one.
       const grammar = await grammarFor(llama, request);
@@ -236,7 +282,16 @@ export class Engine implements EngineFacade {
       const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal);
       try {
         const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
-        const result = await decode(nlc, loaded, lease.sequence, { prompt, sampling, grammar, tokenBias, cachedTokens, signal, sink });
+        const result = await decode(nlc, loaded, lease.sequence, {
+          prompt,
+          sampling,
+          grammar,
+          tokenBias,
+          cachedTokens,
+          window,
+          signal,
+          sink,
+        });
         const summary: GenerationSummary = {
           type: "done",
           model: entry.name,
@@ -252,6 +307,7 @@ export class Engine implements EngineFacade {
             generateMs: result.generateMs,
             totalMs: performance.now() - started,
           },
+          ...(result.context && { context: result.context as number[] }),
         };
         this.log(requestLine(summary));
         return summary;
@@ -286,13 +342,13 @@ function unitLength(vector: readonly number[]): number[] {
   return vector.map((value) => Math.fround(value * scale));
 }
 
-/** The prompt, if it leaves room for a reply: 10% of the context is kept for the answer. */
-function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt): RenderedPrompt {
-  const limit = loaded.contextSize - Math.max(1, Math.floor(loaded.contextSize / 10));
+/** The prompt, if it leaves room for a reply in the request's window: 10% of it is kept for the answer. */
+function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt, window: number): RenderedPrompt {
+  const limit = window - Math.max(1, Math.floor(window / 10));
   if (prompt.tokens.length > limit)
     throw new LlamaportError(
       "context_exceeded",
-      `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${loaded.entry.name}" is ${limit} (context ${loaded.contextSize} per sequence, 10% kept for the reply)`,
+      `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${loaded.entry.name}" is ${limit} (context ${window} per sequence, 10% kept for the reply)`,
       { param: "messages" },
     );
   return prompt;

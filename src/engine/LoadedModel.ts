@@ -1,6 +1,11 @@
-/** A model in memory: node-llama-cpp's model, its one context with `parallel` sequences, the pool in front of them and its chat template. */
-import type { ChatWrapper, Llama, LlamaContext, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
+/**
+ * A model in memory: node-llama-cpp's model (weights that may be shared with other context sizes of it), one context
+ * with `parallel` sequences, the pool in front of them and its chat template.
+ */
+import type { ChatWrapper, LlamaContext, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
+import { chatWrapperFor } from "./chatWrapperFor.ts";
+import type { ModelWeights } from "./ModelWeights.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { SequencePool } from "./SequencePool.ts";
 import { TokenPieces } from "./TokenPieces.ts";
@@ -16,37 +21,38 @@ export class LoadedModel {
 
   private constructor(
     readonly entry: ModelEntry,
+    private readonly weights: ModelWeights,
     readonly model: LlamaModel,
     readonly context: LlamaContext,
+    /** The context size asked for: the model's `context`, or a request's larger one. */
+    readonly requestedContext: number,
     readonly pool: SequencePool,
     readonly chatWrapper: ChatWrapper,
-    /** How long loading took, in ms. */
+    /** How long loading took, in ms (weights included when they were loaded for it). */
     readonly loadMs: number,
   ) {}
 
+  /** A context of `contextSize` tokens per sequence (default: the model's `context`) over `weights`, which it retains. */
   static async load(
     nlc: NodeLlamaCppModule,
-    llama: Llama,
     entry: ModelEntry,
-    modelPath: string,
-    defaultThreads: number,
+    weights: ModelWeights,
+    options: { defaultThreads: number; contextSize?: number; startedAt?: number },
   ): Promise<LoadedModel> {
-    const started = performance.now();
-    const model = await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers });
+    const started = options.startedAt ?? performance.now();
+    const model = weights.retain();
     try {
       // Measured here: node-llama-cpp starts a thread per decode step, which costs tiny models more than the extra
       // core gives (a 1 MB model ran 10x slower on 2 threads than on 1); from ~100 MB up more threads win.
-      const threads = entry.threads ?? (model.size < smallModelBytes ? 1 : defaultThreads);
-      const context = await model.createContext({ contextSize: entry.context, sequences: entry.parallel, threads });
+      const threads = entry.threads ?? (model.size < smallModelBytes ? 1 : options.defaultThreads);
+      const contextSize = options.contextSize ?? entry.context;
+      const chatWrapper = chatWrapperFor(nlc, model, entry.chatTemplate);
+      const context = await model.createContext({ contextSize, sequences: entry.parallel, threads });
       const sequences = Array.from({ length: entry.parallel }, () => context.getSequence());
-      const chatWrapper =
-        entry.chatTemplate === "auto"
-          ? nlc.resolveChatWrapper(model)
-          : nlc.resolveChatWrapper(model, { type: entry.chatTemplate as "auto" });
       const pool = new SequencePool(sequences, entry.maxQueue);
-      return new LoadedModel(entry, model, context, pool, chatWrapper, performance.now() - started);
+      return new LoadedModel(entry, weights, model, context, contextSize, pool, chatWrapper, performance.now() - started);
     } catch (error) {
-      await model.dispose();
+      await weights.release();
       throw error;
     }
   }
@@ -115,11 +121,20 @@ export class LoadedModel {
     return this.context.contextSize;
   }
 
+  /**
+   * The tokens one request may use here (prompt and reply): its own context size, else the model's `context`; never
+   * more than this context holds. A request asking for the size this context was made for gets all of it.
+   */
+  windowFor(requested: number | undefined): number {
+    const wanted = requested ?? this.entry.context;
+    return wanted >= this.requestedContext ? this.contextSize : Math.min(wanted, this.contextSize);
+  }
+
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
     await this.context.dispose();
-    await this.model.dispose();
+    await this.weights.release();
   }
 }

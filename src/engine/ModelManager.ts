@@ -1,10 +1,14 @@
-/** Model lifecycle: lazy single-flight loading, LRU eviction under max_loaded_models and the memory budget, keep_alive expiry, retiring on registry edits. */
+/**
+ * Model lifecycle: lazy single-flight loading, LRU eviction under max_loaded_models and the memory budget, keep_alive
+ * expiry, retiring on registry edits, and contexts of other sizes for requests that ask for one (sharing the weights).
+ */
 import type { Llama } from "node-llama-cpp";
 import { totalmem } from "node:os";
 import { formatByteSize } from "../config/byteSize.ts";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
 import { LlamaportError } from "./EngineError.ts";
 import { LoadedModel } from "./LoadedModel.ts";
+import { ModelWeights } from "./ModelWeights.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { resolveModelSource } from "./resolveModelSource.ts";
 import type { LoadedModelStatus } from "./types.ts";
@@ -30,11 +34,17 @@ export interface ModelUse {
   release(): void;
 }
 
-/** What the manager knows about one loaded model; only the manager reads or writes it. */
+/**
+ * What the manager knows about one loaded context of a model; only the manager reads or writes it. A model has one
+ * residency for its `context` (keyed by its name) and may have more for larger per-request sizes (`name@size`), all
+ * sharing one `ModelWeights`.
+ */
 interface Residency {
+  readonly key: string;
   readonly loaded: LoadedModel;
-  /** RAM estimated from the GGUF before loading (weights + KV cache), for the memory budget. */
-  readonly estimatedBytes: number;
+  readonly weights: ModelWeights;
+  /** RAM estimated from the GGUF before loading for this context (KV cache, buffers), for the memory budget. */
+  readonly contextBytes: number;
   /** Requests routed to this model that have not finished (queued ones included). */
   users: number;
   lastUsedAt: number;
@@ -60,46 +70,54 @@ export class ModelManager {
 
   constructor(private readonly options: ModelManagerOptions) {}
 
-  /** Get a loaded model for a request, loading it if needed. */
-  async use(entry: ModelEntry, keepAliveMs?: number): Promise<ModelUse> {
+  /**
+   * Get a loaded model for a request, loading it if needed. With `contextSize`, the request runs in that many tokens:
+   * on a loaded context at least that large (the model's own when it is), else on a new context of that size that
+   * shares the weights (`LoadedModel.windowFor` keeps the request to its size).
+   */
+  async use(entry: ModelEntry, keepAliveMs?: number, contextSize?: number): Promise<ModelUse> {
     const started = performance.now();
+    const wanted = Math.max(contextSize ?? entry.context, 1);
     for (;;) {
-      const ready = this.current.get(entry.name);
       // A models.yaml edit that landed while this model was loading: the loaded one has an outdated entry.
       const latest = this.options.currentEntry(entry.name);
-      if (ready && latest && !sameEntry(ready.loaded.entry, latest)) this.retire(ready);
-      else if (ready && !ready.loaded.isDisposed) return this.lend(ready, keepAliveMs ?? entry.keepAliveMs, performance.now() - started);
-      this.waiting.set(entry.name, (this.waiting.get(entry.name) ?? 0) + 1);
+      for (const residency of this.residenciesOf(entry.name))
+        if (latest && !sameEntry(residency.loaded.entry, latest)) this.retire(residency);
+      const ready = this.smallestFitting(entry.name, wanted);
+      if (ready) return this.lend(ready, keepAliveMs ?? entry.keepAliveMs, performance.now() - started);
+      const size = Math.max(wanted, entry.context);
+      const key = size === entry.context ? entry.name : `${entry.name}@${size}`;
+      this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
       try {
-        await this.loadOnce(entry);
+        await this.loadOnce(entry, key, size);
       } finally {
-        const left = (this.waiting.get(entry.name) ?? 1) - 1;
-        if (left > 0) this.waiting.set(entry.name, left);
-        else this.waiting.delete(entry.name);
+        const left = (this.waiting.get(key) ?? 1) - 1;
+        if (left > 0) this.waiting.set(key, left);
+        else this.waiting.delete(key);
       }
-      // Loop: the fresh model is now in `current` (or was retired meanwhile, then load again).
+      // Loop: the fresh context is now in `current` (or was retired meanwhile, then load again).
     }
   }
 
   /** The registry changed: models whose entry changed or vanished stop taking requests and go once idle. */
   retireChanged(entries: readonly ModelEntry[]): void {
     const byName = new Map(entries.map((e) => [e.name, e]));
-    for (const [name, residency] of this.current) {
-      const next = byName.get(name);
+    for (const residency of [...this.current.values()]) {
+      const next = byName.get(residency.loaded.entry.name);
       if (!next || !sameEntry(next, residency.loaded.entry)) this.retire(residency);
     }
   }
 
-  /** Unload now if idle, else as soon as the running requests end. */
+  /** Unload now if idle, else as soon as the running requests end (every context size of the model). */
   unload(name: string): void {
-    const residency = this.current.get(name);
-    if (residency) this.retire(residency);
+    for (const residency of this.residenciesOf(name)) this.retire(residency);
   }
 
   loadedModels(): LoadedModelStatus[] {
     return [...this.current.values()].map(({ loaded, expiresAt }) => ({
       name: loaded.entry.name,
       sizeBytes: loaded.sizeBytes,
+      contextSize: loaded.contextSize,
       expiresAt: expiresAt === undefined ? undefined : new Date(expiresAt).toISOString(),
       activeSequences: loaded.pool.inUse,
       queuedRequests: loaded.pool.waiting,
@@ -107,7 +125,7 @@ export class ModelManager {
   }
 
   isLoaded(name: string): boolean {
-    return this.current.has(name);
+    return this.residenciesOf(name).length > 0;
   }
 
   async disposeAll(): Promise<void> {
@@ -140,38 +158,72 @@ export class ModelManager {
     };
   }
 
-  /** One load per model at a time; everyone asking meanwhile waits for the same one. */
-  private loadOnce(entry: ModelEntry): Promise<Residency> {
-    let pending = this.loading.get(entry.name);
+  /** One load per context at a time; everyone asking meanwhile waits for the same one. */
+  private loadOnce(entry: ModelEntry, key: string, contextSize: number): Promise<Residency> {
+    let pending = this.loading.get(key);
     if (!pending) {
-      pending = this.load(entry);
-      this.loading.set(entry.name, pending);
-      const clear = () => this.loading.delete(entry.name);
+      pending = this.load(entry, key, contextSize);
+      this.loading.set(key, pending);
+      const clear = () => this.loading.delete(key);
       pending.then(clear, clear);
     }
     return pending;
   }
 
-  private async load(entry: ModelEntry): Promise<Residency> {
+  private async load(entry: ModelEntry, key: string, contextSize: number): Promise<Residency> {
+    const started = performance.now();
     const { nlc, llama } = await this.options.runtime();
     const path = await resolveModelSource(entry, { cacheDir: this.options.cacheDir, hfEndpoint: this.options.hfEndpoint });
     let residency: Residency;
     try {
-      const estimatedBytes = await estimateBytes(nlc, llama, path, entry);
-      this.makeRoom(entry.name, estimatedBytes);
-      this.reserved.set(entry.name, estimatedBytes);
-      const loaded = await LoadedModel.load(nlc, llama, entry, path, this.options.defaultThreads);
-      residency = { loaded, estimatedBytes, users: 0, lastUsedAt: Date.now(), keepAliveMs: entry.keepAliveMs, retired: false };
+      const estimate = await estimateBytes(nlc, llama, path, entry, contextSize);
+      // Another context of this model (same entry) already holds the weights: only the new context needs room.
+      const shared = this.residenciesOf(entry.name).find((r) => sameEntry(r.loaded.entry, entry) && !r.weights.isDisposed)?.weights;
+      const bytes = estimate.context + (shared ? 0 : estimate.weights);
+      this.makeRoom(entry.name, bytes, !shared);
+      this.reserved.set(key, bytes);
+      const weights = shared ?? (await ModelWeights.load(llama, entry, path, estimate.weights));
+      const loaded = await LoadedModel.load(nlc, entry, weights, {
+        defaultThreads: this.options.defaultThreads,
+        contextSize,
+        startedAt: started,
+      });
+      residency = {
+        key,
+        loaded,
+        weights,
+        contextBytes: estimate.context,
+        users: 0,
+        lastUsedAt: Date.now(),
+        keepAliveMs: entry.keepAliveMs,
+        retired: false,
+      };
     } catch (error) {
       if (error instanceof LlamaportError) throw error;
       throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${(error as Error).message}`, { cause: error });
     } finally {
-      this.reserved.delete(entry.name);
+      this.reserved.delete(key);
     }
-    this.options.log(`loaded model ${entry.name} in ${residency.loaded.loadMs.toFixed(0)} ms (${path})`);
+    const what = key === entry.name ? "" : ` with a ${residency.loaded.contextSize}-token context`;
+    this.options.log(`loaded model ${entry.name}${what} in ${residency.loaded.loadMs.toFixed(0)} ms (${path})`);
     // No expiry yet: the requests waiting on this load take it next and schedule expiry when they release it.
-    this.current.set(entry.name, residency);
+    this.current.set(key, residency);
     return residency;
+  }
+
+  /** Every loaded context of a model (current ones; retiring ones take no requests). */
+  private residenciesOf(name: string): Residency[] {
+    return [...this.current.values()].filter((r) => r.loaded.entry.name === name);
+  }
+
+  /** The smallest loaded context of a model made for at least `tokens`: a request never needs a larger one. */
+  private smallestFitting(name: string, tokens: number): Residency | undefined {
+    let best: Residency | undefined;
+    for (const residency of this.residenciesOf(name)) {
+      if (residency.loaded.isDisposed || residency.loaded.requestedContext < tokens) continue;
+      if (!best || residency.loaded.requestedContext < best.loaded.requestedContext) best = residency;
+    }
+    return best;
   }
 
   /**
@@ -179,7 +231,7 @@ export class ModelManager {
    * memory budget. The estimate comes from the GGUF header before anything is allocated, so an oversized model is a
    * clear error instead of an out-of-memory crash.
    */
-  private makeRoom(incoming: string, bytes: number): void {
+  private makeRoom(incoming: string, bytes: number, newModel: boolean): void {
     const limit = this.options.maxLoadedModels();
     const setting = this.options.memoryBudget();
     const budget = setting === "auto" ? Math.max(0, totalmem() - 1024 ** 3) : setting;
@@ -188,37 +240,50 @@ export class ModelManager {
         "unavailable",
         `model "${incoming}" needs about ${formatByteSize(bytes)} of memory (weights and KV cache), more than the memory budget of ${formatByteSize(budget)}; lower its context or parallel, or raise memory_budget`,
       );
-    const otherLoads = () => [...this.loading.keys()].filter((name) => name !== incoming).length;
-    // Retiring models still hold their memory until their last request ends; loads in flight have reserved theirs.
-    const used = () =>
-      [...this.current.values(), ...this.retiring].reduce((sum, r) => sum + r.estimatedBytes, 0) +
-      [...this.reserved.values()].reduce((sum, reserved) => sum + reserved, 0);
+    // Models, not contexts, count against max_loaded_models: other context sizes of a loaded model share its weights.
+    const models = () => new Set([...this.current.values()].map((r) => r.loaded.entry.name));
+    const otherLoads = () =>
+      new Set([...this.loading.keys()].map(modelOfKey).filter((name) => name !== incoming && !models().has(name))).size;
     for (;;) {
-      const tooMany = this.current.size + otherLoads() >= limit;
-      const tooBig = used() + bytes > budget;
+      const loadedModels = models();
+      const count = loadedModels.size + otherLoads() + (newModel && !loadedModels.has(incoming) ? 1 : 0);
+      const tooMany = count > limit;
+      const tooBig = this.usedBytes() + bytes > budget;
       if (!tooMany && !tooBig) return;
       const victim = this.leastRecentlyUsedIdle(incoming);
       if (!victim)
         throw new LlamaportError(
           "busy",
           tooMany
-            ? `cannot load model "${incoming}": ${this.current.size} models are loaded (max_loaded_models is ${limit}) and all are in use`
-            : `cannot load model "${incoming}" (about ${formatByteSize(bytes)}): the loaded models use ${formatByteSize(used())} of the ${formatByteSize(budget)} memory budget and all are in use`,
+            ? `cannot load model "${incoming}": ${loadedModels.size} models are loaded (max_loaded_models is ${limit}) and all are in use`
+            : `cannot load model "${incoming}" (about ${formatByteSize(bytes)}): the loaded models use ${formatByteSize(this.usedBytes())} of the ${formatByteSize(budget)} memory budget and all are in use`,
           { retryAfter: 5 },
         );
       this.options.log(
         `unloading least recently used model ${victim.loaded.entry.name} to make room for ${incoming}${tooMany ? "" : " (memory budget)"}`,
       );
-      this.retire(victim);
+      // Unloading one context of a model does not bring its count down while another context keeps its weights.
+      for (const residency of tooMany ? this.residenciesOf(victim.loaded.entry.name) : [victim]) this.retire(residency);
     }
   }
 
-  /** The loaded model idle the longest, other than `except`; not one just loaded for requests still on their way to it. */
+  /** Memory held now: each context, each set of weights once, loads in flight; retiring ones until their requests end. */
+  private usedBytes(): number {
+    const residencies = [...this.current.values(), ...this.retiring];
+    const weights = new Set(residencies.map((r) => r.weights));
+    return (
+      residencies.reduce((sum, r) => sum + r.contextBytes, 0) +
+      [...weights].reduce((sum, w) => sum + (w.isDisposed ? 0 : w.estimatedBytes), 0) +
+      [...this.reserved.values()].reduce((sum, reserved) => sum + reserved, 0)
+    );
+  }
+
+  /** The loaded context idle the longest, of a model other than `except`; not one just loaded for requests still on their way to it. */
   private leastRecentlyUsedIdle(except: string): Residency | undefined {
     let victim: Residency | undefined;
     for (const residency of this.current.values()) {
       const name = residency.loaded.entry.name;
-      if (residency.users > 0 || this.waiting.has(name) || name === except) continue;
+      if (residency.users > 0 || this.waiting.has(residency.key) || name === except) continue;
       if (!victim || residency.lastUsedAt < victim.lastUsedAt) victim = residency;
     }
     return victim;
@@ -227,8 +292,7 @@ export class ModelManager {
   private retire(residency: Residency): void {
     residency.retired = true;
     clearTimeout(residency.expiryTimer);
-    const name = residency.loaded.entry.name;
-    if (this.current.get(name) === residency) this.current.delete(name);
+    if (this.current.get(residency.key) === residency) this.current.delete(residency.key);
     if (residency.users === 0) void this.dispose(residency);
     else this.retiring.add(residency);
   }
@@ -251,7 +315,7 @@ export class ModelManager {
   private async dispose(residency: Residency): Promise<void> {
     const { loaded } = residency;
     this.retiring.delete(residency);
-    if (this.current.get(loaded.entry.name) === residency) this.current.delete(loaded.entry.name);
+    if (this.current.get(residency.key) === residency) this.current.delete(residency.key);
     loaded.pool.rejectWaiters(new LlamaportError("unavailable", `model "${loaded.entry.name}" was unloaded`, { retryAfter: 1 }));
     try {
       await loaded.dispose();
@@ -266,13 +330,26 @@ function sameEntry(a: ModelEntry, b: ModelEntry): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
-async function estimateBytes(nlc: NodeLlamaCppModule, llama: Llama, path: string, entry: ModelEntry): Promise<number> {
+/** The model's name in a residency key (`name` or `name@contextSize`). */
+function modelOfKey(key: string): string {
+  const at = key.lastIndexOf("@");
+  return at > 0 && /^\d+$/.test(key.slice(at + 1)) ? key.slice(0, at) : key;
+}
+
+/** RAM for the weights and for a context of `contextSize` tokens per sequence, estimated from the GGUF before loading. */
+async function estimateBytes(
+  nlc: NodeLlamaCppModule,
+  llama: Llama,
+  path: string,
+  entry: ModelEntry,
+  contextSize: number,
+): Promise<{ weights: number; context: number }> {
   const insights = await nlc.GgufInsights.from(await nlc.readGgufFileInfo(path), llama);
   const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
   const context = await insights.estimateContextResourceRequirementsV2({
-    contextSize: entry.context, // per sequence: the estimate multiplies by `sequences` itself
+    contextSize, // per sequence: the estimate multiplies by `sequences` itself
     sequences: entry.parallel,
     modelGpuLayers: 0,
   });
-  return model.cpuRam + context.cpuRam;
+  return { weights: model.cpuRam, context: context.cpuRam };
 }

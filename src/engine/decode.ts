@@ -22,6 +22,8 @@ export interface DecodeRequest {
   tokenBias?: TokenBias;
   /** Prompt tokens the sequence already holds (see `cachedPromptTokens`); only the rest is evaluated. */
   cachedTokens: number;
+  /** Tokens this request may fill, prompt included (`LoadedModel.windowFor`); at most the sequence's context size. */
+  window: number;
   signal: AbortSignal;
   /** Gets the start event (prompt size, cached tokens, the scored prompt) before any text, then the text. */
   sink: GenerationSink;
@@ -34,6 +36,8 @@ export interface DecodeResult {
   completionTokens: number;
   promptMs: number;
   generateMs: number;
+  /** With `reportContext`: the prompt's tokens and the generated ones. */
+  context?: Token[];
 }
 
 /** Prompt tokens the sequence already holds; the last prompt token is always evaluated again (it gives the first logits). */
@@ -47,20 +51,22 @@ export async function decode(
   sequence: LlamaContextSequence,
   request: DecodeRequest,
 ): Promise<DecodeResult> {
-  const { prompt, sampling, signal } = request;
+  const { prompt, sampling, signal, window } = request;
   const started = performance.now();
   const input = await preparePrompt(loaded, sequence, request);
+  // Only when asked for: a list of every token is the one thing this loop would otherwise never allocate.
+  const context = sampling.reportContext ? prompt.tokens.slice() : undefined;
   if (sampling.maxTokens === 0) {
     await sequence.evaluateWithoutGeneratingNewTokens(input);
-    return { finishReason: "length", completionTokens: 0, promptMs: performance.now() - started, generateMs: 0 };
+    return { finishReason: "length", completionTokens: 0, promptMs: performance.now() - started, generateMs: 0, context };
   }
 
   // The sequence holds the prompt and all but the last generated token, so this many never shift the context.
-  const maxTokens = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, sequence.contextSize - prompt.tokens.length);
+  const maxTokens = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, window - prompt.tokens.length);
   const endTokens = loaded.endOfGenerationTokens;
   const { stopTokens } = prompt;
   const output = outputFor(loaded, request);
-  const penalties = PenaltyWindow.for(sampling, prompt.tokens, sequence.contextSize);
+  const penalties = PenaltyWindow.for(sampling, prompt.tokens, window);
 
   let finishReason: FinishReason = "stop";
   let generated = 0;
@@ -76,6 +82,7 @@ export async function decode(
     if (endTokens.has(token) || stopTokens.includes(token)) break;
     generated++;
     penalties?.push(token);
+    context?.push(token);
     if (!output.token(token, (step as { probabilities?: Map<Token, number> }).probabilities)) break;
     if (generated >= maxTokens) {
       finishReason = "length";
@@ -96,6 +103,7 @@ export async function decode(
     completionTokens: generated,
     promptMs: firstTokenAt - started,
     generateMs: ended - firstTokenAt,
+    context,
   };
 }
 
@@ -166,7 +174,7 @@ function evaluateOptions(
       base: sampling.dry.base,
       allowedLength: sampling.dry.allowedLength,
       // node-llama-cpp's "whole history" (null) reaches llama.cpp as a window of 0, which disables DRY: pass the context size.
-      lastTokens: sampling.dry.lastN === undefined || sampling.dry.lastN === -1 ? loaded.contextSize : sampling.dry.lastN,
+      lastTokens: sampling.dry.lastN === undefined || sampling.dry.lastN === -1 ? request.window : sampling.dry.lastN,
       sequenceBreakers: sampling.dry.sequenceBreakers,
     },
     yieldEogToken: true,

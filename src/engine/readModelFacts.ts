@@ -1,4 +1,4 @@
-/** Reads what a GGUF header says about a model (architecture, size, quantization, template, capabilities), once per file version. */
+/** Reads what a GGUF header says about a model (architecture, size, quantization, template, capabilities, every key), once per file version. */
 import { stat } from "node:fs/promises";
 import type { ModelFacts } from "./types.ts";
 import { importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
@@ -60,21 +60,30 @@ async function parseFacts(path: string): Promise<ModelFacts> {
     infill:
       (hasToken("fim_pre_token_id") && hasToken("fim_suf_token_id") && hasToken("fim_mid_token_id")) ||
       (hasToken("prefix_token_id") && hasToken("suffix_token_id") && hasToken("middle_token_id")),
-    metadata: plainMetadata(architecture, general, arch),
+    metadata: plainMetadata(metadata),
+    tensors: (info.tensorInfo ?? []).map((tensor) => ({
+      name: tensor.name,
+      type: GgmlType[tensor.ggmlType] ?? String(tensor.ggmlType),
+      shape: tensor.dimensions.map(Number),
+    })),
   };
 }
 
-/** `general.*` and `<architecture>.*` flattened to dotted keys, as Ollama's `model_info` shows them. */
-function plainMetadata(architecture: string, general: Record<string, unknown>, arch: Record<string, unknown>): Record<string, unknown> {
+/** Longer lists (the vocabulary, merges, token types) are left empty: a model's facts stay small. */
+const longestList = 64;
+
+/** Every header key flattened to its dotted name, as Ollama's `model_info` shows them. */
+function plainMetadata(metadata: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const flatten = (prefix: string, value: unknown) => {
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-      for (const [key, inner] of Object.entries(value)) flatten(`${prefix}.${key}`, inner);
-    } else if (!Array.isArray(value) || value.length <= 64) {
+      for (const [key, inner] of Object.entries(value)) flatten(prefix ? `${prefix}.${key}` : key, inner);
+    } else if (Array.isArray(value)) {
+      out[prefix] = value.length <= longestList ? value.map((item) => (typeof item === "bigint" ? Number(item) : item)) : [];
+    } else {
       out[prefix] = typeof value === "bigint" ? Number(value) : value;
     }
   };
-  flatten("general", general);
-  flatten(architecture, arch);
+  flatten("", metadata);
   return out;
 }

@@ -30,8 +30,25 @@ export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]
   };
 }
 
-/** A completion's prompt: fill in the middle with a suffix, as is when raw, else inside the chat template. */
+/**
+ * A completion's prompt: fill in the middle with a suffix, as is when raw, else inside the chat template; after the
+ * tokens of an earlier exchange when the request continues one.
+ */
 export function renderCompletion(loaded: LoadedModel, request: CompletionRequest): RenderedPrompt {
+  if (!request.context?.length) return renderPrompt(loaded, request);
+  if (request.suffix !== undefined)
+    throw new LlamaportError("invalid_request", "context cannot be combined with suffix: filling in the middle starts a new prompt", {
+      param: "context",
+    });
+  const earlier = request.context.map((token) => checkedToken(loaded, token, "context"));
+  const next = renderPrompt(loaded, request);
+  const bos = beginningToken(loaded);
+  // The earlier exchange already starts the sequence (with its beginning-of-sequence token, if the model has one).
+  const rest = bos !== undefined && next.tokens[0] === bos ? next.tokens.slice(1) : next.tokens;
+  return { ...next, tokens: [...earlier, ...rest] };
+}
+
+function renderPrompt(loaded: LoadedModel, request: CompletionRequest): RenderedPrompt {
   const { prompt } = request;
   if (request.suffix !== undefined) {
     if (typeof prompt !== "string")

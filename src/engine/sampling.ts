@@ -26,6 +26,7 @@ export interface Sampling {
   reportTokens: boolean;
   reusePrompt: boolean;
   scorePrompt: boolean;
+  reportContext: boolean;
 }
 
 /** Used when neither the request nor models.yaml says otherwise; llama-server's defaults. */
@@ -56,6 +57,7 @@ export function resolveSampling(request: GenerateOptions, defaults: SamplingDefa
     // Scoring evaluates the whole prompt, so nothing is reused.
     reusePrompt: request.reusePrompt !== false && request.scorePrompt !== true,
     scorePrompt: request.scorePrompt === true,
+    reportContext: request.reportContext === true,
   };
   checkSampling(sampling);
   return sampling;

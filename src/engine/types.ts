@@ -105,8 +105,20 @@ export interface GenerateOptions {
   scorePrompt?: boolean;
   /** Reuse the prompt prefix a sequence already holds (default true); false evaluates the whole prompt again. */
   reusePrompt?: boolean;
+  /**
+   * The summary carries `context`: the prompt's tokens and the generated ones, which a later completion can pass as
+   * `CompletionRequest.context` to continue the exchange (and reuse the sequence's cache).
+   */
+  reportContext?: boolean;
   /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
   keepAliveMs?: number;
+  /**
+   * Tokens of context for this request (prompt and reply), instead of the model's `context`. A smaller one is served
+   * on the model's context, used only up to this size; a larger one gets a context of that size sharing the model's
+   * weights (loaded on first use, kept and unloaded like the model). Past what the model was trained with (and past
+   * its configured `context`) it is a 400 naming `contextSize`.
+   */
+  contextSize?: number;
   /** Aborting stops decoding at once and frees the sequence (or the queue place). */
   signal?: AbortSignal;
 }
@@ -131,6 +143,11 @@ export interface CompletionRequest extends GenerateOptions {
    * with fill-in-the-middle tokens (`ModelFacts.infill`); otherwise a 400 naming `suffix`. Implies `raw`.
    */
   suffix?: string;
+  /**
+   * Tokens of an earlier exchange (a summary's `context`) that this prompt continues: they go to the model as they are,
+   * then the prompt (templated or raw) without its beginning-of-sequence token. Not with `suffix`.
+   */
+  context?: number[];
 }
 
 /** Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, or the client went away. */
@@ -209,6 +226,8 @@ export interface GenerationSummary {
   cachedTokens: number;
   completionTokens: number;
   timings: GenerationTimings;
+  /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
+  context?: number[];
 }
 
 export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
@@ -242,9 +261,21 @@ export interface ModelFacts {
   embeddingModel: boolean;
   /** The vocabulary has fill-in-the-middle tokens (prefix, suffix, middle). */
   infill: boolean;
-  /** `general.*` and the architecture's own keys (`<architecture>.*`), as plain values; token lists are left out. */
+  /**
+   * Every key of the GGUF header, flattened to its dotted name (`general.name`, `llama.context_length`,
+   * `tokenizer.ggml.model`), as plain values. Lists longer than 64 items (the vocabulary, merges, token types: megabytes)
+   * are given as empty lists, so their keys still show.
+   */
   metadata: Record<string, unknown>;
+  /** The weight tensors: name, element type (`Q4_K`, `F32`, ...) and shape. */
+  tensors: { name: string; type: string; shape: number[] }[];
 }
+
+/** Sampling settings a model uses when a request leaves them out (models.yaml's `defaults`). */
+export type ModelDefaults = Pick<
+  GenerateOptions,
+  "temperature" | "topP" | "topK" | "minP" | "seed" | "maxTokens" | "stop" | "repeatPenalty" | "presencePenalty" | "frequencyPenalty"
+>;
 
 /** What a protocol can show about a model without loading it. */
 export interface ModelInfo {
@@ -258,6 +289,16 @@ export interface ModelInfo {
   sizeBytes?: number;
   /** Last modification of the GGUF file (or of the registry), ISO 8601. */
   modifiedAt: string;
+  /** The GGUF file's path, when it is on disk. */
+  file?: string;
+  /** Sampling settings used when a request leaves them out. */
+  defaults: ModelDefaults;
+  /**
+   * The Jinja chat template the model's chats are rendered with, when it is one: models.yaml's `chat_template`, else
+   * the GGUF's own (with `chat_template: auto`). Undefined when a chat wrapper is named, or the GGUF has no template
+   * (then ChatML is used).
+   */
+  chatTemplate?: string;
   /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
   facts?: ModelFacts;
 }
@@ -268,6 +309,8 @@ export interface LoadedModelStatus {
   /** When it will be unloaded (ISO 8601); undefined while in use or when it never expires. */
   expiresAt?: string;
   sizeBytes: number;
+  /** Tokens per sequence of this context. A model serving requests that asked for a larger context has one more entry. */
+  contextSize: number;
   /** Sequences generating right now. */
   activeSequences: number;
   /** Requests waiting for a free sequence. */
@@ -280,6 +323,10 @@ export interface EmbedRequest {
   input: (string | number[])[];
   /** Length of the vectors wanted: must be the model's own (`ModelFacts.embeddingLength`); shortening is not supported. */
   dimensions?: number;
+  /** Cut an input longer than the embedding context to its first tokens instead of refusing it (400). Default false. */
+  truncate?: boolean;
+  /** Scale each vector to length 1 (default true); false returns the model's pooled vector as it is. */
+  normalize?: boolean;
   signal?: AbortSignal;
   /** As in `GenerateOptions.keepAliveMs`. */
   keepAliveMs?: number;
@@ -287,7 +334,7 @@ export interface EmbedRequest {
 
 export interface EmbedResult {
   model: string;
-  /** One unit-length (L2-normalized) vector per input, as OpenAI, Ollama and llama-server return them. */
+  /** One vector per input: unit length (L2-normalized), as OpenAI, Ollama and llama-server return them, unless `normalize` is false. */
   embeddings: number[][];
   promptTokens: number;
 }
@@ -298,6 +345,12 @@ export interface EngineFacade {
   listModels(): Promise<ModelInfo[]>;
   /** The model a name or alias points to, or undefined. */
   findModel(name: string): Promise<ModelInfo | undefined>;
+  /**
+   * The SHA-256 of the model's GGUF file (64 hex digits), or undefined while the file is not on disk (not yet written
+   * or downloaded). Computed once per file version (path, size, modification time) by streaming the file through the
+   * hash, so the first call for a large file takes seconds but never blocks other requests; kept across restarts.
+   */
+  digest(model: string): Promise<string | undefined>;
   chat(request: ChatRequest): Generation;
   complete(request: CompletionRequest): Generation;
   /**

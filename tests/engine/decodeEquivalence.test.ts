@@ -7,6 +7,7 @@ import type { LlamaGrammar, Token, TokenBias } from "node-llama-cpp";
 import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { decode } from "../../src/engine/decode.ts";
 import { LoadedModel } from "../../src/engine/LoadedModel.ts";
+import { ModelWeights } from "../../src/engine/ModelWeights.ts";
 import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule } from "../../src/engine/nodeLlamaCpp.ts";
 import { renderRaw } from "../../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../../src/engine/sampling.ts";
@@ -32,12 +33,12 @@ beforeAll(async () => {
       parallel: 1,
       threads: 1,
       gpuLayers: 0,
-      chatTemplate: "auto",
+      chatTemplate: { kind: "auto" },
       keepAliveMs: -1,
       maxQueue: 1,
       defaults: {},
     };
-    models.set(name, await LoadedModel.load(nlc, llama, entry, path, 1));
+    models.set(name, await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 }));
   }
 });
 afterAll(async () => {
@@ -53,7 +54,16 @@ async function ownLoop(loaded: LoadedModel, options: Partial<GenerateOptions>, g
     const sink = { start() {}, text: (_: string, t?: GeneratedToken[]) => tokens.push(...(t ?? [])), signal: new AbortController().signal };
     const prompt = renderRaw(loaded, "Once upon a time");
     const tokenBias = tokenBiasFor(nlc, loaded, sampling);
-    await decode(nlc, loaded, sequence, { prompt, sampling, grammar, tokenBias, cachedTokens: 0, signal: sink.signal, sink });
+    await decode(nlc, loaded, sequence, {
+      prompt,
+      sampling,
+      grammar,
+      tokenBias,
+      cachedTokens: 0,
+      window: loaded.contextSize,
+      signal: sink.signal,
+      sink,
+    });
     return tokens.map((t) => t.id as Token);
   } finally {
     release();

@@ -21,7 +21,9 @@ afterAll(() => server?.[Symbol.asyncDispose]());
 
 const generate = (body: Record<string, unknown>, init?: RequestInit) =>
   postJson(`${server.url}/api/generate`, { prompt: "hi", ...body }, init);
-const loadedNames = async () => ((await bodyOf(fetch(`${server.url}/api/ps`))).models as { name: string }[]).map((m) => m.name).sort();
+// Ollama lists names with their tag; these models have none, so they show as `name:latest`.
+const loadedNames = async () =>
+  ((await bodyOf(fetch(`${server.url}/api/ps`))).models as { name: string }[]).map((m) => m.name.replace(/:latest$/, "")).sort();
 
 test("beyond max_queue: 503 with Retry-After, in each protocol's error format", async () => {
   const running = new AbortController();
@@ -101,12 +103,12 @@ describe("model lifecycle", () => {
 
   test("keep_alive as a duration sets when the model expires; negative never expires", async () => {
     await bodyOf(generate({ model: "a", stream: false, keep_alive: "10m", options: { num_predict: 1 } }));
-    const ps = (await bodyOf(fetch(`${server.url}/api/ps`))).models.find((m: { name: string }) => m.name === "a");
+    const ps = (await bodyOf(fetch(`${server.url}/api/ps`))).models.find((m: { name: string }) => m.name === "a:latest");
     const inMs = Date.parse(ps.expires_at) - Date.now();
     expect(inMs).toBeGreaterThan(9 * 60_000);
     expect(inMs).toBeLessThanOrEqual(10 * 60_000);
     await bodyOf(generate({ model: "a", stream: false, keep_alive: -1, options: { num_predict: 1 } }));
-    const forever = (await bodyOf(fetch(`${server.url}/api/ps`))).models.find((m: { name: string }) => m.name === "a");
+    const forever = (await bodyOf(fetch(`${server.url}/api/ps`))).models.find((m: { name: string }) => m.name === "a:latest");
     expect(Date.parse(forever.expires_at)).toBeGreaterThan(Date.now() + 100 * 365 * 86_400_000);
     expect((await generate({ model: "a", keep_alive: "soon" })).status).toBe(400);
   });
