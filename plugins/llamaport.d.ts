@@ -140,8 +140,20 @@ declare module "llamaport/internal/engine/types" {
         scorePrompt?: boolean;
         /** Reuse the prompt prefix a sequence already holds (default true); false evaluates the whole prompt again. */
         reusePrompt?: boolean;
+        /**
+         * The summary carries `context`: the prompt's tokens and the generated ones, which a later completion can pass as
+         * `CompletionRequest.context` to continue the exchange (and reuse the sequence's cache).
+         */
+        reportContext?: boolean;
         /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
         keepAliveMs?: number;
+        /**
+         * Tokens of context for this request (prompt and reply), instead of the model's `context`. A smaller one is served
+         * on the model's context, used only up to this size; a larger one gets a context of that size sharing the model's
+         * weights (loaded on first use, kept and unloaded like the model). Past what the model was trained with (and past
+         * its configured `context`) it is a 400 naming `contextSize`.
+         */
+        contextSize?: number;
         /** Aborting stops decoding at once and frees the sequence (or the queue place). */
         signal?: AbortSignal;
     }
@@ -164,6 +176,11 @@ declare module "llamaport/internal/engine/types" {
          * with fill-in-the-middle tokens (`ModelFacts.infill`); otherwise a 400 naming `suffix`. Implies `raw`.
          */
         suffix?: string;
+        /**
+         * Tokens of an earlier exchange (a summary's `context`) that this prompt continues: they go to the model as they are,
+         * then the prompt (templated or raw) without its beginning-of-sequence token. Not with `suffix`.
+         */
+        context?: number[];
     }
     /** Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, or the client went away. */
     export type FinishReason = "stop" | "length" | "abort";
@@ -235,6 +252,8 @@ declare module "llamaport/internal/engine/types" {
         cachedTokens: number;
         completionTokens: number;
         timings: GenerationTimings;
+        /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
+        context?: number[];
     }
     export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
     /**
@@ -270,9 +289,21 @@ declare module "llamaport/internal/engine/types" {
         embeddingModel: boolean;
         /** The vocabulary has fill-in-the-middle tokens (prefix, suffix, middle). */
         infill: boolean;
-        /** `general.*` and the architecture's own keys (`<architecture>.*`), as plain values; token lists are left out. */
+        /**
+         * Every key of the GGUF header, flattened to its dotted name (`general.name`, `llama.context_length`,
+         * `tokenizer.ggml.model`), as plain values. Lists longer than 64 items (the vocabulary, merges, token types: megabytes)
+         * are given as empty lists, so their keys still show.
+         */
         metadata: Record<string, unknown>;
+        /** The weight tensors: name, element type (`Q4_K`, `F32`, ...) and shape. */
+        tensors: {
+            name: string;
+            type: string;
+            shape: number[];
+        }[];
     }
+    /** Sampling settings a model uses when a request leaves them out (models.yaml's `defaults`). */
+    export type ModelDefaults = Pick<GenerateOptions, "temperature" | "topP" | "topK" | "minP" | "seed" | "maxTokens" | "stop" | "repeatPenalty" | "presencePenalty" | "frequencyPenalty">;
     /** What a protocol can show about a model without loading it. */
     export interface ModelInfo {
         name: string;
@@ -285,6 +316,16 @@ declare module "llamaport/internal/engine/types" {
         sizeBytes?: number;
         /** Last modification of the GGUF file (or of the registry), ISO 8601. */
         modifiedAt: string;
+        /** The GGUF file's path, when it is on disk. */
+        file?: string;
+        /** Sampling settings used when a request leaves them out. */
+        defaults: ModelDefaults;
+        /**
+         * The Jinja chat template the model's chats are rendered with, when it is one: models.yaml's `chat_template`, else
+         * the GGUF's own (with `chat_template: auto`). Undefined when a chat wrapper is named, or the GGUF has no template
+         * (then ChatML is used).
+         */
+        chatTemplate?: string;
         /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
         facts?: ModelFacts;
     }
@@ -294,6 +335,8 @@ declare module "llamaport/internal/engine/types" {
         /** When it will be unloaded (ISO 8601); undefined while in use or when it never expires. */
         expiresAt?: string;
         sizeBytes: number;
+        /** Tokens per sequence of this context. A model serving requests that asked for a larger context has one more entry. */
+        contextSize: number;
         /** Sequences generating right now. */
         activeSequences: number;
         /** Requests waiting for a free sequence. */
@@ -305,13 +348,17 @@ declare module "llamaport/internal/engine/types" {
         input: (string | number[])[];
         /** Length of the vectors wanted: must be the model's own (`ModelFacts.embeddingLength`); shortening is not supported. */
         dimensions?: number;
+        /** Cut an input longer than the embedding context to its first tokens instead of refusing it (400). Default false. */
+        truncate?: boolean;
+        /** Scale each vector to length 1 (default true); false returns the model's pooled vector as it is. */
+        normalize?: boolean;
         signal?: AbortSignal;
         /** As in `GenerateOptions.keepAliveMs`. */
         keepAliveMs?: number;
     }
     export interface EmbedResult {
         model: string;
-        /** One unit-length (L2-normalized) vector per input, as OpenAI, Ollama and llama-server return them. */
+        /** One vector per input: unit length (L2-normalized), as OpenAI, Ollama and llama-server return them, unless `normalize` is false. */
         embeddings: number[][];
         promptTokens: number;
     }
@@ -321,6 +368,12 @@ declare module "llamaport/internal/engine/types" {
         listModels(): Promise<ModelInfo[]>;
         /** The model a name or alias points to, or undefined. */
         findModel(name: string): Promise<ModelInfo | undefined>;
+        /**
+         * The SHA-256 of the model's GGUF file (64 hex digits), or undefined while the file is not on disk (not yet written
+         * or downloaded). Computed once per file version (path, size, modification time) by streaming the file through the
+         * hash, so the first call for a large file takes seconds but never blocks other requests; kept across restarts.
+         */
+        digest(model: string): Promise<string | undefined>;
         chat(request: ChatRequest): Generation;
         complete(request: CompletionRequest): Generation;
         /**
@@ -382,6 +435,15 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         handler: RouteHandler<TSchema extends Schema ? unknown : StaticDecode<Schema>>;
         /** Overrides the plugin's `fields` for this route's problems (e.g. `{ maxTokens: "max_output_tokens" }`). */
         fields?: Record<string, string>;
+        /**
+         * Serve only requests that carry this header (any value, name in any case). Such a route may share its method and
+         * path with another plugin's route without `when`, which keeps every other request: e.g. Anthropic's
+         * `GET /v1/models` for requests with `anthropic-version` (its SDK always sends it) beside OpenAI's for the rest.
+         * Neither plugin needs to know the other's format.
+         */
+        when?: {
+            header: string;
+        };
     }
     export interface PluginSetupContext {
         engine: EngineFacade;

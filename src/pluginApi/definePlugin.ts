@@ -42,6 +42,13 @@ export interface RouteDefinition<Schema extends TSchema = TSchema> {
   handler: RouteHandler<TSchema extends Schema ? unknown : StaticDecode<Schema>>;
   /** Overrides the plugin's `fields` for this route's problems (e.g. `{ maxTokens: "max_output_tokens" }`). */
   fields?: Record<string, string>;
+  /**
+   * Serve only requests that carry this header (any value, name in any case). Such a route may share its method and
+   * path with another plugin's route without `when`, which keeps every other request: e.g. Anthropic's
+   * `GET /v1/models` for requests with `anthropic-version` (its SDK always sends it) beside OpenAI's for the rest.
+   * Neither plugin needs to know the other's format.
+   */
+  when?: { header: string };
 }
 
 export interface PluginSetupContext {

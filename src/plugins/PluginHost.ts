@@ -190,9 +190,12 @@ export class PluginHost {
     for (const other of this.active.values()) {
       if (other.id === id) continue;
       for (const route of routes) {
-        const clash = other.routes.find((r) => r.method === route.method && samePath(r.path, route.path));
-        if (clash)
-          return this.fail(id, source, new Error(`route ${route.method} ${route.path} is already served by plugin "${other.plugin.name}"`));
+        // Routes that serve only requests with a header (`when`) share a path with one that serves the rest.
+        const clash = other.routes.find((r) => r.method === route.method && samePath(r.path, route.path) && r.header === route.header);
+        if (clash) {
+          const what = `route ${route.method} ${route.path}${route.header ? ` (requests with ${route.header})` : ""}`;
+          return this.fail(id, source, new Error(`${what} is already served by plugin "${other.plugin.name}"`));
+        }
       }
     }
     const reserved = routes.find((r) => this.options.reservedPaths.includes(r.path));
@@ -224,7 +227,7 @@ export class PluginHost {
       version: plugin.version,
       source,
       state: "active",
-      routes: routes.map((r) => `${r.method} ${r.path}`),
+      routes: routes.map((r) => `${r.method} ${r.path}${r.header ? ` (with ${r.header})` : ""}`),
       loadedAt: active.loadedAt,
     });
     if (previous) {
@@ -293,7 +296,7 @@ function pluginId(file: string): string {
 }
 
 /** `/a/:x` and `/a/:y` collide: the parameter names do not matter to the router. */
-function samePath(a: string, b: string): boolean {
+export function samePath(a: string, b: string): boolean {
   return a.replace(/:[^/]+/g, ":") === b.replace(/:[^/]+/g, ":");
 }
 

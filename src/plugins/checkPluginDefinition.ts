@@ -13,6 +13,8 @@ export interface CompiledRoute {
   bodyCheck?: TypeCheck<TSchema>;
   /** Neutral field names to this route's wire names: the plugin's `fields`, then the route's own. */
   fields: Readonly<Record<string, string>>;
+  /** `when.header`, lowercased: the route serves only requests with this header. */
+  header?: string;
 }
 
 export function checkPluginDefinition(value: unknown): { plugin: PluginDefinition; routes: CompiledRoute[] } {
@@ -37,7 +39,10 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
     if (!methods.has(route?.method)) throw new Error(`${where}: method must be one of ${[...methods].join(", ")}`);
     if (typeof route.path !== "string" || !route.path.startsWith("/")) throw new Error(`${where}: path must start with "/"`);
     if (typeof route.handler !== "function") throw new Error(`${where}: handler must be a function`);
-    const key = `${route.method} ${route.path}`;
+    if (route.when !== undefined && !(typeof route.when?.header === "string" && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(route.when.header)))
+      throw new Error(`${where}: when must be { header: "<header name>" }`);
+    const header = route.when?.header.toLowerCase();
+    const key = `${route.method} ${route.path}${header ? ` with ${header}` : ""}`;
     if (seen.has(key)) throw new Error(`${where}: ${key} is declared twice`);
     seen.add(key);
     let bodyCheck: TypeCheck<TSchema> | undefined;
@@ -48,7 +53,14 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
         throw new Error(`${where}: body is not a valid TypeBox schema: ${(error as Error).message}`);
       }
     }
-    return { method: route.method, path: route.path, definition: route, bodyCheck, fields: { ...plugin.fields, ...route.fields } };
+    return {
+      method: route.method,
+      path: route.path,
+      definition: route,
+      bodyCheck,
+      fields: { ...plugin.fields, ...route.fields },
+      ...(header && { header }),
+    };
   });
   return { plugin, routes };
 }

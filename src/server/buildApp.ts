@@ -17,8 +17,8 @@ export interface HostState {
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
-/** Paths the host serves itself, reserved from plugins. */
-export const hostPaths = ["/", "/health", "/plugins"];
+/** Paths the host serves itself, reserved from plugins. (`/` is the host's only while no plugin serves it.) */
+export const hostPaths = ["/health", "/plugins"];
 
 export function buildApp(routes: ServedRoute[], host: HostState) {
   const owners = prefixOwners(routes);
@@ -31,28 +31,59 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       if (problem.code === "internal") host.log("error", `${request.method} ${path}: ${(error as Error)?.stack ?? problem.message}`);
       return hostProblem(problem, ownerOf(owners, path));
     })
-    .get("/", () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } }))
     .get("/health", () => {
       const health = host.health();
       return Response.json(health, { status: health.status === "ok" ? 200 : 503 });
     })
     .get("/plugins", () => Response.json({ plugins: host.plugins() }));
-  for (const route of routes) {
+  // A plugin (Ollama's) may answer `/` the way its clients probe a server; otherwise the host says what it is.
+  if (!routes.some((r) => r.method === "GET" && r.path === "/"))
+    app.get("/", () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } }));
+  for (const group of routeGroups(routes)) {
+    const [first] = group;
     app.route(
-      route.method,
-      route.path,
-      ({ request, params, query }) =>
-        runRoute(
-          route,
-          { request, params: params as Record<string, string>, query: query as Record<string, string> },
-          host.engine,
-          host.limits,
-        ),
+      first!.method,
+      first!.path,
+      ({ request, params, query }) => {
+        const route = routeFor(group, request.headers);
+        const path = new URL(request.url).pathname;
+        if (!route)
+          return hostProblem(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), ownerOf(owners, path));
+        const named = renameParams(params as Record<string, string>, first!.path, route.path);
+        return runRoute(route, { request, params: named, query: query as Record<string, string> }, host.engine, host.limits);
+      },
       // The host reads and checks bodies itself, so errors come out in the plugin's own format.
       { parse: "none" },
     );
   }
   return app;
+}
+
+/** Routes by method and path (parameter names aside): several plugins may serve one path for requests with different headers. */
+function routeGroups(routes: ServedRoute[]): ServedRoute[][] {
+  const groups = new Map<string, ServedRoute[]>();
+  for (const route of routes) {
+    const key = `${route.method} ${route.path.replace(/:[^/]+/g, ":")}`;
+    groups.set(key, [...(groups.get(key) ?? []), route]);
+  }
+  return [...groups.values()];
+}
+
+/** The route for a request: the first whose header it carries, else the one without a header condition. */
+function routeFor(group: ServedRoute[], headers: Headers): ServedRoute | undefined {
+  return group.find((r) => r.header !== undefined && headers.has(r.header)) ?? group.find((r) => r.header === undefined);
+}
+
+/** Parameters as the chosen route names them: the router matched the group's first path, whose names may differ. */
+function renameParams(params: Record<string, string>, matched: string, wanted: string): Record<string, string> {
+  if (matched === wanted) return params;
+  const names = (path: string) =>
+    path
+      .split("/")
+      .filter((part) => part.startsWith(":"))
+      .map((part) => part.slice(1));
+  const from = names(matched);
+  return Object.fromEntries(names(wanted).map((name, index) => [name, params[from[index]!] ?? ""]));
 }
 
 /** A problem the host answers itself, in the format of the plugin that speaks for the path (if any). */
