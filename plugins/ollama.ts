@@ -1,10 +1,14 @@
-/** Ollama protocol: /api/generate, /api/chat, /api/tags, /api/show, /api/ps, /api/embed, /api/version over the llamaport engine. */
+/**
+ * Ollama protocol: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/tags, /api/show, /api/ps, /api/version
+ * and `/` over the llamaport engine; the model-management routes say to edit models.yaml.
+ */
 import {
   definePlugin,
   durationField,
   type EngineFacade,
   type FieldTable,
   frames,
+  type GeneratedToken,
   type GenerateOptions,
   type Generation,
   type GenerationSummary,
@@ -15,23 +19,32 @@ import {
   readFields,
   route,
   type StaticDecode,
+  slot,
   t,
   TEXT,
   template,
 } from "llamaport";
 
+// Options Ollama knows and llamaport honours. Others (num_keep, num_batch, num_gpu, main_gpu, use_mmap, num_thread,
+// draft_num_predict, and the older mirostat*, tfs_z, penalize_newline, ...) pass unread: see the README's field table.
 const options = t.Object({
   temperature: t.Optional(t.Number({ minimum: 0 })),
   top_p: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
   top_k: t.Optional(t.Integer({ minimum: 0 })),
   min_p: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
+  typical_p: t.Optional(t.Number()),
   seed: t.Optional(t.Integer()),
   num_predict: t.Optional(t.Integer()),
+  num_ctx: t.Optional(t.Integer({ minimum: 1 })),
   stop: t.Optional(t.Array(t.String())),
   repeat_penalty: t.Optional(t.Number({ exclusiveMinimum: 0 })),
+  repeat_last_n: t.Optional(t.Integer({ minimum: -1 })),
   presence_penalty: t.Optional(t.Number()),
   frequency_penalty: t.Optional(t.Number()),
 });
+
+/** Images come as base64 strings; llamaport's models read text only, so any image is refused by name (never dropped). */
+const images = t.Optional(t.Array(t.String()));
 
 /** Fields every generating route takes. `format` is `"json"` or a JSON Schema (structured outputs); "" means none. */
 const requestFields = {
@@ -40,31 +53,55 @@ const requestFields = {
   options: t.Optional(options),
   keep_alive: t.Optional(t.Union([t.String(), t.Number()])),
   format: t.Optional(t.Union([t.String(), t.Record(t.String(), t.Unknown())])),
+  think: t.Optional(t.Union([t.Boolean(), t.String()])),
+  logprobs: t.Optional(t.Boolean()),
+  top_logprobs: t.Optional(t.Integer({ minimum: 0, maximum: 20 })),
+  // Accepted for what they say; llamaport never cuts a prompt (a too-long one is a 400) nor shifts the context.
+  truncate: t.Optional(t.Boolean()),
+  shift: t.Optional(t.Boolean()),
 };
 const requestBody = t.Object(requestFields);
 
 const generateBody = t.Object({
   ...requestFields,
   prompt: t.Optional(t.String()),
+  suffix: t.Optional(t.String()),
   system: t.Optional(t.String()),
+  template: t.Optional(t.String()),
+  context: t.Optional(t.Array(t.Integer({ minimum: 0 }))),
   raw: t.Optional(t.Boolean()),
+  images,
 });
 
 const chatBody = t.Object({
   ...requestFields,
   messages: t.Optional(
     t.Array(
-      t.Object({ role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]), content: t.String() }),
+      t.Object({
+        role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
+        content: t.String(),
+        images,
+      }),
     ),
   ),
 });
 
-const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()) });
+const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()), verbose: t.Optional(t.Boolean()) });
 
 const embedBody = t.Object({
   model: t.String({ minLength: 1 }),
-  input: t.Union([t.String(), t.Array(t.String())]),
+  input: t.Optional(t.Union([t.String(), t.Array(t.String())])),
+  truncate: t.Optional(t.Boolean()),
+  dimensions: t.Optional(t.Integer({ minimum: 1 })),
   keep_alive: requestFields.keep_alive,
+  options: t.Optional(t.Record(t.String(), t.Unknown())),
+});
+
+const embeddingsBody = t.Object({
+  model: t.String({ minLength: 1 }),
+  prompt: t.Optional(t.String()),
+  keep_alive: requestFields.keep_alive,
+  options: t.Optional(t.Record(t.String(), t.Unknown())),
 });
 
 /** Ollama clients write `name:latest` for a model registered as `name`; a model literally named so wins. */
@@ -73,6 +110,9 @@ async function modelName(engine: EngineFacade, name: string): Promise<string> {
   const bare = name.slice(0, -":latest".length);
   return (await engine.findModel(bare)) ? bare : name;
 }
+
+/** A name as Ollama lists it: with a tag, `:latest` when it has none. */
+const ollamaName = (name: string) => (/:[^/]*$/.test(name) ? name : `${name}:latest`);
 
 /** Engine option names to Ollama's fields, for reading requests and for naming fields in errors. */
 const fields: FieldTable = {
@@ -84,9 +124,40 @@ const fields: FieldTable = {
   stop: "options.stop",
   maxTokens: "options.num_predict",
   repeatPenalty: "options.repeat_penalty",
+  repeatLastN: "options.repeat_last_n",
   presencePenalty: "options.presence_penalty",
   frequencyPenalty: "options.frequency_penalty",
+  contextSize: "options.num_ctx",
+  logprobs: "top_logprobs",
+  prompt: "prompt",
+  suffix: "suffix",
+  context: "context",
+  input: "input",
+  dimensions: "dimensions",
 };
+
+/** Engine options read as they are (the rest need a rule of Ollama's). */
+const directFields: FieldTable = {
+  temperature: "options.temperature",
+  topP: "options.top_p",
+  topK: "options.top_k",
+  minP: "options.min_p",
+  stop: "options.stop",
+  repeatPenalty: "options.repeat_penalty",
+  repeatLastN: "options.repeat_last_n",
+  presencePenalty: "options.presence_penalty",
+  frequencyPenalty: "options.frequency_penalty",
+  contextSize: "options.num_ctx",
+};
+
+function refuse(param: string, message: string): never {
+  throw new LlamaportError("invalid_request", `${param}: ${message}`, { param });
+}
+
+/** `images` with any image in it: llamaport runs text-only models, and answering without the picture would mislead. */
+function refuseImages(list: string[] | undefined, param: string, model: string): void {
+  if (list?.length) refuse(param, `"${model}" does not support images: llamaport runs text-only models (no vision)`);
+}
 
 async function generateOptions(
   engine: EngineFacade,
@@ -96,28 +167,57 @@ async function generateOptions(
   const { format } = body;
   if (typeof format === "string" && format !== "" && format !== "json")
     throw new LlamaportError("invalid_request", `format: expected "json" or a JSON schema object, got "${format}"`, { param: "format" });
-  const numPredict = body.options?.num_predict;
+  const typicalP = body.options?.typical_p;
+  if (typicalP !== undefined && typicalP !== 1)
+    refuse(
+      "options.typical_p",
+      "typical sampling is not available (node-llama-cpp has no typical-p sampler); leave it out or send 1 (off)",
+    );
+  const { num_predict: numPredict, seed } = body.options ?? {};
   return {
-    ...readFields(body, fields),
+    ...readFields(body, directFields),
     model: await modelName(engine, body.model),
     format: format === "" ? undefined : format,
     // Ollama: -1 = until the end, -2 = fill the context; both mean "no limit" here.
     maxTokens: numPredict !== undefined && numPredict > 0 ? numPredict : undefined,
+    // Ollama: a negative seed (its default is -1) means a random one.
+    seed: seed !== undefined && seed >= 0 ? seed : undefined,
+    ...(body.logprobs && { logprobs: body.top_logprobs ?? 0 }),
     keepAliveMs: durationField(body.keep_alive, "keep_alive"),
     signal,
   };
 }
 
+/** A template that has `<think>` and `</think>` is a thinking model's (Ollama's own test). */
+const thinks = (model: ModelInfo) => /<think>/.test(model.chatTemplate ?? "") && /<\/think>/.test(model.chatTemplate ?? "");
+
+/**
+ * `think`, as Ollama answers it for a model without thinking: `false` is fine, anything else a 400 saying so. For a
+ * thinking model llamaport cannot give Ollama's separate `thinking` field, so any explicit setting is refused too.
+ */
+async function checkThink(engine: EngineFacade, think: boolean | string | undefined, name: string, asked: string): Promise<void> {
+  if (think === undefined) return;
+  const model = await engine.findModel(name);
+  if (!model) return; // the engine answers 404 with the known names
+  if (thinks(model))
+    refuse(
+      "think",
+      "llamaport does not separate a thinking model's reasoning from its answer (Ollama's `thinking` field); leave think out and the reasoning stays in the text",
+    );
+  if (think !== false) throw new LlamaportError("invalid_request", `"${asked}" does not support thinking`, { param: "think" });
+}
+
 const ns = (ms: number) => Math.round(ms * 1e6);
 
 /** The closing line: Ollama's statistics, in nanoseconds. */
-function lastLine(summary: GenerationSummary, fields: object) {
+function lastLine(summary: GenerationSummary, model: string, fields: object) {
   return {
-    model: summary.model,
+    model,
     created_at: new Date().toISOString(),
     ...fields,
     done: true,
     done_reason: summary.finishReason === "length" ? "length" : "stop",
+    ...(summary.context && { context: summary.context }),
     total_duration: ns(summary.timings.totalMs),
     load_duration: ns(summary.timings.loadMs),
     prompt_eval_count: summary.promptTokens - summary.cachedTokens,
@@ -127,24 +227,46 @@ function lastLine(summary: GenerationSummary, fields: object) {
   };
 }
 
-/** A generation as Ollama answers it: NDJSON lines, or with `stream: false` one object holding the whole text. */
-async function answer(generation: Generation, stream: boolean | undefined, content: (text: string) => object) {
-  if (stream === false) {
-    const { text, summary } = await generation.collect();
-    return lastLine(summary, content(text));
+/** A token as Ollama's `logprobs` show it: `bytes` and `top_logprobs` only when there are some. */
+function logprobOf(token: GeneratedToken) {
+  const bytes = (text: string, own: number[]) => (text === "" ? {} : { bytes: own });
+  return {
+    token: token.text,
+    logprob: token.logprob ?? 0,
+    ...bytes(token.text, token.bytes),
+    ...(token.top?.length && {
+      top_logprobs: token.top.map((alt) => ({ token: alt.text, logprob: alt.logprob, ...bytes(alt.text, alt.bytes) })),
+    }),
+  };
+}
+
+/**
+ * A generation as Ollama answers it: NDJSON lines, or with `stream: false` one object holding the whole text. `model`
+ * is the name as the client wrote it, as Ollama echoes it.
+ */
+async function answer(
+  generation: Generation,
+  body: { stream?: boolean; logprobs?: boolean; model: string },
+  content: (text: string) => object,
+) {
+  const { model } = body;
+  if (body.stream === false) {
+    const { text, tokens, summary } = await generation.collect();
+    return lastLine(summary, model, { ...content(text), ...(body.logprobs && { logprobs: (tokens ?? []).map(logprobOf) }) });
   }
+  const logprobs = body.logprobs ? { logprobs: slot((delta) => (delta.tokens ?? []).map(logprobOf)) } : {};
   return ndjson(
     frames(generation, {
-      text: template({ model: generation.model, created_at: NOW, ...content(TEXT), done: false }),
-      done: (summary) => [lastLine(summary, content(""))],
+      text: template({ model, created_at: NOW, ...content(TEXT), done: false, ...logprobs }),
+      done: (summary) => [lastLine(summary, model, content(""))],
     }),
   );
 }
 
 /** Empty prompt or no messages: load (or with keep_alive 0, unload) the model and answer at once, as Ollama does. */
-async function loadOnly(engine: EngineFacade, name: string, keepAlive: number | undefined, fields: object) {
-  const model = await modelName(engine, name);
-  const done = (reason: string) => ({ model, created_at: new Date().toISOString(), ...fields, done: true, done_reason: reason });
+async function loadOnly(engine: EngineFacade, asked: string, keepAlive: number | undefined, fields: object) {
+  const model = await modelName(engine, asked);
+  const done = (reason: string) => ({ model: asked, created_at: new Date().toISOString(), ...fields, done: true, done_reason: reason });
   if (keepAlive === 0) {
     await engine.unload(model);
     return done("unload");
@@ -153,36 +275,115 @@ async function loadOnly(engine: EngineFacade, name: string, keepAlive: number | 
   return done("load");
 }
 
-/** "135M", "8.0B": Ollama's parameter_size. */
+/** Ollama's parameter_size ("8B", "134.52M", "202K"): its format.HumanNumber. */
 function parameterSize(count: number | undefined): string {
   if (!count) return "";
-  if (count >= 1e9) return `${(count / 1e9).toFixed(1)}B`;
-  if (count >= 1e6) return `${Math.round(count / 1e6)}M`;
-  return `${Math.round(count / 1e3)}K`;
+  const scaled = (unit: number, decimals: number, suffix: string) => {
+    const value = count / unit;
+    return `${value === Math.floor(value) ? value.toFixed(0) : value.toFixed(decimals)}${suffix}`;
+  };
+  if (count >= 1e9) return scaled(1e9, 1, "B");
+  if (count >= 1e6) return scaled(1e6, 2, "M");
+  if (count >= 1e3) return `${Math.round(count / 1e3)}K`;
+  return String(count);
 }
 
-function tag(model: ModelInfo, name: string) {
+function details(model: ModelInfo) {
   const family = model.facts?.architecture ?? "";
   return {
-    name,
-    model: name,
+    parent_model: "",
+    format: "gguf",
+    family,
+    families: family ? [family] : [],
+    parameter_size: parameterSize(model.facts?.parameterCount),
+    quantization_level: model.facts?.quantization ?? "",
+  };
+}
+
+/** What the model can do, by Ollama's rules on its template and header (no "thinking": see `checkThink`; no "vision"). */
+function capabilities(model: ModelInfo): string[] {
+  const found = [model.facts?.embeddingModel ? "embedding" : "completion"];
+  const chatTemplate = model.chatTemplate ?? "";
+  if (chatTemplate.includes("tools") || chatTemplate.includes("tool_call")) found.push("tools");
+  if (model.facts?.infill) found.push("insert");
+  return found;
+}
+
+/** One model as /api/tags lists it, under one of its names. */
+function tag(model: ModelInfo, name: string, digest: string | undefined) {
+  const { facts } = model;
+  return {
+    name: ollamaName(name),
+    model: ollamaName(name),
     modified_at: model.modifiedAt,
     size: model.sizeBytes ?? 0,
-    digest: "",
+    digest: digest ?? "",
     details: {
-      parent_model: "",
-      format: "gguf",
-      family,
-      families: family ? [family] : [],
-      parameter_size: parameterSize(model.facts?.parameterCount),
-      quantization_level: model.facts?.quantization ?? "",
+      ...details(model),
+      ...(facts?.trainedContext && { context_length: facts.trainedContext }),
+      ...(facts?.embeddingLength && { embedding_length: facts.embeddingLength }),
     },
+    capabilities: capabilities(model),
   };
+}
+
+/** A Modelfile PARAMETER value as Ollama prints it (Go's %#v): strings quoted, numbers plain. */
+const goValue = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : String(value));
+
+/** The model's settings as Ollama's Modelfile parameters: the context size and models.yaml's sampling defaults. */
+function parameters(model: ModelInfo): [string, unknown][] {
+  const d = model.defaults;
+  const named: [string, unknown][] = [
+    ["num_ctx", model.context],
+    ["temperature", d.temperature],
+    ["top_p", d.topP],
+    ["top_k", d.topK],
+    ["min_p", d.minP],
+    ["seed", d.seed],
+    ["num_predict", d.maxTokens],
+    ["repeat_penalty", d.repeatPenalty],
+    ["presence_penalty", d.presencePenalty],
+    ["frequency_penalty", d.frequencyPenalty],
+    ...(d.stop ?? []).map((stop): [string, unknown] => ["stop", stop]),
+  ];
+  return named.filter(([, value]) => value !== undefined);
+}
+
+/** The Modelfile Ollama would print for this model. */
+function modelfile(model: ModelInfo, name: string, license: unknown): string {
+  const lines = ['# Modelfile generated by "ollama show"', "# To build a new Modelfile based on this, replace FROM with:"];
+  lines.push(`# FROM ${ollamaName(name)}`, "", `FROM ${model.file ?? name}`);
+  if (model.chatTemplate) lines.push(`TEMPLATE """${model.chatTemplate}"""`);
+  for (const [key, value] of parameters(model)) lines.push(`PARAMETER ${key} ${goValue(value)}`);
+  if (typeof license === "string") lines.push(`LICENSE """${license}"""`);
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The header as Ollama's `model_info` shows it: every key but `general.name` and the chat template (shown as
+ * `template`), lists of more than 5 items as empty lists, and `general.parameter_count`.
+ */
+function modelInfo(model: ModelInfo): Record<string, unknown> {
+  const info: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(model.facts?.metadata ?? {})) {
+    if (key === "general.name" || key === "tokenizer.chat_template") continue;
+    info[key] = Array.isArray(value) && value.length > 5 ? [] : value;
+  }
+  if (model.facts) info["general.parameter_count"] = model.facts.parameterCount;
+  return info;
+}
+
+/** What Ollama's model-management routes get: llamaport's models come from models.yaml, not from the API. */
+function managedByFile(action: string): never {
+  throw new LlamaportError(
+    "not_supported",
+    `${action} is not supported: llamaport serves the models listed in models.yaml; edit that file to add, copy, rename or remove a model (it is reloaded on save)`,
+  );
 }
 
 export default definePlugin({
   name: "ollama",
-  version: "1.1.0",
+  version: "1.2.0",
   prefixes: ["/api"],
   fields,
   error: (problem) => ({ error: problem.message }),
@@ -192,14 +393,26 @@ export default definePlugin({
       path: "/api/generate",
       body: generateBody,
       async handler({ body, engine, signal }) {
+        if (body.raw && (body.template || body.system || body.context?.length))
+          refuse("raw", "raw mode does not support template, system, or context");
+        if (body.template)
+          refuse(
+            "template",
+            "Ollama's Go templates are not supported; set the model's chat_template in models.yaml (a Jinja template or a chat wrapper name), or send raw: true with the prompt already templated",
+          );
+        refuseImages(body.images, "images", body.model);
+        await checkThink(engine, body.think, await modelName(engine, body.model), body.model);
         if (!body.prompt) return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), { response: "" });
         const generation = engine.complete({
           ...(await generateOptions(engine, body, signal)),
           prompt: body.prompt,
           system: body.system,
           raw: body.raw,
+          suffix: body.suffix || undefined,
+          context: body.context,
+          reportContext: !body.raw,
         });
-        return answer(generation, body.stream, (text) => ({ response: text }));
+        return answer(generation, body, (text) => ({ response: text }));
       },
     }),
     route({
@@ -207,6 +420,10 @@ export default definePlugin({
       path: "/api/chat",
       body: chatBody,
       async handler({ body, engine, signal }) {
+        body.messages?.forEach((m, i) => {
+          refuseImages(m.images, `messages[${i}].images`, body.model);
+        });
+        await checkThink(engine, body.think, await modelName(engine, body.model), body.model);
         if (!body.messages?.length)
           return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), {
             message: { role: "assistant", content: "" },
@@ -215,15 +432,18 @@ export default definePlugin({
           ...(await generateOptions(engine, body, signal)),
           messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),
         });
-        return answer(generation, body.stream, (text) => ({ message: { role: "assistant", content: text } }));
+        return answer(generation, body, (text) => ({ message: { role: "assistant", content: text } }));
       },
     }),
     {
       method: "GET",
       path: "/api/tags",
-      handler: async ({ engine }) => ({
-        models: (await engine.listModels()).flatMap((m) => [m.name, ...m.aliases].map((name) => tag(m, name))),
-      }),
+      handler: async ({ engine }) => {
+        const models = await engine.listModels();
+        // Aliases name the same file: one digest each, computed once (and remembered) by the engine.
+        const digests = await Promise.all(models.map((m) => engine.digest(m.name)));
+        return { models: models.flatMap((m, i) => [m.name, ...m.aliases].map((name) => tag(m, name, digests[i]))) };
+      },
     },
     {
       method: "GET",
@@ -233,11 +453,12 @@ export default definePlugin({
           engine.loadedModels().map(async (loaded) => {
             const info = await engine.findModel(loaded.name);
             return {
-              ...(info ? tag(info, loaded.name) : { name: loaded.name, model: loaded.name }),
+              ...(info ? tag(info, loaded.name, await engine.digest(loaded.name)) : { name: ollamaName(loaded.name) }),
               size: loaded.sizeBytes,
               size_vram: 0,
               // Ollama shows a far-future time for models that stay loaded (in use, or keep_alive < 0).
               expires_at: loaded.expiresAt ?? "2318-08-31T00:00:00Z",
+              context_length: loaded.contextSize,
             };
           }),
         ),
@@ -247,18 +468,24 @@ export default definePlugin({
       method: "POST",
       path: "/api/show",
       body: modelBody,
+      // `verbose` asks for the long lists (the vocabulary) and tensors in full; the lists stay empty here (see the README).
       async handler({ body, engine }) {
-        const name = body.model ?? body.name;
+        const name = body.model || body.name;
         if (!name) throw new LlamaportError("invalid_request", "model is required", { param: "model" });
         const model = await engine.findModel(await modelName(engine, name));
         if (!model) throw new LlamaportError("not_found", `model '${name}' not found`, { param: "model" });
-        const { details } = tag(model, model.name);
+        const license = model.facts?.metadata["general.license"];
         return {
-          modelfile: "",
-          parameters: "",
-          template: model.facts?.chatTemplate ?? "",
-          details,
-          model_info: model.facts?.metadata ?? {},
+          ...(typeof license === "string" && { license }),
+          modelfile: modelfile(model, name, license),
+          parameters: parameters(model)
+            .map(([key, value]) => `${key.padEnd(30)} ${goValue(value)}`)
+            .join("\n"),
+          template: model.chatTemplate ?? "",
+          details: details(model),
+          model_info: modelInfo(model),
+          tensors: model.facts?.tensors ?? [],
+          capabilities: capabilities(model),
           modified_at: model.modifiedAt,
         };
       },
@@ -269,11 +496,19 @@ export default definePlugin({
       body: embedBody,
       async handler({ body, engine, signal }) {
         const started = performance.now();
-        const input = typeof body.input === "string" ? [body.input] : body.input;
+        const input = body.input === undefined || body.input === "" ? [] : typeof body.input === "string" ? [body.input] : body.input;
         const model = await modelName(engine, body.model);
-        const result = await engine.embed({ model, input, signal, keepAliveMs: durationField(body.keep_alive, "keep_alive") });
+        const keepAliveMs = durationField(body.keep_alive, "keep_alive");
+        // No input: load the model and answer with no embeddings, as Ollama does.
+        if (input.length === 0) {
+          await engine.load(model, { keepAliveMs });
+          return { model: body.model, embeddings: [] };
+        }
+        // Ollama cuts inputs longer than the context unless truncate is false (then the input is too long: 400).
+        const truncate = body.truncate !== false;
+        const result = await engine.embed({ model, input, signal, keepAliveMs, truncate, dimensions: body.dimensions });
         return {
-          model: result.model,
+          model: body.model,
           embeddings: result.embeddings,
           total_duration: ns(performance.now() - started),
           load_duration: 0,
@@ -281,6 +516,34 @@ export default definePlugin({
         };
       },
     }),
+    route({
+      method: "POST",
+      path: "/api/embeddings",
+      body: embeddingsBody,
+      // The older route: one prompt, and the model's vector as it is (Ollama does not normalize it here).
+      async handler({ body, engine, signal }) {
+        const model = await modelName(engine, body.model);
+        const keepAliveMs = durationField(body.keep_alive, "keep_alive");
+        if (!body.prompt) {
+          await engine.load(model, { keepAliveMs });
+          return { embedding: [] };
+        }
+        const result = await engine.embed({ model, input: [body.prompt], signal, keepAliveMs, normalize: false });
+        return { embedding: result.embeddings[0] };
+      },
+    }),
     { method: "GET", path: "/api/version", handler: () => ({ version: "0.6.0" }) },
+    // What Ollama answers on `/` (clients probe it to find a server); HEAD is answered from GET by the router.
+    {
+      method: "GET",
+      path: "/",
+      handler: () => new Response("Ollama is running", { headers: { "content-type": "text/plain; charset=utf-8" } }),
+    },
+    { method: "POST", path: "/api/create", handler: () => managedByFile("creating a model") },
+    { method: "POST", path: "/api/copy", handler: () => managedByFile("copying a model") },
+    { method: "DELETE", path: "/api/delete", handler: () => managedByFile("deleting a model") },
+    { method: "POST", path: "/api/push", handler: () => managedByFile("pushing a model") },
+    { method: "HEAD", path: "/api/blobs/:digest", handler: () => managedByFile("uploading model files") },
+    { method: "POST", path: "/api/blobs/:digest", handler: () => managedByFile("uploading model files") },
   ],
 });

@@ -135,14 +135,19 @@ test("garbage never produces a 500 and the server keeps serving", async () => {
   expect(ok.status).toBe(200);
 });
 
-test("embeddings: empty input and input longer than the context are 400s, not 500s", async () => {
+test("embeddings: empty input and input longer than the context are 400s, not 500s (Ollama: as Ollama answers them)", async () => {
   const empty = await postJson(`${server.url}/v1/embeddings`, { model: "demo", input: [] });
   expect(empty.status).toBe(400);
-  const blank = await postJson(`${server.url}/api/embed`, { model: "demo", input: "" });
-  expect(blank.status).toBe(400);
   const long = await postJson(`${server.url}/v1/embeddings`, { model: "demo", input: longText.repeat(4) });
   expect(long.status).toBe(400);
   expect((await bodyOf(long)).error.code).toBe("context_length_exceeded");
+  // Ollama loads the model for an empty input and answers with no embeddings; it cuts a long input unless told not to.
+  expect(await bodyOf(postJson(`${server.url}/api/embed`, { model: "demo", input: "" }))).toEqual({ model: "demo", embeddings: [] });
+  const cut = await bodyOf(postJson(`${server.url}/api/embed`, { model: "demo", input: longText.repeat(4) }));
+  expect(cut.embeddings).toHaveLength(1);
+  const refused = await postJson(`${server.url}/api/embed`, { model: "demo", input: longText.repeat(4), truncate: false });
+  expect(refused.status).toBe(400);
+  expect((await bodyOf(refused)).error).toContain("the embedding context holds");
 });
 
 test("unknown paths are a 404 in the format of the protocol that owns the prefix", async () => {

@@ -97,13 +97,13 @@ describe("POST /api/generate", () => {
     const body = await bodyOf(postJson(`${server.url}/api/generate`, { model: "demo" }));
     expect(body).toMatchObject({ model: "demo", response: "", done: true, done_reason: "load" });
     const ps = await bodyOf(fetch(`${server.url}/api/ps`));
-    expect(ps.models.map((m: { name: string }) => m.name)).toContain("demo");
+    expect(ps.models.map((m: { name: string }) => m.name)).toContain("demo:latest");
   });
 });
 
 test("/api/tags and /api/show report the GGUF header's facts", async () => {
   const tags = await bodyOf(fetch(`${server.url}/api/tags`));
-  const demo = tags.models.find((m: { name: string }) => m.name === "demo");
+  const demo = tags.models.find((m: { name: string }) => m.name === "demo:latest");
   // synthetic:demo is a 2-layer llama, 64-wide embeddings, a 1000-token vocabulary, Q8_0 weights: 2 x 64 x 1000
   // (embeddings, output) + 64 (norm) + 2 layers x (2 x 64 norms + 2 x 64x64 + 2 x 64x32 attention + 3 x 64x128 FFN).
   expect(demo.details).toEqual({
@@ -113,12 +113,16 @@ test("/api/tags and /api/show report the GGUF header's facts", async () => {
     families: ["llama"],
     parameter_size: "202K",
     quantization_level: "Q8_0",
+    context_length: 2048,
+    embedding_length: 64,
   });
   expect(demo.size).toBeGreaterThan(100_000);
   const show = await bodyOf(postJson(`${server.url}/api/show`, { model: "demo:latest" }));
   expect(show.details.family).toBe("llama");
   expect(show.model_info).toMatchObject({ "general.architecture": "llama", "llama.context_length": 2048, "llama.block_count": 2 });
-  expect(show.model_info["general.name"]).toBe("synthetic-demo");
+  // As Ollama: the name and the chat template are left out of model_info, the parameter count added.
+  expect(show.model_info["general.name"]).toBeUndefined();
+  expect(show.model_info["general.parameter_count"]).toBe(202_048);
 });
 
 describe("the official ollama client", () => {
@@ -151,8 +155,8 @@ describe("the official ollama client", () => {
 
   test("list shows models and aliases; an unknown model is a 404 error naming it", async () => {
     const names = (await client().list()).models.map((m) => m.name);
-    expect(names).toContain("demo");
-    expect(names).toContain("Meta-Llama-3-8B-Instruct");
+    expect(names).toContain("demo:latest");
+    expect(names).toContain("Meta-Llama-3-8B-Instruct:latest");
     const error = (await client()
       .generate({ model: "llama9", prompt: "hi" })
       .catch((e: unknown) => e)) as { status_code?: number; error?: string };
