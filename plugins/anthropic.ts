@@ -1,10 +1,16 @@
-/** Anthropic protocol: /v1/messages (plain and streamed) and /v1/messages/count_tokens over the llamaport engine. */
+/**
+ * Anthropic protocol: /v1/messages (plain and streamed), /v1/messages/count_tokens, and /v1/models for requests with
+ * an `anthropic-version` header (the OpenAI plugin answers the rest) over the llamaport engine.
+ */
 import {
   type ChatMessage,
   definePlugin,
+  type EngineFacade,
+  type GenerateOptions,
   frames,
   type GenerationSummary,
   LlamaportError,
+  type ModelInfo,
   nullable,
   type Problem,
   randomId,
@@ -30,7 +36,10 @@ const promptFields = {
   system: nullable(content),
 };
 
-// Unknown fields (tools, thinking, service_tier, ...) pass: TypeBox objects allow extra properties, and clients send them.
+const outputFormat = t.Object({ type: t.Literal("json_schema"), schema: t.Record(t.String(), t.Unknown()) });
+
+// Other fields pass unread: TypeBox objects allow extra properties. Those that do not change a local model's answer
+// (metadata, service_tier, speed, inference_geo, cache_control, ...) are listed as ignored in the README.
 const messagesBody = t.Object({
   ...promptFields,
   max_tokens: t.Integer({ minimum: 1 }),
@@ -40,11 +49,22 @@ const messagesBody = t.Object({
   stop_sequences: nullable(t.Array(t.String({ minLength: 1 }))),
   stream: nullable(t.Boolean()),
   metadata: t.Optional(t.Unknown()),
+  thinking: nullable(t.Object({ type: t.String() })),
+  output_config: nullable(t.Object({ format: nullable(outputFormat), effort: nullable(t.String()) })),
+  // The structured-outputs beta's name for output_config.format.
+  output_format: nullable(outputFormat),
+  container: t.Optional(t.Unknown()),
+  mcp_servers: t.Optional(t.Unknown()),
+  context_management: t.Optional(t.Unknown()),
 });
+type MessagesBody = StaticDecode<typeof messagesBody>;
 
 const countTokensBody = t.Object(promptFields);
 
 type PromptBody = StaticDecode<typeof countTokensBody>;
+
+/** Blocks a text-only model cannot read. */
+const mediaBlocks = new Set(["image", "document", "search_result", "container_upload"]);
 
 /** Text of a string or an array of text blocks; any other block is a 400 naming its field, e.g. `messages[1].content[0].type`. */
 function flatten(value: string | unknown[], field: string): string {
@@ -55,10 +75,18 @@ function flatten(value: string | unknown[], field: string): string {
     const type = typeof block === "object" && block !== null ? (block as { type?: unknown }).type : undefined;
     if (typeof type !== "string")
       throw new LlamaportError("invalid_request", `${at}.type: expected a content block with a string "type"`, { param: `${at}.type` });
-    if (type !== "text")
-      throw new LlamaportError("invalid_request", `${at}.type: content block type "${type}" is not supported; only "text" blocks are`, {
-        param: `${at}.type`,
-      });
+    if (type !== "text") {
+      const why = mediaBlocks.has(type)
+        ? ": llamaport runs text-only models (no vision, no document reading), and an answer without it would mislead"
+        : "";
+      throw new LlamaportError(
+        "invalid_request",
+        `${at}.type: content block type "${type}" is not supported${why}; only "text" blocks are`,
+        {
+          param: `${at}.type`,
+        },
+      );
+    }
     const text = (block as { text?: unknown }).text;
     if (typeof text !== "string") throw new LlamaportError("invalid_request", `${at}.text: expected a string`, { param: `${at}.text` });
     parts.push(text);
@@ -75,6 +103,31 @@ function chatMessages(body: PromptBody): ChatMessage[] {
     messages.push({ role: m.role, content: flatten(m.content, `messages[${i}].content`) });
   });
   return messages;
+}
+
+/**
+ * Request fields that ask for what llamaport cannot do: a 400 naming the field rather than an answer without it.
+ * Thinking turned off (`disabled`, `between_tools`) is what every answer here is anyway.
+ */
+function refuseUnsupported(body: MessagesBody): void {
+  const refuse = (param: string, message: string) => {
+    throw new LlamaportError("invalid_request", `${param}: ${message}`, { param });
+  };
+  const thinking = body.thinking?.type;
+  if (thinking !== undefined && thinking !== "disabled" && thinking !== "between_tools")
+    refuse(
+      "thinking",
+      `extended thinking ("${thinking}") is not available: llamaport does not separate a model's reasoning from its answer`,
+    );
+  if (body.output_config?.effort != null) refuse("output_config.effort", "effort levels are not available for llamaport's models");
+  if (body.container !== undefined) refuse("container", "code execution containers run on Anthropic's servers; llamaport has none");
+  if (body.mcp_servers !== undefined) refuse("mcp_servers", "llamaport does not connect to MCP servers");
+  if (body.context_management !== undefined) refuse("context_management", "context editing is not available in llamaport");
+}
+
+/** `output_config.format` (or the beta's `output_format`): a JSON Schema the answer must match. */
+function formatOf(body: MessagesBody): GenerateOptions["format"] {
+  return (body.output_config?.format ?? body.output_format)?.schema;
 }
 
 function stopReason(summary: GenerationSummary): "end_turn" | "max_tokens" | "stop_sequence" {
@@ -106,11 +159,81 @@ const errorBody = (problem: Problem) => ({
   error: { type: errorTypes[problem.status] ?? "invalid_request_error", message: problem.message },
 });
 
+const supported = (yes: boolean) => ({ supported: yes });
+
+/**
+ * A model as Anthropic's Models API shows it. Capabilities say what llamaport does with it: no images, PDFs, thinking,
+ * effort, server tools, citations, batches or context editing; structured outputs through `output_config.format`.
+ */
+function modelObject(model: ModelInfo) {
+  return {
+    type: "model",
+    id: model.name,
+    display_name: model.name,
+    created_at: model.modifiedAt,
+    max_input_tokens: model.context,
+    max_tokens: model.defaults.maxTokens ?? model.context,
+    lifecycle: "active",
+    line: null,
+    deprecated_at: null,
+    retires_at: null,
+    capabilities: {
+      batch: supported(false),
+      citations: supported(false),
+      code_execution: supported(false),
+      context_management: { supported: false, clear_thinking_20251015: null, clear_tool_uses_20250919: null, compact_20260112: null },
+      effort: {
+        supported: false,
+        low: supported(false),
+        medium: supported(false),
+        high: supported(false),
+        max: supported(false),
+        xhigh: null,
+      },
+      image_input: supported(false),
+      pdf_input: supported(false),
+      server_tools: { supported: false, code_execution: supported(false), web_search: supported(false) },
+      structured_outputs: supported(true),
+      thinking: {
+        supported: false,
+        types: { adaptive: supported(false), between_tools: supported(true), disabled: supported(true), enabled: supported(false) },
+      },
+    },
+  };
+}
+
+/** Every model once, newest file first (Anthropic lists the most recently released first). */
+async function modelList(engine: EngineFacade) {
+  const models = await engine.listModels();
+  return models.sort((a, b) => Date.parse(b.modifiedAt) - Date.parse(a.modifiedAt) || a.name.localeCompare(b.name)).map(modelObject);
+}
+
+/** One page of the list: `limit` (1-1000, default 20) after `after_id` or before `before_id`, as Anthropic pages it. */
+function modelPage(all: ReturnType<typeof modelObject>[], query: Record<string, string | undefined>) {
+  const limit = query.limit === undefined ? 20 : Number(query.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new LlamaportError("invalid_request", "limit: must be an integer between 1 and 1000", { param: "limit" });
+  const indexOf = (param: "after_id" | "before_id") => {
+    const id = query[param];
+    if (id === undefined) return undefined;
+    const index = all.findIndex((m) => m.id === id);
+    if (index < 0) throw new LlamaportError("invalid_request", `${param}: no model "${id}" in the list`, { param });
+    return index;
+  };
+  const after = indexOf("after_id");
+  const before = indexOf("before_id");
+  const end = before ?? all.length;
+  const start = before !== undefined ? Math.max(0, end - limit) : (after ?? -1) + 1;
+  const data = all.slice(start, Math.min(end, start + limit));
+  const more = before !== undefined ? start > 0 : start + data.length < all.length;
+  return { data, has_more: more, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null };
+}
+
 export default definePlugin({
   name: "anthropic",
   version: "1.1.0",
   prefixes: ["/v1/messages"],
-  fields: { maxTokens: "max_tokens", topP: "top_p", topK: "top_k", stop: "stop_sequences" },
+  fields: { maxTokens: "max_tokens", topP: "top_p", topK: "top_k", stop: "stop_sequences", format: "output_config.format" },
   error: errorBody,
   streamError: (problem) => sseEvent("error", errorBody(problem)),
   routes: [
@@ -119,6 +242,7 @@ export default definePlugin({
       path: "/v1/messages",
       body: messagesBody,
       async handler({ body, engine, signal }) {
+        refuseUnsupported(body);
         const id = randomId("msg_");
         const generation = engine.chat({
           model: body.model,
@@ -128,6 +252,7 @@ export default definePlugin({
           topP: body.top_p,
           topK: body.top_k,
           stop: body.stop_sequences,
+          format: formatOf(body),
           signal,
         });
         const message = { id, type: "message", role: "assistant", model: generation.model };
@@ -182,5 +307,22 @@ export default definePlugin({
         return { input_tokens: tokens.length };
       },
     }),
+    // The OpenAI plugin serves these paths too; Anthropic's SDK always sends anthropic-version, which picks these.
+    {
+      method: "GET",
+      path: "/v1/models",
+      when: { header: "anthropic-version" },
+      handler: async ({ engine, query }) => modelPage(await modelList(engine), query),
+    },
+    {
+      method: "GET",
+      path: "/v1/models/:model_id",
+      when: { header: "anthropic-version" },
+      handler: async ({ engine, params }) => {
+        const found = await engine.findModel(params.model_id ?? "");
+        if (!found) throw new LlamaportError("not_found", `model: ${params.model_id}`, { param: "model" });
+        return modelObject(found);
+      },
+    },
   ],
 });

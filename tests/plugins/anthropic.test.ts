@@ -56,7 +56,12 @@ test("the plugin is loaded from the plugins folder", async () => {
   };
   const anthropic = plugins.find((p) => p.id === "anthropic");
   expect(anthropic?.state).toBe("active");
-  expect(anthropic?.routes).toEqual(["POST /v1/messages", "POST /v1/messages/count_tokens"]);
+  expect(anthropic?.routes).toEqual([
+    "POST /v1/messages",
+    "POST /v1/messages/count_tokens",
+    "GET /v1/models (with anthropic-version)",
+    "GET /v1/models/:model_id (with anthropic-version)",
+  ]);
 });
 
 describe("official SDK", () => {
