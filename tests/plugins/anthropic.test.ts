@@ -28,7 +28,10 @@ beforeAll(async () => {
   const dir = join(pluginsDir.path, "plugins");
   mkdirSync(dir);
   copyFileSync(pluginFile, join(dir, "anthropic.ts"));
-  server = await startTestServer({ demo: { source: "synthetic:demo", context: 512, parallel: 2 } }, { plugins: dir });
+  server = await startTestServer(
+    { demo: { source: "synthetic:demo", context: 512, parallel: 2 }, second: { source: "synthetic:demo", context: 256, parallel: 1 } },
+    { plugins: dir },
+  );
   client = new Anthropic({ baseURL: server.url, apiKey: "x", maxRetries: 0 });
 });
 afterAll(async () => {
@@ -90,7 +93,7 @@ describe("official SDK", () => {
     expect(final.content).toEqual([expect.objectContaining({ type: "text", text })]);
     expect(whole.content[0]).toMatchObject({ type: "text", text });
     expect(final).toMatchObject({ id: expect.stringMatching(/^msg_/), model, stop_reason: "max_tokens", stop_sequence: null });
-    // message_start says 0 input tokens; message_delta brings the real usage, which the SDK takes over.
+    // message_start already carries the prompt's size; message_delta repeats it with the output tokens.
     expect(final.usage.output_tokens).toBe(12);
     const promptSize = (u: Anthropic.Usage) => u.input_tokens + (u.cache_read_input_tokens ?? 0);
     expect(promptSize(final.usage)).toBe(promptSize(whole.usage));
@@ -141,12 +144,6 @@ describe("official SDK", () => {
   });
 
   test("errors come back as the SDK's typed errors", async () => {
-    // The SDK's APIPromise is a thenable that bun's `.rejects` does not unwrap, so catch by hand.
-    const failure = (promise: PromiseLike<unknown>) =>
-      Promise.resolve(promise).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
     const unknown = await failure(client.messages.create({ model: "no-such-model", max_tokens: 5, messages: user("Hi") }));
     expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
     expect((unknown as InstanceType<typeof Anthropic.NotFoundError>).type).toBe("not_found_error");
@@ -155,7 +152,148 @@ describe("official SDK", () => {
   });
 });
 
+// The SDK's APIPromise is a thenable that bun's `.rejects` does not unwrap, so catch by hand.
+const failure = (promise: PromiseLike<unknown>) =>
+  Promise.resolve(promise).then(
+    () => undefined,
+    (error: unknown) => error as InstanceType<typeof Anthropic.APIError>,
+  );
+/** The message of an API error's body (the SDK's own `message` is the status and the whole JSON). */
+const messageOf = (error: InstanceType<typeof Anthropic.APIError> | undefined) =>
+  (error?.error as { error?: { message?: string } })?.error?.message;
+
+describe("official SDK: models, usage, refused blocks and fields", () => {
+  test("models.list and models.retrieve answer in Anthropic's shape, paged", async () => {
+    const page = await client.models.list();
+    expect(page.data.map((m) => m.id)).toEqual(["demo", "second"]);
+    const [demo] = page.data;
+    expect(demo).toMatchObject({ type: "model", id: "demo", display_name: "demo", max_input_tokens: 512, lifecycle: "active" });
+    expect(Date.parse(demo!.created_at)).toBeGreaterThan(0);
+    expect(demo!.capabilities).toMatchObject({ image_input: { supported: false }, pdf_input: { supported: false } });
+    expect(demo!.capabilities?.thinking.supported).toBe(false);
+    const ids: string[] = [];
+    for await (const model of client.models.list({ limit: 1 })) ids.push(model.id);
+    expect(ids).toEqual(["demo", "second"]);
+    expect(await client.models.retrieve("second")).toMatchObject({ type: "model", id: "second", max_input_tokens: 256 });
+    const missing = await failure(client.models.retrieve("nope"));
+    expect(missing).toBeInstanceOf(Anthropic.NotFoundError);
+  });
+
+  test("the stream's message_start carries the prompt's real size, which the SDK keeps", async () => {
+    const params = sampled({ max_tokens: 4, messages: user("Tell me a story about a dog") });
+    const whole = await client.messages.create(params);
+    const stream = client.messages.stream(params);
+    let started: Anthropic.Usage | undefined;
+    stream.on("streamEvent", (event) => {
+      if (event.type === "message_start") started = { ...event.message.usage };
+    });
+    const final = await stream.finalMessage();
+    const promptSize = (u: Anthropic.Usage) => u.input_tokens + (u.cache_read_input_tokens ?? 0);
+    expect(started!.output_tokens).toBe(0);
+    expect(promptSize(started!)).toBe(promptSize(whole.usage));
+    expect(promptSize(started!)).toBeGreaterThan(5);
+    expect(final.usage.input_tokens).toBe(started!.input_tokens);
+  });
+
+  test("image and document blocks are refused by name (text-only models), never dropped", async () => {
+    const image = { type: "image" as const, source: { type: "base64" as const, media_type: "image/png" as const, data: "iVBORw0KGgo=" } };
+    const withImage = await failure(
+      client.messages.create(
+        sampled({ max_tokens: 5, messages: [{ role: "user", content: [{ type: "text", text: "What is this?" }, image] }] }),
+      ),
+    );
+    expect(withImage).toBeInstanceOf(Anthropic.BadRequestError);
+    expect(messageOf(withImage)).toStartWith(
+      'messages[0].content[1].type: content block type "image" is not supported: llamaport runs text-only models',
+    );
+    const document = { type: "document" as const, source: { type: "text" as const, media_type: "text/plain" as const, data: "a note" } };
+    const withDocument = await failure(
+      client.messages.create(sampled({ max_tokens: 5, messages: [{ role: "user", content: [document] }] })),
+    );
+    expect(withDocument).toBeInstanceOf(Anthropic.BadRequestError);
+    expect(messageOf(withDocument)).toStartWith('messages[0].content[0].type: content block type "document" is not supported');
+  });
+
+  test("thinking: enabled or adaptive is refused by name; disabled is what every answer is", async () => {
+    const enabled = await failure(
+      client.messages.create({ ...sampled({ max_tokens: 5, messages: user("Hi") }), thinking: { type: "enabled", budget_tokens: 1024 } }),
+    );
+    expect(enabled).toBeInstanceOf(Anthropic.BadRequestError);
+    expect(messageOf(enabled)).toStartWith('thinking: extended thinking ("enabled") is not available');
+    const adaptive = await failure(
+      client.messages.create({ ...sampled({ max_tokens: 5, messages: user("Hi") }), thinking: { type: "adaptive" } }),
+    );
+    expect(adaptive).toBeInstanceOf(Anthropic.BadRequestError);
+    const disabled = await client.messages.create({ ...sampled({ max_tokens: 3, messages: user("Hi") }), thinking: { type: "disabled" } });
+    expect(disabled.usage.output_tokens).toBe(3);
+  });
+
+  test("output_config.format constrains the answer to the JSON Schema", async () => {
+    const schema = { type: "object", properties: { happy: { type: "boolean" } }, required: ["happy"], additionalProperties: false };
+    const message = await client.messages.create({
+      ...sampled({ max_tokens: 100, messages: user("Are you happy?") }, 1),
+      output_config: { format: { type: "json_schema", schema } },
+    });
+    const block = message.content[0];
+    expect(block?.type).toBe("text");
+    expect(typeof JSON.parse(block?.type === "text" ? block.text : "").happy).toBe("boolean");
+  });
+});
+
 describe("raw HTTP", () => {
+  test("GET /v1/models: Anthropic's shape with anthropic-version, OpenAI's without", async () => {
+    const anthropic = await fetch(`${server.url}/v1/models?limit=1`, { headers: { "anthropic-version": "2023-06-01" } });
+    expect(await anthropic.json()).toMatchObject({
+      data: [{ type: "model", id: "demo" }],
+      has_more: true,
+      first_id: "demo",
+      last_id: "demo",
+    });
+    const after = await fetch(`${server.url}/v1/models?after_id=demo`, { headers: { "anthropic-version": "2023-06-01" } });
+    expect(await after.json()).toMatchObject({ data: [{ id: "second" }], has_more: false, first_id: "second", last_id: "second" });
+    const before = await fetch(`${server.url}/v1/models?before_id=second`, { headers: { "anthropic-version": "2023-06-01" } });
+    expect(await before.json()).toMatchObject({ data: [{ id: "demo" }], has_more: false });
+    const openai = (await (await fetch(`${server.url}/v1/models`)).json()) as { object: string; data: { id: string; object: string }[] };
+    expect(openai.object).toBe("list");
+    expect(openai.data.map((m) => m.object)).toEqual(["model", "model"]);
+    const bad = await fetch(`${server.url}/v1/models?limit=0`, { headers: { "anthropic-version": "2023-06-01" } });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({
+      type: "error",
+      error: { type: "invalid_request_error", message: "limit: must be an integer between 1 and 1000" },
+    });
+    const missing = await fetch(`${server.url}/v1/models/nope`, { headers: { "anthropic-version": "2023-06-01" } });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ type: "error", error: { type: "not_found_error", message: "model: nope" } });
+  });
+
+  test("server-side features are refused by name; fields that do not change a local answer are accepted", async () => {
+    for (const [field, value] of [
+      ["container", "container_1"],
+      ["mcp_servers", [{ type: "url", url: "https://example.com", name: "x" }]],
+      ["context_management", { edits: [] }],
+      ["output_config", { effort: "high" }],
+    ] as const) {
+      const response = await messages({ model, max_tokens: 3, messages: user("Hi"), [field]: value });
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { error: { message: string } }).error.message).toStartWith(
+        field === "output_config" ? "output_config.effort:" : `${field}:`,
+      );
+    }
+    const accepted = await messages({
+      model,
+      max_tokens: 3,
+      messages: user("Hi"),
+      metadata: { user_id: "u1" },
+      service_tier: "standard_only",
+      speed: "standard",
+      inference_geo: "us",
+      cache_control: { type: "ephemeral" },
+      thinking: { type: "between_tools" },
+    });
+    expect(accepted.status).toBe(200);
+  });
+
   test("a stream is exactly Anthropic's named events, in order, each data's type equal to its event name", async () => {
     const response = await messages({ model, max_tokens: 6, temperature: 0, stream: true, messages: user("Hello there") });
     expect(response.status).toBe(200);
