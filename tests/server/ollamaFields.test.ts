@@ -209,6 +209,9 @@ describe("/api/generate fields", () => {
       generate({ prompt: "And then?", context: first.context, stream: false, options: { ...greedy, num_predict: 3 } }),
     );
     expect(next.context.slice(0, first.context.length)).toEqual(first.context);
+    // The continuation is not a second sequence: no second beginning-of-sequence token after the first exchange.
+    expect(first.context[0]).toBe(1);
+    expect(next.context[first.context.length]).not.toBe(1);
     // Only the new turn is evaluated: the sequence still holds the first exchange.
     expect(next.prompt_eval_count).toBeLessThan(next.context.length - first.context.length);
     const streamed = (await readChunks(await generate({ prompt: "Tell me a story", options: { ...greedy, num_predict: 5 } }))).text
