@@ -385,9 +385,10 @@ declare module "llamaport/internal/engine/types" {
         embed(request: EmbedRequest): Promise<EmbedResult>;
         tokenize(model: string, text: string): Promise<number[]>;
         detokenize(model: string, tokens: number[]): Promise<string>;
-        /** Load a model now; resolves when it is ready. */
+        /** Load a model now (with `contextSize`, a context of that size, as `GenerateOptions.contextSize`); resolves when it is ready. */
         load(model: string, options?: {
             keepAliveMs?: number;
+            contextSize?: number;
         }): Promise<void>;
         /** Unload a model once its running requests end. */
         unload(model: string): Promise<void>;

@@ -263,15 +263,25 @@ async function answer(
   );
 }
 
-/** Empty prompt or no messages: load (or with keep_alive 0, unload) the model and answer at once, as Ollama does. */
-async function loadOnly(engine: EngineFacade, asked: string, keepAlive: number | undefined, fields: object) {
-  const model = await modelName(engine, asked);
-  const done = (reason: string) => ({ model: asked, created_at: new Date().toISOString(), ...fields, done: true, done_reason: reason });
+/**
+ * Empty prompt or no messages: load (or with keep_alive 0, unload) the model and answer at once, as Ollama does;
+ * with `options.num_ctx`, a context of that size.
+ */
+async function loadOnly(engine: EngineFacade, body: StaticDecode<typeof requestBody>, fields: object) {
+  const model = await modelName(engine, body.model);
+  const keepAlive = durationField(body.keep_alive, "keep_alive");
+  const done = (reason: string) => ({
+    model: body.model,
+    created_at: new Date().toISOString(),
+    ...fields,
+    done: true,
+    done_reason: reason,
+  });
   if (keepAlive === 0) {
     await engine.unload(model);
     return done("unload");
   }
-  await engine.load(model, { keepAliveMs: keepAlive });
+  await engine.load(model, { keepAliveMs: keepAlive, contextSize: body.options?.num_ctx });
   return done("load");
 }
 
@@ -402,7 +412,7 @@ export default definePlugin({
           );
         refuseImages(body.images, "images", body.model);
         await checkThink(engine, body.think, await modelName(engine, body.model), body.model);
-        if (!body.prompt) return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), { response: "" });
+        if (!body.prompt) return loadOnly(engine, body, { response: "" });
         const generation = engine.complete({
           ...(await generateOptions(engine, body, signal)),
           prompt: body.prompt,
@@ -424,10 +434,7 @@ export default definePlugin({
           refuseImages(m.images, `messages[${i}].images`, body.model);
         });
         await checkThink(engine, body.think, await modelName(engine, body.model), body.model);
-        if (!body.messages?.length)
-          return loadOnly(engine, body.model, durationField(body.keep_alive, "keep_alive"), {
-            message: { role: "assistant", content: "" },
-          });
+        if (!body.messages?.length) return loadOnly(engine, body, { message: { role: "assistant", content: "" } });
         const generation = engine.chat({
           ...(await generateOptions(engine, body, signal)),
           messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),

@@ -158,8 +158,11 @@ export class Engine implements EngineFacade {
     return this.withModel(model, undefined, async (loaded) => loaded.model.detokenize(tokens as never));
   }
 
-  async load(model: string, options: { keepAliveMs?: number } = {}): Promise<void> {
-    await this.withModel(model, options.keepAliveMs, async () => {});
+  async load(model: string, options: { keepAliveMs?: number; contextSize?: number } = {}): Promise<void> {
+    const entry = this.registry.resolve(model);
+    await this.checkContextSize(entry, options.contextSize);
+    const use = await this.models.use(entry, options.keepAliveMs, options.contextSize);
+    use.release();
   }
 
   async unload(model: string): Promise<void> {

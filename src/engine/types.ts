@@ -362,8 +362,8 @@ export interface EngineFacade {
   embed(request: EmbedRequest): Promise<EmbedResult>;
   tokenize(model: string, text: string): Promise<number[]>;
   detokenize(model: string, tokens: number[]): Promise<string>;
-  /** Load a model now; resolves when it is ready. */
-  load(model: string, options?: { keepAliveMs?: number }): Promise<void>;
+  /** Load a model now (with `contextSize`, a context of that size, as `GenerateOptions.contextSize`); resolves when it is ready. */
+  load(model: string, options?: { keepAliveMs?: number; contextSize?: number }): Promise<void>;
   /** Unload a model once its running requests end. */
   unload(model: string): Promise<void>;
   /** Models loaded right now, with their sequences' activity. */

@@ -163,6 +163,9 @@ describe("options.num_ctx", () => {
     expect(server.logs.some((l) => l.includes("loaded model demo with a 1024-token context"))).toBe(true);
     const ps = await client().ps();
     expect(ps.models.filter((m) => m.name === "demo:latest").map((m) => (m as { context_length?: number }).context_length)).toContain(1024);
+    // A load request (no prompt) with a num_ctx no loaded context holds loads one, as Ollama loads a runner with it.
+    expect(await bodyOf(generate({ prompt: "", options: { num_ctx: 1536 } }))).toMatchObject({ done: true, done_reason: "load" });
+    expect(server.engine.loadedModels().some((m) => m.name === "demo" && m.contextSize === 1536)).toBe(true);
     const tooBig = await generate({ prompt: "hi", stream: false, options: { num_ctx: 4096 } });
     expect(tooBig.status).toBe(400);
     expect((await bodyOf(tooBig)).error).toBe('options.num_ctx 4096 is more than model "demo" was trained with (2048 tokens)');
