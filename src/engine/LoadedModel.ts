@@ -21,7 +21,8 @@ export class LoadedModel {
 
   private constructor(
     readonly entry: ModelEntry,
-    private readonly weights: ModelWeights,
+    /** The weights, shared with the model's other contexts. */
+    readonly weights: ModelWeights,
     readonly model: LlamaModel,
     readonly context: LlamaContext,
     /** The context size asked for: the model's `context`, or a request's larger one. */

@@ -179,19 +179,26 @@ export class ModelManager {
       const estimate = await estimateBytes(nlc, llama, path, entry, contextSize);
       // Another context of this model (same entry) already holds the weights: only the new context needs room.
       const shared = this.residenciesOf(entry.name).find((r) => sameEntry(r.loaded.entry, entry) && !r.weights.isDisposed)?.weights;
-      const bytes = estimate.context + (shared ? 0 : estimate.weights);
-      this.makeRoom(entry.name, bytes, !shared);
-      this.reserved.set(key, bytes);
-      const weights = shared ?? (await ModelWeights.load(llama, entry, path, estimate.weights));
-      const loaded = await LoadedModel.load(nlc, entry, weights, {
-        defaultThreads: this.options.defaultThreads,
-        contextSize,
-        startedAt: started,
-      });
+      // Held while room is made: unloading an idle context of this model to make room must not unload its weights.
+      shared?.retain();
+      let loaded: LoadedModel;
+      try {
+        const bytes = estimate.context + (shared ? 0 : estimate.weights);
+        this.makeRoom(entry.name, key, bytes, !shared);
+        this.reserved.set(key, bytes);
+        const weights = shared ?? (await ModelWeights.load(llama, entry, path, estimate.weights));
+        loaded = await LoadedModel.load(nlc, entry, weights, {
+          defaultThreads: this.options.defaultThreads,
+          contextSize,
+          startedAt: started,
+        });
+      } finally {
+        await shared?.release();
+      }
       residency = {
         key,
         loaded,
-        weights,
+        weights: loaded.weights,
         contextBytes: estimate.context,
         users: 0,
         lastUsedAt: Date.now(),
@@ -231,7 +238,7 @@ export class ModelManager {
    * memory budget. The estimate comes from the GGUF header before anything is allocated, so an oversized model is a
    * clear error instead of an out-of-memory crash.
    */
-  private makeRoom(incoming: string, bytes: number, newModel: boolean): void {
+  private makeRoom(incoming: string, incomingKey: string, bytes: number, newModel: boolean): void {
     const limit = this.options.maxLoadedModels();
     const setting = this.options.memoryBudget();
     const budget = setting === "auto" ? Math.max(0, totalmem() - 1024 ** 3) : setting;
@@ -250,7 +257,8 @@ export class ModelManager {
       const tooMany = count > limit;
       const tooBig = this.usedBytes() + bytes > budget;
       if (!tooMany && !tooBig) return;
-      const victim = this.leastRecentlyUsedIdle(incoming);
+      // Too many models: only another model's going helps. Too little memory: an idle context of this model helps too.
+      const victim = this.leastRecentlyUsedIdle(tooMany ? incoming : undefined, incomingKey);
       if (!victim)
         throw new LlamaportError(
           "busy",
@@ -278,12 +286,15 @@ export class ModelManager {
     );
   }
 
-  /** The loaded context idle the longest, of a model other than `except`; not one just loaded for requests still on their way to it. */
-  private leastRecentlyUsedIdle(except: string): Residency | undefined {
+  /**
+   * The loaded context idle the longest, not of model `exceptModel` (when given) nor the one being loaded (`exceptKey`),
+   * and not one just loaded for requests still on their way to it.
+   */
+  private leastRecentlyUsedIdle(exceptModel: string | undefined, exceptKey: string): Residency | undefined {
     let victim: Residency | undefined;
     for (const residency of this.current.values()) {
-      const name = residency.loaded.entry.name;
-      if (residency.users > 0 || this.waiting.has(residency.key) || name === except) continue;
+      const { key } = residency;
+      if (residency.users > 0 || this.waiting.has(key) || key === exceptKey || residency.loaded.entry.name === exceptModel) continue;
       if (!victim || residency.lastUsedAt < victim.lastUsedAt) victim = residency;
     }
     return victim;

@@ -200,6 +200,20 @@ describe("options.num_ctx", () => {
   });
 });
 
+test("under a tight memory budget, the model's idle context makes room for a larger one, keeping the weights", async () => {
+  // synthetic:demo's estimates: weights 0.2 MB, a 256-token context 1.6 MB, a 1024-token one 3.5 MB: one context fits.
+  await using tight = await startTestServer(
+    { a: { source: "synthetic:demo", context: 256, parallel: 1 } },
+    { top: { memory_budget: "4.3MB" } },
+  );
+  const run = (options: object) =>
+    postJson(`${tight.url}/api/generate`, { model: "a", prompt: "hi", stream: false, options: { num_predict: 1, ...options } });
+  expect((await run({})).status).toBe(200);
+  expect((await run({ num_ctx: 1024 })).status).toBe(200);
+  expect(tight.engine.loadedModels().map((m) => m.contextSize)).toEqual([1024]);
+  expect(tight.logs.filter((l) => l.includes("loaded model a")).length).toBe(2);
+});
+
 describe("/api/generate fields", () => {
   test("context: the done line carries the conversation's tokens; sent back, the next prompt continues it from the cache", async () => {
     const first = await bodyOf(generate({ prompt: "Tell me a story", stream: false, options: { ...greedy, num_predict: 5 } }));
