@@ -34,16 +34,82 @@ declare module "llamaport/internal/engine/EngineError" {
     /** Turns anything thrown into a Problem; unknown errors become `internal` without leaking their stack. */
     export function toProblem(error: unknown): Problem;
 }
+declare module "llamaport/internal/engine/toolTypes" {
+    /**
+     * The engine's neutral tool-calling types: tools a request offers, calls the model makes, and the events a generation
+     * streams for them. Each protocol plugin maps these to its own wire shapes (OpenAI `tool_calls`, Anthropic `tool_use`
+     * blocks, Ollama `tool_calls` with object arguments, Responses `function_call` items).
+     * @module
+     */
+    import type { JsonSchema } from "llamaport/internal/engine/types";
+    /** A function the model may call. */
+    export interface ToolDefinition {
+        /** 1-64 characters of `A-Z a-z 0-9 _ . : -`. */
+        name: string;
+        description?: string;
+        /**
+         * JSON Schema of the arguments (an object schema). Shape keywords (types, properties, enums, anyOf, $ref, ...) are
+         * enforced by a grammar; value constraints (minimum, pattern, ...) are not; every listed property is generated.
+         */
+        parameters?: JsonSchema;
+    }
+    /** A call the model made: its arguments always parse and match the tool's schema. */
+    export interface ToolCall {
+        /** Made by the engine for a new call (`call_…`); in history, whatever id the client sent back. */
+        id: string;
+        name: string;
+        arguments: Record<string, unknown>;
+    }
+    /**
+     * `auto`: the model decides. `none`: no call is made (the tools are not described to the model). `required`: the
+     * model must call one of the tools. `{ name }`: the model must call that tool. Forced calls are generated under a
+     * grammar, so even a model that never calls by itself produces a valid one.
+     */
+    export type ToolChoice = "auto" | "none" | "required" | {
+        name: string;
+    };
+    /** A call begins: its id and name are known, its arguments follow as `toolCallArguments` pieces. */
+    export interface ToolCallStart {
+        type: "toolCallStart";
+        /** Position among this generation's calls, from 0. */
+        index: number;
+        id: string;
+        name: string;
+    }
+    /** A piece of a call's arguments, as JSON text. Concatenated, a call's pieces are its arguments as JSON. */
+    export interface ToolCallArguments {
+        type: "toolCallArguments";
+        index: number;
+        text: string;
+    }
+    /** A call is complete. A call cut short (max tokens, abort) gets no end event and is not in the summary. */
+    export interface ToolCallEnd {
+        type: "toolCallEnd";
+        index: number;
+        call: ToolCall;
+        /** The arguments exactly as streamed in the `toolCallArguments` pieces. */
+        argumentsJson: string;
+    }
+    export type ToolCallEvent = ToolCallStart | ToolCallArguments | ToolCallEnd;
+}
 declare module "llamaport/internal/engine/types" {
     /**
      * The engine's neutral request and event types: what every protocol plugin maps its wire format to and from. No
      * protocol's field names appear here; a plugin maps these names to its own (see `PluginDefinition.fields`).
      * @module
      */
+    import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition } from "llamaport/internal/engine/toolTypes";
+    export type * from "llamaport/internal/engine/toolTypes";
     /** One chat turn. Protocols with richer content flatten it to text before reaching the engine. */
     export interface ChatMessage {
-        role: "system" | "user" | "assistant";
+        role: "system" | "user" | "assistant" | "tool";
         content: string;
+        /** assistant: the calls the model made in this turn, after `content` (often ""). */
+        toolCalls?: ToolCall[];
+        /** tool: the call this result answers. Without it (Ollama) a result answers the earliest open call of `toolName`, or the earliest. */
+        toolCallId?: string;
+        /** tool: the name of the tool that produced this result. */
+        toolName?: string;
     }
     /** A JSON Schema object, as clients send it. */
     export type JsonSchema = Record<string, unknown>;
@@ -159,6 +225,12 @@ declare module "llamaport/internal/engine/types" {
     }
     export interface ChatRequest extends GenerateOptions {
         messages: ChatMessage[];
+        /** Functions the model may call; problems name them `tools[i].name`, `tools[i].parameters...`. */
+        tools?: ToolDefinition[];
+        /** Default `auto` (with tools). */
+        toolChoice?: ToolChoice;
+        /** Several calls in one turn, where the model's template supports it (default true); false = at most one. */
+        parallelToolCalls?: boolean;
     }
     export interface CompletionRequest extends GenerateOptions {
         /**
@@ -182,8 +254,11 @@ declare module "llamaport/internal/engine/types" {
          */
         context?: number[];
     }
-    /** Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, or the client went away. */
-    export type FinishReason = "stop" | "length" | "abort";
+    /**
+     * Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, made tool calls, or the
+     * client went away.
+     */
+    export type FinishReason = "stop" | "length" | "toolCalls" | "abort";
     /** Durations of one request, in milliseconds. */
     export interface GenerationTimings {
         /** Waiting for a free sequence. */
@@ -255,17 +330,21 @@ declare module "llamaport/internal/engine/types" {
         /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
         context?: number[];
     }
-    export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
+    export type GenerationEvent = GenerationStart | TextDelta | ToolCallEvent | GenerationSummary;
     /**
-     * A running generation: iterate it for events (`start`, then `text`s, then `done`), or await `collect()` for the
-     * whole text. Nothing runs until it is first read; read it at most once.
+     * A running generation: iterate it for events (`start`, then `text`s and tool-call events, then `done`), or await
+     * `collect()` for the whole text and the calls. Nothing runs until it is first read; read it at most once.
      */
     export interface Generation extends AsyncIterable<GenerationEvent> {
         /** The registry name of the model serving it (aliases resolved), known before the first event. */
         readonly model: string;
-        /** The whole text; `tokens` holds every reported token and `prompt` the scored prompt, when the request asked for them. */
+        /**
+         * The whole text and the completed tool calls; `tokens` holds every reported token and `prompt` the scored prompt,
+         * when the request asked for them.
+         */
         collect(): Promise<{
             text: string;
+            toolCalls: ToolCall[];
             tokens?: GeneratedToken[];
             prompt?: GeneratedToken[];
             summary: GenerationSummary;
@@ -516,9 +595,11 @@ declare module "llamaport/internal/pluginApi/frames" {
     /**
      * Turns a generation into a protocol's stream items. A plugin declares its per-token chunk once, as an object with a
      * `TEXT` placeholder; the template is serialised once per request, so each token costs one JSON-escaped string and
-     * no object. Per-token data that has no fixed shape (log probabilities) goes in `slot`s, filled from each text event.
+     * no object. Per-token data that has no fixed shape (log probabilities, a running sequence number) goes in `slot`s,
+     * filled from each text event. Tool calls stream the same way: a template per call for its argument pieces.
      * @module
      */
+    import type { ToolCallEnd, ToolCallStart } from "llamaport/internal/engine/toolTypes";
     import type { Generation, GenerationStart, GenerationSummary, TextDelta } from "llamaport/internal/engine/types";
     import { SseMessage } from "llamaport/internal/pluginApi/streams";
     /** Stands for the generated text in a chunk template; replaced by the text, JSON-escaped. */
@@ -561,12 +642,22 @@ declare module "llamaport/internal/pluginApi/frames" {
     export function template(shape: unknown, options?: {
         event?: string;
     }): ChunkTemplate;
-    /** How one protocol streams a generation. */
+    /** How one protocol streams a generation. Only `text` and `done` are required; tool calls need the `toolCall*` hooks. */
     export interface StreamFormat {
         /** Items sent once the engine has a sequence and knows the prompt's size, before any text (a role chunk, `message_start`). */
         start?(start: GenerationStart): unknown[];
+        /** Items before the first piece of a run of text (opening a text block or output item). */
+        textStart?(): unknown[];
         /** Each piece of text, through a template made once per request. */
         text: ChunkTemplate;
+        /** Items after the last piece of a run of text (before a tool call or the end), with the whole run's text. */
+        textEnd?(text: string): unknown[];
+        /** Items when a tool call begins (its id and name are known). */
+        toolCallStart?(call: ToolCallStart): unknown[];
+        /** The template for the argument pieces of a call, made once per call (after `toolCallStart`). Without it, pieces are not sent. */
+        toolCallArguments?(call: ToolCallStart): ChunkTemplate;
+        /** Items when a call is complete, with its parsed arguments. A call cut short (max tokens) gets none: close it in `done`. */
+        toolCallEnd?(end: ToolCallEnd): unknown[];
         /** The last items, from the generation's summary (finish reason, usage, a `[DONE]` marker). */
         done(summary: GenerationSummary): unknown[];
     }

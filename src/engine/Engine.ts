@@ -1,23 +1,26 @@
 /** The engine: one object that serves every protocol's chat, completion, embedding and token calls over the model registry. */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Token } from "node-llama-cpp";
+import type { ChatHistoryItem, Llama, LlamaContextSequence, Token } from "node-llama-cpp";
 import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
-import { cachedPromptTokens, decode } from "./decode.ts";
+import { toChatHistory } from "./chatHistory.ts";
+import { cachedPromptTokens, type DecodeRequest, type DecodeResult, decode } from "./decode.ts";
+import { decodeWithTools } from "./decodeWithTools.ts";
 import { LlamaportError } from "./EngineError.ts";
 import { FileDigests } from "./FileDigests.ts";
 import { grammarFor } from "./grammarFor.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import { ModelManager } from "./ModelManager.ts";
 import { ModelRegistry } from "./ModelRegistry.ts";
-import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { physicalCores } from "./physicalCores.ts";
 import { readModelFacts } from "./readModelFacts.ts";
-import { type RenderedPrompt, renderChat, renderCompletion } from "./renderPrompt.ts";
+import { type RenderedPrompt, renderChat, renderCompletion, renderToolChat } from "./renderPrompt.ts";
 import { localModelPath, resolveModelSource } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
 import { tokenBiasFor } from "./tokenBias.ts";
-import { type GenerationSink, StreamingGeneration } from "./StreamingGeneration.ts";
+import { type GenerationSink, StreamingGeneration, type ToolCallSink } from "./StreamingGeneration.ts";
+import { checkToolGrammars, planTools, type ToolPlan } from "./tools/toolPlan.ts";
 import type {
   ChatRequest,
   CompletionRequest,
@@ -30,6 +33,14 @@ import type {
   LoadedModelStatus,
   ModelInfo,
 } from "./types.ts";
+
+/** One generation on a leased sequence: plain decoding (decode.ts) or chat with tools (decodeWithTools.ts). */
+type Decoder = (
+  nlc: NodeLlamaCppModule,
+  loaded: LoadedModel,
+  sequence: LlamaContextSequence,
+  request: DecodeRequest & { sink: GenerationSink & ToolCallSink },
+) => Promise<DecodeResult>;
 
 export interface EngineOptions {
   /** Threads for models that do not set their own; default: the physical cores. */
@@ -98,8 +109,17 @@ export class Engine implements EngineFacade {
     return this.digests.digest(path);
   }
 
+  /** Messages and tools are checked at once (a bad tool schema throws here); the rest happens on first read. */
   chat(request: ChatRequest): Generation {
-    return this.generation(request, (loaded) => renderChat(loaded, request.messages));
+    const history = toChatHistory(request.messages);
+    const tools = planTools(request);
+    if (!tools) return this.generation(request, (loaded) => renderChat(loaded, history));
+    return this.generation(
+      request,
+      (loaded) => renderToolChat(loaded, history, tools.functions),
+      toolDecoder(history, tools),
+      (llama) => checkToolGrammars(llama, tools),
+    );
   }
 
   complete(request: CompletionRequest): Generation {
@@ -257,17 +277,27 @@ export class Engine implements EngineFacade {
     return Array.from({ length: count }, (_, index) => one(seed === undefined ? request : { ...request, seed: seed + index }));
   }
 
-  /** A lazy generation: the model name is resolved now (an unknown one throws at once), everything else on first read. */
-  private generation(request: GenerateOptions, render: (loaded: LoadedModel) => RenderedPrompt): Generation {
+  /**
+   * A lazy generation: the model name is resolved now (an unknown one throws at once), everything else on first read.
+   * `prepare` runs before a sequence is leased (compiling grammars), so a slow or failing one never holds a sequence.
+   */
+  private generation(
+    request: GenerateOptions,
+    render: (loaded: LoadedModel) => RenderedPrompt,
+    decoder: Decoder = decode,
+    prepare?: (llama: Llama) => Promise<void>,
+  ): Generation {
     const entry = this.registry.resolve(request.model);
-    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, render));
+    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, render, decoder, prepare));
   }
 
   private async generate(
     entry: ModelEntry,
     request: GenerateOptions,
-    sink: GenerationSink,
+    sink: GenerationSink & ToolCallSink,
     render: (loaded: LoadedModel) => RenderedPrompt,
+    decoder: Decoder,
+    prepare?: (llama: Llama) => Promise<void>,
   ): Promise<GenerationSummary> {
     const started = performance.now();
     const sampling = resolveSampling(request, entry.defaults);
@@ -281,11 +311,12 @@ export class Engine implements EngineFacade {
       const { nlc, llama } = await this.runtime();
       // Compiled before leasing a sequence, so a slow grammar build never holds one.
       const grammar = await grammarFor(llama, request);
+      await prepare?.(llama);
       const tokenBias = tokenBiasFor(nlc, loaded, sampling);
       const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal);
       try {
         const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
-        const result = await decode(nlc, loaded, lease.sequence, {
+        const result = await decoder(nlc, loaded, lease.sequence, {
           prompt,
           sampling,
           grammar,
@@ -343,6 +374,37 @@ function unitLength(vector: readonly number[]): number[] {
   for (const value of vector) sum += value * value;
   const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
   return vector.map((value) => Math.fround(value * scale));
+}
+
+/**
+ * Decoding for a chat with tools: LlamaChat on the leased sequence, within the room the context has left. LlamaChat
+ * reuses the prefix the sequence holds by itself; anything past `cachedTokens` (all of it, without prompt reuse) is
+ * erased first, as the plain decode loop does.
+ */
+function toolDecoder(history: ChatHistoryItem[], plan: ToolPlan): Decoder {
+  return async (nlc, loaded, sequence, { prompt, sampling, tokenBias, cachedTokens, window, signal, sink }) => {
+    if (signal.aborted) throw new LlamaportError("aborted", "request aborted before decoding started");
+    if (cachedTokens < sequence.nextTokenIndex)
+      await sequence.eraseContextTokenRanges([{ start: cachedTokens, end: sequence.nextTokenIndex }]);
+    sink.start({ promptTokens: prompt.tokens.length, cachedTokens });
+    return decodeWithTools(nlc, {
+      sequence,
+      chatWrapper: loaded.chatWrapper,
+      history,
+      plan,
+      sampling,
+      // Past the context LlamaChat would shift it by dropping history: stop at its end instead ("length").
+      maxTokens: Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, window - prompt.tokens.length),
+      window,
+      tokenBias,
+      signal,
+      sink,
+    }).catch((error: unknown) => {
+      // LlamaChat throws the signal's reason when an abort lands before any text (during a forced call, say).
+      if (signal.aborted) throw new LlamaportError("aborted", "request aborted", { cause: error });
+      throw error;
+    });
+  };
 }
 
 /** The prompt, if it leaves room for a reply in the request's window: 10% of it is kept for the answer. */

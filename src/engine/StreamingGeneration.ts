@@ -1,8 +1,10 @@
 /**
- * Bridges the decode loop's callbacks to a pull-based event stream. Text that piles up while the reader is busy is sent
- * as one delta, except when tokens are reported: then every piece stays its own event, with its tokens.
+ * Bridges the decode loop's callbacks to a pull-based event stream. Text (or a call's arguments) that piles up while the
+ * reader is busy is sent as one delta, except when tokens are reported: then every piece stays its own event, with its
+ * tokens.
  */
-import type { GeneratedToken, Generation, GenerationEvent, GenerationStart, GenerationSummary, TextDelta } from "./types.ts";
+import type { ToolCall, ToolCallEvent } from "./toolTypes.ts";
+import type { GeneratedToken, Generation, GenerationEvent, GenerationStart, GenerationSummary } from "./types.ts";
 
 /** What a producer writes into; it runs once, when the generation is first iterated. */
 export interface GenerationSink {
@@ -14,13 +16,24 @@ export interface GenerationSink {
   readonly signal: AbortSignal;
 }
 
-export type GenerationProducer = (sink: GenerationSink) => Promise<GenerationSummary>;
+/** What a producer that generates tool calls writes into, besides text. */
+export interface ToolCallSink {
+  /** A call begins (after any text before it). */
+  toolCallStart(index: number, id: string, name: string): void;
+  toolCallArguments(index: number, text: string): void;
+  toolCallEnd(index: number, call: ToolCall, argumentsJson: string): void;
+}
 
-export class StreamingGeneration implements Generation, GenerationSink {
+export type GenerationProducer = (sink: GenerationSink & ToolCallSink) => Promise<GenerationSummary>;
+
+export class StreamingGeneration implements Generation, GenerationSink, ToolCallSink {
   private startEvent?: GenerationStart;
+  /**
+   * Events not yet read that are not coalesced: pieces with tokens (a generation either reports tokens or not) and
+   * tool-call events, in order; pending text is moved in here before them.
+   */
+  private readonly queued: GenerationEvent[] = [];
   private pending = "";
-  /** Pieces with tokens, in order (a generation either reports tokens or not). */
-  private readonly deltas: TextDelta[] = [];
   private summary?: GenerationSummary;
   private failure?: { error: unknown };
   private wake?: () => void;
@@ -42,8 +55,35 @@ export class StreamingGeneration implements Generation, GenerationSink {
   }
 
   text(piece: string, tokens?: GeneratedToken[]): void {
-    if (tokens) this.deltas.push({ type: "text", text: piece, tokens });
-    else this.pending += piece;
+    if (tokens) this.enqueue({ type: "text", text: piece, tokens });
+    else {
+      this.pending += piece;
+      this.notify();
+    }
+  }
+
+  toolCallStart(index: number, id: string, name: string): void {
+    this.enqueue({ type: "toolCallStart", index, id, name });
+  }
+
+  toolCallArguments(index: number, text: string): void {
+    const last = this.queued.at(-1);
+    if (last?.type === "toolCallArguments" && last.index === index && this.pending.length === 0) {
+      last.text += text;
+      this.notify();
+    } else this.enqueue({ type: "toolCallArguments", index, text });
+  }
+
+  toolCallEnd(index: number, call: ToolCall, argumentsJson: string): void {
+    this.enqueue({ type: "toolCallEnd", index, call, argumentsJson });
+  }
+
+  private enqueue(event: ToolCallEvent | (GenerationEvent & { type: "text" })): void {
+    if (this.pending.length > 0) {
+      this.queued.push({ type: "text", text: this.pending });
+      this.pending = "";
+    }
+    this.queued.push(event);
     this.notify();
   }
 
@@ -69,8 +109,8 @@ export class StreamingGeneration implements Generation, GenerationSink {
           yield this.startEvent;
           continue;
         }
-        if (started && this.deltas.length > 0) {
-          yield this.deltas.shift()!;
+        if (started && this.queued.length > 0) {
+          yield this.queued.shift()!;
           continue;
         }
         if (started && this.pending.length > 0) {
@@ -95,8 +135,15 @@ export class StreamingGeneration implements Generation, GenerationSink {
     }
   }
 
-  async collect(): Promise<{ text: string; tokens?: GeneratedToken[]; prompt?: GeneratedToken[]; summary: GenerationSummary }> {
+  async collect(): Promise<{
+    text: string;
+    toolCalls: ToolCall[];
+    tokens?: GeneratedToken[];
+    prompt?: GeneratedToken[];
+    summary: GenerationSummary;
+  }> {
     let text = "";
+    const toolCalls: ToolCall[] = [];
     let tokens: GeneratedToken[] | undefined;
     let prompt: GeneratedToken[] | undefined;
     for await (const event of this) {
@@ -107,7 +154,8 @@ export class StreamingGeneration implements Generation, GenerationSink {
           tokens ??= [];
           for (const token of event.tokens) tokens.push(token);
         }
-      } else if (event.type === "done") return { text, ...(tokens && { tokens }), ...(prompt && { prompt }), summary: event };
+      } else if (event.type === "toolCallEnd") toolCalls.push(event.call);
+      else if (event.type === "done") return { text, toolCalls, ...(tokens && { tokens }), ...(prompt && { prompt }), summary: event };
     }
     throw new Error("generation ended without a summary");
   }

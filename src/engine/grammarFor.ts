@@ -31,6 +31,16 @@ export async function grammarFor(llama: Llama, request: Pick<GenerateOptions, "f
   );
 }
 
+/** A JSON Schema's grammar; `param` names the request field it came from (a tool's `tools[i].parameters`) in problems. */
+export function schemaGrammar(llama: Llama, schema: Record<string, unknown>, param: string): Promise<LlamaGrammar> {
+  return compiled(
+    `schema:${JSON.stringify(schema)}`,
+    () => llama.createGrammarForJsonSchema(schema as never),
+    (error) => `${param}: unsupported JSON schema: ${error}`,
+    param,
+  );
+}
+
 async function compiled(key: string, create: () => Promise<LlamaGrammar>, problem: (error: string) => string, param: string) {
   let grammar = grammars.get(key);
   if (!grammar) {

@@ -1,8 +1,8 @@
-/** Turns a chat, a raw or a fill-in-the-middle request into prompt tokens, plus the chat template's own stop markers. */
-import type { ChatHistoryItem, LlamaText, Token } from "node-llama-cpp";
+/** Turns a chat (with or without tools), a raw or a fill-in-the-middle request into prompt tokens, plus the chat template's own stop markers. */
+import type { ChatHistoryItem, ChatModelFunctions, ChatWrapper, LlamaText, Token } from "node-llama-cpp";
 import { LlamaportError } from "./EngineError.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
-import type { ChatMessage, CompletionRequest } from "./types.ts";
+import type { CompletionRequest } from "./types.ts";
 
 export interface RenderedPrompt {
   /** The whole prompt as the sequence will hold it, beginning-of-sequence token included. */
@@ -13,21 +13,28 @@ export interface RenderedPrompt {
   stopTexts: string[];
 }
 
-export function renderChat(loaded: LoadedModel, messages: readonly ChatMessage[]): RenderedPrompt {
-  if (messages.length === 0) throw new LlamaportError("invalid_request", "messages must not be empty", { param: "messages" });
-  const history: ChatHistoryItem[] = [];
-  for (const message of messages) {
-    if (message.role === "system") history.push({ type: "system", text: message.content });
-    else if (message.role === "user") history.push({ type: "user", text: message.content });
-    else history.push({ type: "model", response: [message.content] });
-  }
-  // A trailing assistant message is a prefill the model continues; otherwise open a new, empty model turn.
-  if (messages[messages.length - 1]!.role !== "assistant") history.push({ type: "model", response: [] });
-  const state = loaded.chatWrapper.generateContextState({ chatHistory: history });
+/** The prompt for a chat history (see `toChatHistory`), beginning-of-sequence token first when the model wants one. */
+export function renderChat(loaded: LoadedModel, history: readonly ChatHistoryItem[]): RenderedPrompt {
+  const state = contextState(loaded.chatWrapper, history);
   return {
     tokens: withBos(loaded, state.contextText.tokenize(loaded.model.tokenizer)),
     ...templateStops(loaded, state.stopGenerationTriggers),
   };
+}
+
+/**
+ * The prompt for a chat with tools, with the documentation of `functions`, exactly as LlamaChat evaluates it: the
+ * chat wrapper's text, tokenized, and nothing added (a template without a beginning-of-sequence token gets none).
+ */
+export function renderToolChat(loaded: LoadedModel, history: readonly ChatHistoryItem[], functions: ChatModelFunctions): RenderedPrompt {
+  const state = contextState(loaded.chatWrapper, history, functions);
+  return { tokens: state.contextText.tokenize(loaded.model.tokenizer), ...templateStops(loaded, state.stopGenerationTriggers) };
+}
+
+function contextState(chatWrapper: ChatWrapper, history: readonly ChatHistoryItem[], functions?: ChatModelFunctions) {
+  // A trailing model turn (a prefill, or calls with their results) is continued; otherwise open a new, empty one.
+  const chatHistory = history.at(-1)?.type === "model" ? [...history] : [...history, { type: "model" as const, response: [] }];
+  return chatWrapper.generateContextState({ chatHistory, availableFunctions: functions });
 }
 
 /**
@@ -61,8 +68,8 @@ function renderPrompt(loaded: LoadedModel, request: CompletionRequest): Rendered
       param: "prompt",
     });
   return renderChat(loaded, [
-    ...(request.system ? [{ role: "system" as const, content: request.system }] : []),
-    { role: "user" as const, content: prompt },
+    ...(request.system ? [{ type: "system" as const, text: request.system }] : []),
+    { type: "user" as const, text: prompt },
   ]);
 }
 

@@ -4,10 +4,20 @@
  * @module
  */
 
+import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition } from "./toolTypes.ts";
+
+export type * from "./toolTypes.ts";
+
 /** One chat turn. Protocols with richer content flatten it to text before reaching the engine. */
 export interface ChatMessage {
-  role: "system" | "user" | "assistant";
+  role: "system" | "user" | "assistant" | "tool";
   content: string;
+  /** assistant: the calls the model made in this turn, after `content` (often ""). */
+  toolCalls?: ToolCall[];
+  /** tool: the call this result answers. Without it (Ollama) a result answers the earliest open call of `toolName`, or the earliest. */
+  toolCallId?: string;
+  /** tool: the name of the tool that produced this result. */
+  toolName?: string;
 }
 
 /** A JSON Schema object, as clients send it. */
@@ -125,6 +135,12 @@ export interface GenerateOptions {
 
 export interface ChatRequest extends GenerateOptions {
   messages: ChatMessage[];
+  /** Functions the model may call; problems name them `tools[i].name`, `tools[i].parameters...`. */
+  tools?: ToolDefinition[];
+  /** Default `auto` (with tools). */
+  toolChoice?: ToolChoice;
+  /** Several calls in one turn, where the model's template supports it (default true); false = at most one. */
+  parallelToolCalls?: boolean;
 }
 
 export interface CompletionRequest extends GenerateOptions {
@@ -150,8 +166,11 @@ export interface CompletionRequest extends GenerateOptions {
   context?: number[];
 }
 
-/** Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, or the client went away. */
-export type FinishReason = "stop" | "length" | "abort";
+/**
+ * Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, made tool calls, or the
+ * client went away.
+ */
+export type FinishReason = "stop" | "length" | "toolCalls" | "abort";
 
 /** Durations of one request, in milliseconds. */
 export interface GenerationTimings {
@@ -230,17 +249,26 @@ export interface GenerationSummary {
   context?: number[];
 }
 
-export type GenerationEvent = GenerationStart | TextDelta | GenerationSummary;
+export type GenerationEvent = GenerationStart | TextDelta | ToolCallEvent | GenerationSummary;
 
 /**
- * A running generation: iterate it for events (`start`, then `text`s, then `done`), or await `collect()` for the
- * whole text. Nothing runs until it is first read; read it at most once.
+ * A running generation: iterate it for events (`start`, then `text`s and tool-call events, then `done`), or await
+ * `collect()` for the whole text and the calls. Nothing runs until it is first read; read it at most once.
  */
 export interface Generation extends AsyncIterable<GenerationEvent> {
   /** The registry name of the model serving it (aliases resolved), known before the first event. */
   readonly model: string;
-  /** The whole text; `tokens` holds every reported token and `prompt` the scored prompt, when the request asked for them. */
-  collect(): Promise<{ text: string; tokens?: GeneratedToken[]; prompt?: GeneratedToken[]; summary: GenerationSummary }>;
+  /**
+   * The whole text and the completed tool calls; `tokens` holds every reported token and `prompt` the scored prompt,
+   * when the request asked for them.
+   */
+  collect(): Promise<{
+    text: string;
+    toolCalls: ToolCall[];
+    tokens?: GeneratedToken[];
+    prompt?: GeneratedToken[];
+    summary: GenerationSummary;
+  }>;
 }
 
 /** What the GGUF header says about a model, read without loading it. */

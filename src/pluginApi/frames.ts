@@ -1,9 +1,11 @@
 /**
  * Turns a generation into a protocol's stream items. A plugin declares its per-token chunk once, as an object with a
  * `TEXT` placeholder; the template is serialised once per request, so each token costs one JSON-escaped string and
- * no object. Per-token data that has no fixed shape (log probabilities) goes in `slot`s, filled from each text event.
+ * no object. Per-token data that has no fixed shape (log probabilities, a running sequence number) goes in `slot`s,
+ * filled from each text event. Tool calls stream the same way: a template per call for its argument pieces.
  * @module
  */
+import type { ToolCallEnd, ToolCallStart } from "../engine/toolTypes.ts";
 import type { Generation, GenerationEvent, GenerationStart, GenerationSummary, TextDelta } from "../engine/types.ts";
 import { SseMessage } from "./streams.ts";
 
@@ -99,12 +101,22 @@ export function template(shape: unknown, options: { event?: string } = {}): Chun
   return new ChunkTemplate(shape, options.event);
 }
 
-/** How one protocol streams a generation. */
+/** How one protocol streams a generation. Only `text` and `done` are required; tool calls need the `toolCall*` hooks. */
 export interface StreamFormat {
   /** Items sent once the engine has a sequence and knows the prompt's size, before any text (a role chunk, `message_start`). */
   start?(start: GenerationStart): unknown[];
+  /** Items before the first piece of a run of text (opening a text block or output item). */
+  textStart?(): unknown[];
   /** Each piece of text, through a template made once per request. */
   text: ChunkTemplate;
+  /** Items after the last piece of a run of text (before a tool call or the end), with the whole run's text. */
+  textEnd?(text: string): unknown[];
+  /** Items when a tool call begins (its id and name are known). */
+  toolCallStart?(call: ToolCallStart): unknown[];
+  /** The template for the argument pieces of a call, made once per call (after `toolCallStart`). Without it, pieces are not sent. */
+  toolCallArguments?(call: ToolCallStart): ChunkTemplate;
+  /** Items when a call is complete, with its parsed arguments. A call cut short (max tokens) gets none: close it in `done`. */
+  toolCallEnd?(end: ToolCallEnd): unknown[];
   /** The last items, from the generation's summary (finish reason, usage, a `[DONE]` marker). */
   done(summary: GenerationSummary): unknown[];
 }
@@ -115,14 +127,50 @@ export interface StreamFormat {
  * @example return sse(frames(generation, { text: template({ delta: TEXT }), done: (s) => [{ finish: s.finishReason }] }));
  */
 export async function* frames(generation: Generation, format: StreamFormat): AsyncGenerator<unknown> {
-  for await (const event of generation) yield* itemsOf(event, format);
+  const framer = new Framer(format);
+  for await (const event of generation) yield* framer.items(event);
 }
 
-function* itemsOf(event: GenerationEvent, format: StreamFormat): Generator<unknown> {
-  if (event.type === "text") yield format.text.render(event);
-  else if (event.type === "start") {
-    if (format.start) yield* format.start(event);
-  } else yield* format.done(event);
+/** One generation's framing state: whether a run of text is open (and its text), the current call's argument template. */
+class Framer {
+  private readonly handlesTools: boolean;
+  private inText = false;
+  private text = "";
+  private argumentsTemplate?: ChunkTemplate;
+
+  constructor(private readonly format: StreamFormat) {
+    this.handlesTools = format.toolCallStart !== undefined || format.toolCallEnd !== undefined;
+  }
+
+  *items(event: GenerationEvent): Generator<unknown> {
+    const { format } = this;
+    if (event.type === "text") {
+      if (!this.inText) {
+        this.inText = true;
+        this.text = "";
+        if (format.textStart) yield* format.textStart();
+      }
+      if (format.textEnd) this.text += event.text;
+      yield format.text.render(event);
+      return;
+    }
+    if (this.inText && event.type !== "start" && event.type !== "toolCallArguments") {
+      this.inText = false;
+      if (format.textEnd) yield* format.textEnd(this.text);
+    }
+    if (event.type === "start") {
+      if (format.start) yield* format.start(event);
+    } else if (event.type === "done") yield* format.done(event);
+    else if (!this.handlesTools)
+      throw new Error("this stream format has no toolCallStart / toolCallEnd hooks, and the model called a tool");
+    else if (event.type === "toolCallStart") {
+      const items = format.toolCallStart?.(event);
+      this.argumentsTemplate = format.toolCallArguments?.(event);
+      if (items) yield* items;
+    } else if (event.type === "toolCallArguments") {
+      if (this.argumentsTemplate) yield this.argumentsTemplate.render(event.text);
+    } else if (format.toolCallEnd) yield* format.toolCallEnd(event);
+  }
 }
 
 /**
@@ -136,7 +184,7 @@ export async function* choiceFrames(
   format: (index: number) => StreamFormat,
   end: (summaries: GenerationSummary[]) => unknown[],
 ): AsyncGenerator<unknown> {
-  const formats = generations.map((_, index) => format(index));
+  const framers = generations.map((_, index) => new Framer(format(index)));
   const iterators = generations.map((generation) => generation[Symbol.asyncIterator]());
   const next = (index: number) => iterators[index]!.next().then((result) => ({ index, result }));
   const pending = new Map(iterators.map((_, index) => [index, next(index)]));
@@ -150,7 +198,7 @@ export async function* choiceFrames(
       }
       if (result.value.type === "done") summaries[index] = result.value;
       pending.set(index, next(index));
-      yield* itemsOf(result.value, formats[index]!);
+      yield* framers[index]!.items(result.value);
     }
   } finally {
     // Left early (client gone, a failure): the generations still running stop and free their sequences.

@@ -108,4 +108,42 @@ describe("StreamingGeneration", () => {
     await events(generation);
     expect(sink.signal.aborted).toBe(false);
   });
+
+  test("tool-call events keep their order after the text before them; argument pieces that pile up come as one", async () => {
+    const call = { id: "call_1", name: "f", arguments: { a: 1 } };
+    const generation = new StreamingGeneration("m", async (sink) => {
+      sink.start({ promptTokens: 1, cachedTokens: 0 });
+      sink.text("Let me ");
+      sink.text("check.");
+      sink.toolCallStart(0, "call_1", "f");
+      for (const piece of ['{"a"', ": ", "1}"]) sink.toolCallArguments(0, piece);
+      sink.toolCallEnd(0, call, '{"a": 1}');
+      return { ...summary, finishReason: "toolCalls" };
+    });
+    const seen = (await events(generation)).slice(1, -1);
+    expect(seen).toEqual([
+      { type: "text", text: "Let me check." },
+      { type: "toolCallStart", index: 0, id: "call_1", name: "f" },
+      { type: "toolCallArguments", index: 0, text: '{"a": 1}' },
+      { type: "toolCallEnd", index: 0, call, argumentsJson: '{"a": 1}' },
+    ]);
+  });
+
+  test("collect() returns the text and the completed calls", async () => {
+    const call = { id: "call_2", name: "g", arguments: {} };
+    const generation = new StreamingGeneration("m", async (sink) => {
+      sink.start({ promptTokens: 1, cachedTokens: 0 });
+      sink.text("x");
+      sink.toolCallStart(0, "call_2", "g");
+      sink.toolCallArguments(0, "{}");
+      sink.toolCallEnd(0, call, "{}");
+      // A second call cut short: started, never ended, so not in the result.
+      sink.toolCallStart(1, "call_3", "g");
+      sink.toolCallArguments(1, '{"x');
+      return { ...summary, finishReason: "length" };
+    });
+    const { text, toolCalls } = await generation.collect();
+    expect(text).toBe("x");
+    expect(toolCalls).toEqual([call]);
+  });
 });

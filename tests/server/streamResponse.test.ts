@@ -1,8 +1,8 @@
 /** The host's stream framing: SSE and NDJSON items, line breaks in SSE data, the first item before the status, chunk templates and slots, several choices. */
 import { expect, test } from "bun:test";
 import { LlamaportError } from "../../src/engine/EngineError.ts";
-import type { Generation, TextDelta } from "../../src/engine/types.ts";
-import { choiceFrames, NOW, slot, TEXT, template } from "../../src/pluginApi/frames.ts";
+import type { Generation, GenerationEvent, GenerationSummary, TextDelta } from "../../src/engine/types.ts";
+import { choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "../../src/pluginApi/frames.ts";
 import { ndjson, sse, sseEvent } from "../../src/pluginApi/streams.ts";
 import { streamResponse } from "../../src/server/streamResponse.ts";
 
@@ -129,4 +129,81 @@ test("choiceFrames interleaves several generations, frames each with its own for
   expect(items.at(-1)).toBe("end a,b");
   // b finished while a was still generating: the streams were interleaved, not one after the other.
   expect(items.indexOf("done 1 1")).toBeLessThan(items.indexOf("done 0 3"));
+});
+
+const summary: GenerationSummary = {
+  type: "done",
+  model: "m",
+  finishReason: "toolCalls",
+  promptTokens: 1,
+  cachedTokens: 0,
+  completionTokens: 3,
+  timings: { queueMs: 0, loadMs: 0, promptMs: 0, generateMs: 0, totalMs: 0 },
+};
+
+/** A stand-in generation that yields the given events, then the summary. */
+function generationOf(events: GenerationEvent[]): Generation {
+  return {
+    model: "m",
+    async *[Symbol.asyncIterator]() {
+      yield { type: "start", promptTokens: 1, cachedTokens: 0 };
+      yield* events;
+      yield summary;
+    },
+    collect: () => Promise.reject(new Error("not used")),
+  };
+}
+
+const callEvents: GenerationEvent[] = [
+  { type: "text", text: "Hi " },
+  { type: "text", text: "there" },
+  { type: "toolCallStart", index: 0, id: "c0", name: "f" },
+  { type: "toolCallArguments", index: 0, text: '{"a":' },
+  { type: "toolCallArguments", index: 0, text: "1}" },
+  { type: "toolCallEnd", index: 0, call: { id: "c0", name: "f", arguments: { a: 1 } }, argumentsJson: '{"a":1}' },
+  { type: "toolCallStart", index: 1, id: "c1", name: "g" },
+  { type: "toolCallArguments", index: 1, text: "{}" },
+  { type: "toolCallEnd", index: 1, call: { id: "c1", name: "g", arguments: {} }, argumentsJson: "{}" },
+];
+
+test("frames: text runs are opened and closed (with their whole text), each call gets its own argument template", async () => {
+  const madeFor: string[] = [];
+  const format: StreamFormat = {
+    start: () => ["start"],
+    textStart: () => ["text-start"],
+    text: template({ t: TEXT }),
+    textEnd: (text) => [`text-end ${text}`],
+    toolCallStart: (call) => [`call ${call.index} ${call.id} ${call.name}`],
+    toolCallArguments: (call) => {
+      madeFor.push(call.id);
+      return template({ call: call.index, args: TEXT });
+    },
+    toolCallEnd: (end) => [`end ${end.index} ${end.argumentsJson} ${JSON.stringify(end.call.arguments)}`],
+    done: (s) => [`done ${s.finishReason}`],
+  };
+  const items: unknown[] = [];
+  for await (const item of frames(generationOf(callEvents), format)) items.push(item);
+  expect(items).toEqual([
+    "start",
+    "text-start",
+    '{"t":"Hi "}',
+    '{"t":"there"}',
+    "text-end Hi there",
+    "call 0 c0 f",
+    '{"call":0,"args":"{\\"a\\":"}',
+    '{"call":0,"args":"1}"}',
+    'end 0 {"a":1} {"a":1}',
+    "call 1 c1 g",
+    '{"call":1,"args":"{}"}',
+    "end 1 {} {}",
+    "done toolCalls",
+  ]);
+  expect(madeFor).toEqual(["c0", "c1"]);
+});
+
+test("frames: a format without tool-call hooks fails loudly when the model calls a tool", async () => {
+  const run = async () => {
+    for await (const _ of frames(generationOf(callEvents), { text: template({ t: TEXT }), done: () => [] }));
+  };
+  await expect(run()).rejects.toThrow("no toolCallStart / toolCallEnd hooks");
 });
