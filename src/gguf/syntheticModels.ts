@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { GGUF_WRITER_VERSION, writeLlamaGguf, type SyntheticLlamaSpec } from "./writeLlamaGguf.ts";
+import { GGUF_WRITER_VERSION, type SyntheticChat, writeLlamaGguf, type SyntheticLlamaSpec } from "./writeLlamaGguf.ts";
 
 const tinyShape = {
   embedding: 64,
@@ -14,6 +14,49 @@ const tinyShape = {
   vocabSize: 1000,
 } as const;
 
+/**
+ * A ChatML-style Jinja template with tool calling in its own syntax (`<tool_call>NAME\n{JSON}</tool_call>`, results
+ * in `tool` turns), as real tool models ship them. An assistant turn that answers a user opens with `<|act|>`; one
+ * that follows tool results opens with `<|answer|>`.
+ */
+const toolChatTemplate = `{%- if tools -%}<|im_start|>system
+You may call these tools: {{ tools | tojson }}
+To call one, write <tool_call> then its name, a new line, and its arguments as JSON.<|im_end|>
+{% endif -%}
+{%- for message in messages -%}
+{%- if message.role == 'assistant' -%}
+<|im_start|>assistant
+{% if loop.index0 == 0 or messages[loop.index0 - 1].role != 'tool' %}<|act|>{% else %}<|answer|>{% endif %}{{ message.content }}
+{%- if message.tool_calls -%}{%- for call in message.tool_calls -%}<tool_call>{{ call.function.name }}
+{{ call.function.arguments | tojson }}</tool_call>{%- endfor -%}{%- endif -%}<|im_end|>
+{% elif message.role == 'tool' -%}
+<|im_start|>tool
+{{ message.content }}<|im_end|>
+{% else -%}
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}<|im_start|>assistant
+{% if messages[-1].role != 'tool' %}<|act|>{% else %}<|answer|>{% endif %}{%- endif -%}`;
+
+/**
+ * Random weights that still make tool calling deterministic: every answer to a user is one tool call (`auto` calls),
+ * the turn ends after it, and the answer after tool results is " done." Any text ends at its first full stop.
+ */
+const toolCaller: SyntheticChat = {
+  template: toolChatTemplate,
+  specialTokens: ["<|im_start|>", "<|im_end|>", "<|act|>", "<|answer|>", "<tool_call>", "</tool_call>"],
+  eosToken: "<|im_end|>",
+  bigrams: [
+    ["<|act|>", "<tool_call>"],
+    ["</tool_call>", "<|im_end|>"],
+    ["<|answer|>", "\u2581done"],
+    ["\u2581done", "."],
+    [".", "<|im_end|>"],
+  ],
+};
+
 export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   demo: { name: "synthetic-demo", seed: 1, ...tinyShape, tensorType: "Q8_0" },
   "tiny-f32": { name: "synthetic-tiny-f32", seed: 1, ...tinyShape, tensorType: "F32" },
@@ -24,6 +67,8 @@ export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   "tiny-bpe": { name: "synthetic-tiny-bpe", seed: 1, ...tinyShape, tensorType: "Q8_0", tokenizer: "bpe" },
   // Fill-in-the-middle tokens (prefix, suffix, middle), as code models have them.
   "tiny-fim": { name: "synthetic-tiny-fim", seed: 1, ...tinyShape, tensorType: "Q8_0", fim: true },
+  // A chat model with a tool-calling template (node-llama-cpp reads its syntax from the template) that always calls.
+  "tiny-tools": { name: "synthetic-tiny-tools", seed: 1, ...tinyShape, tensorType: "Q8_0", chat: toolCaller },
   // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
   "smollm2-135m": {
     name: "synthetic-smollm2-135m",
@@ -56,6 +101,7 @@ function specHash(spec: SyntheticLlamaSpec): string {
     // Only when set, so the files of presets that predate these fields keep their names.
     ...(spec.tokenizer && spec.tokenizer !== "spm" ? [spec.tokenizer] : []),
     ...(spec.fim ? ["fim"] : []),
+    ...(spec.chat ? [spec.chat] : []),
   ]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
 }

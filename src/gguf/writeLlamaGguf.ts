@@ -23,6 +23,22 @@ export interface SyntheticLlamaSpec {
   tokenizer?: "spm" | "bpe";
   /** Add fill-in-the-middle tokens (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`) as the last three ids. */
   fim?: boolean;
+  /** A chat template with its own special tokens, and weights that make some of them follow others. */
+  chat?: SyntheticChat;
+}
+
+/**
+ * A chat model's trimmings for a synthetic file: the Jinja template (`tokenizer.chat_template`), its special tokens
+ * (control tokens at the end of the vocabulary), which of them ends a turn, and bigram rules that fix the next token
+ * after a given one (e.g. a turn-opening token is always followed by a tool-call token), so a test can count on it.
+ */
+export interface SyntheticChat {
+  template: string;
+  specialTokens: string[];
+  /** The end-of-sequence token (one of `specialTokens`). */
+  eosToken: string;
+  /** `[after, next]`: after the token `after`, `next` has by far the highest logit. At most one rule per embedding dimension. */
+  bigrams: [after: string, next: string][];
 }
 
 /**
@@ -163,20 +179,25 @@ interface Vocabulary {
 
 const FIM_TOKENS = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"] as const;
 
-/** The spec's vocabulary: SentencePiece or BPE, with fill-in-the-middle tokens at the end when asked for. */
+/**
+ * The spec's vocabulary: SentencePiece or BPE, with fill-in-the-middle tokens and a chat's special tokens at the end
+ * (control tokens), so every other token keeps the id it has without them.
+ */
 function vocabularyOf(spec: SyntheticLlamaSpec): Vocabulary {
-  const reserved = spec.fim ? FIM_TOKENS.length : 0;
-  const vocab = spec.tokenizer === "bpe" ? buildBpeVocabulary(spec.vocabSize - reserved) : buildVocabulary(spec.vocabSize - reserved);
-  if (spec.fim) {
-    const first = vocab.tokens.length;
-    for (const token of FIM_TOKENS) {
-      vocab.tokens.push(token);
-      vocab.scores.push(0);
-      vocab.types.push(TokenType.CONTROL);
-      vocab.favoured.push(false);
-    }
-    vocab.fim = { prefix: first, suffix: first + 1, middle: first + 2 };
+  const extra = [...(spec.fim ? FIM_TOKENS : []), ...(spec.chat?.specialTokens ?? [])];
+  const size = spec.vocabSize - extra.length;
+  const vocab = spec.tokenizer === "bpe" ? buildBpeVocabulary(size) : buildVocabulary(size);
+  const first = vocab.tokens.length;
+  for (const token of extra) {
+    if (vocab.tokens.includes(token)) throw new Error(`synthetic GGUF: special token ${token} is already in the vocabulary`);
+    vocab.tokens.push(token);
+    vocab.scores.push(0);
+    vocab.types.push(TokenType.CONTROL);
+    vocab.favoured.push(false);
   }
+  if (spec.fim) vocab.fim = { prefix: first, suffix: first + 1, middle: first + 2 };
+  if (spec.chat) vocab.eos = vocab.tokens.indexOf(spec.chat.eosToken);
+  if (vocab.eos < 0) throw new Error("synthetic GGUF: the end-of-sequence token is not in the vocabulary");
   return vocab;
 }
 
@@ -386,6 +407,8 @@ interface TensorPlan {
   type: GgufTensorType;
   /** Per-row standard deviation; 0 rows are written as exact zeros. `null` means constant 1.0 (norm weights). */
   rowStd: ((row: number) => number) | null;
+  /** Overwrites some values of a row after it is filled (the bigram rules). */
+  patchRow?: (row: number, values: Float32Array) => void;
   offset: number;
   byteSize: number;
 }
@@ -412,16 +435,45 @@ function validateSpec(spec: SyntheticLlamaSpec): void {
   if (spec.embedding % spec.heads !== 0) throw new Error("synthetic GGUF: embedding must be divisible by heads");
   if (spec.heads % spec.kvHeads !== 0) throw new Error("synthetic GGUF: heads must be divisible by kvHeads");
   if ((spec.embedding / spec.heads) % 2 !== 0) throw new Error("synthetic GGUF: head dimension must be even for RoPE");
-  const smallest = (spec.tokenizer === "bpe" ? 256 + 1 : FIRST_PIECE_ID + 1) + (spec.fim ? FIM_TOKENS.length : 0);
+  const smallest =
+    (spec.tokenizer === "bpe" ? 256 + 1 : FIRST_PIECE_ID + 1) + (spec.fim ? FIM_TOKENS.length : 0) + (spec.chat?.specialTokens.length ?? 0);
   if (spec.vocabSize < smallest) throw new Error(`synthetic GGUF: vocabSize must be at least ${smallest}`);
   if (spec.tensorType === "Q8_0" && (spec.embedding % Q8_0_BLOCK !== 0 || spec.feedForward % Q8_0_BLOCK !== 0))
     throw new Error("synthetic GGUF: Q8_0 needs embedding and feedForward divisible by 32");
+}
+
+/** Size of the embedding component a bigram rule writes: it dominates the RMS norm of that position. */
+const BIGRAM_EMBEDDING = 1;
+/** Output weight of a rule's `next` token on its component: its logit becomes ~this x sqrt(n_embd), far above any word's. */
+const BIGRAM_OUTPUT = 2;
+
+/**
+ * Bigram rule r owns embedding dimension r: only its `after` token has a value there, no layer writes into it (those
+ * output rows are zero), and only its `next` token reads it in the output layer. So after `after`, `next` wins.
+ */
+function bigramPatches(spec: SyntheticLlamaSpec, vocab: Vocabulary) {
+  const rules = (spec.chat?.bigrams ?? []).map(([after, next]) => [vocab.tokens.indexOf(after), vocab.tokens.indexOf(next)] as const);
+  rules.forEach(([after, next], r) => {
+    if (after < 0 || next < 0) throw new Error(`synthetic GGUF: bigram rule ${r} names a token that is not in the vocabulary`);
+  });
+  if (rules.length > spec.embedding) throw new Error("synthetic GGUF: more bigram rules than embedding dimensions");
+  const component = (side: 0 | 1, value: number) => (row: number, values: Float32Array) => {
+    for (let r = 0; r < rules.length; r++) values[r] = rules[r]![side] === row ? value : 0;
+  };
+  return {
+    count: rules.length,
+    embedding: rules.length === 0 ? undefined : component(0, BIGRAM_EMBEDDING),
+    output: rules.length === 0 ? undefined : component(1, BIGRAM_OUTPUT),
+  };
 }
 
 function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] {
   const { embedding: embd, feedForward: ff, tensorType: type } = spec;
   const kvDim = spec.kvHeads * (embd / spec.heads);
   const uniform = (): number => WEIGHT_SCALE;
+  const bigrams = bigramPatches(spec, vocab);
+  // Layers never write into a bigram rule's dimension, so it carries the current token's rule to the output.
+  const residualWrite = (row: number): number => (row < bigrams.count ? 0 : WEIGHT_SCALE);
   const wordStd = WORD_LOGIT_STD / Math.sqrt(embd);
   const plans: Omit<TensorPlan, "offset" | "byteSize">[] = [];
   const matrix = (name: string, rowLength: number, rows: number, rowStd: (row: number) => number = uniform): void => {
@@ -432,22 +484,24 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
   };
 
   matrix("token_embd.weight", embd, spec.vocabSize);
+  plans.at(-1)!.patchRow = bigrams.embedding;
   for (let layer = 0; layer < spec.layers; layer++) {
     const p = `blk.${layer}.`;
     norm(`${p}attn_norm.weight`);
     matrix(`${p}attn_q.weight`, embd, embd);
     matrix(`${p}attn_k.weight`, embd, kvDim);
     matrix(`${p}attn_v.weight`, embd, kvDim);
-    matrix(`${p}attn_output.weight`, embd, embd);
+    matrix(`${p}attn_output.weight`, embd, embd, residualWrite);
     norm(`${p}ffn_norm.weight`);
     matrix(`${p}ffn_gate.weight`, embd, ff);
     matrix(`${p}ffn_up.weight`, embd, ff);
-    matrix(`${p}ffn_down.weight`, ff, embd);
+    matrix(`${p}ffn_down.weight`, ff, embd, residualWrite);
   }
   norm("output_norm.weight");
   // llama has no output bias, so zeroing the rows of bytes/control/sub-word tokens pins their logits at 0 while
   // word rows spread far above and below it; sampling then almost always lands on a whole word.
   matrix("output.weight", embd, spec.vocabSize, (row) => (vocab.favoured[row] ? wordStd : 0));
+  plans.at(-1)!.patchRow = bigrams.output;
 
   let offset = 0;
   return plans.map((plan) => {
@@ -538,6 +592,7 @@ async function writeTensorData(file: FileHandle, plan: TensorPlan, seed: number,
       if (std === null) row.fill(1);
       else if (std === 0) row.fill(0);
       else state = fillNoise(row, rowLength, std, state);
+      plan.patchRow?.(first + r, row);
       const at = r * bytesPerRow;
       if (plan.type === "F32") encodeRowF32(row, rowLength, view, at);
       else if (plan.type === "F16") encodeRowF16(row, rowLength, view, at);
@@ -628,6 +683,9 @@ function tokenizerMetadata(spec: SyntheticLlamaSpec, vocab: Vocabulary): [string
     ...(bpe ? [] : ([["tokenizer.ggml.unknown_token_id", { type: ValueType.UINT32, value: 0 }]] as [string, MetadataValue][])),
     ["tokenizer.ggml.add_bos_token", { type: ValueType.BOOL, value: !bpe }],
     ["tokenizer.ggml.add_eos_token", { type: ValueType.BOOL, value: false }],
+    ...(spec.chat
+      ? ([["tokenizer.chat_template", { type: ValueType.STRING, value: spec.chat.template }]] as [string, MetadataValue][])
+      : []),
   ];
   if (vocab.fim) {
     entries.push(["tokenizer.ggml.fim_pre_token_id", { type: ValueType.UINT32, value: vocab.fim.prefix }]);
