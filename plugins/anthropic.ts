@@ -17,9 +17,12 @@ import {
   route,
   type StaticDecode,
   sse,
+  type StreamFormat,
   sseEvent,
   t,
   TEXT,
+  type ToolCall,
+  type ToolChoice,
   template,
 } from "llamaport";
 
@@ -36,6 +39,19 @@ const promptFields = {
   system: nullable(content),
 };
 
+/** Client tools; server tools (`web_search_…`, `bash_…`) are refused by `clientTools`, naming `tools[i].type`. */
+const tool = t.Object({
+  type: t.Optional(t.String()),
+  name: t.String(),
+  description: t.Optional(t.String()),
+  input_schema: t.Optional(t.Record(t.String(), t.Unknown())),
+});
+const toolChoice = t.Object({
+  type: t.Union([t.Literal("auto"), t.Literal("any"), t.Literal("tool"), t.Literal("none")]),
+  name: t.Optional(t.String()),
+  disable_parallel_tool_use: t.Optional(t.Boolean()),
+});
+
 const outputFormat = t.Object({ type: t.Literal("json_schema"), schema: t.Record(t.String(), t.Unknown()) });
 
 // Other fields pass unread: TypeBox objects allow extra properties. Those that do not change a local model's answer
@@ -48,6 +64,8 @@ const messagesBody = t.Object({
   top_k: nullable(t.Integer({ minimum: 0 })),
   stop_sequences: nullable(t.Array(t.String({ minLength: 1 }))),
   stream: nullable(t.Boolean()),
+  tools: nullable(t.Array(tool)),
+  tool_choice: nullable(toolChoice),
   metadata: t.Optional(t.Unknown()),
   thinking: nullable(t.Object({ type: t.String() })),
   output_config: nullable(t.Object({ format: nullable(outputFormat), effort: nullable(t.String()) })),
@@ -59,40 +77,94 @@ const messagesBody = t.Object({
 });
 type MessagesBody = StaticDecode<typeof messagesBody>;
 
-const countTokensBody = t.Object(promptFields);
+const countTokensBody = t.Object({ ...promptFields, tools: nullable(t.Array(tool)) });
 
 type PromptBody = StaticDecode<typeof countTokensBody>;
 
 /** Blocks a text-only model cannot read. */
 const mediaBlocks = new Set(["image", "document", "search_result", "container_upload"]);
 
-/** Text of a string or an array of text blocks; any other block is a 400 naming its field, e.g. `messages[1].content[0].type`. */
-function flatten(value: string | unknown[], field: string): string {
-  if (typeof value === "string") return value;
-  const parts: string[] = [];
-  value.forEach((block, index) => {
-    const at = `${field}[${index}]`;
+type Block = { type: string; [key: string]: unknown };
+
+/** The blocks of a content field, each with a string `type` (a 400 naming `…content[i].type` otherwise). */
+function blocksOf(value: string | unknown[], field: string): Block[] {
+  if (typeof value === "string") return [{ type: "text", text: value }];
+  return value.map((block, index) => {
     const type = typeof block === "object" && block !== null ? (block as { type?: unknown }).type : undefined;
     if (typeof type !== "string")
-      throw new LlamaportError("invalid_request", `${at}.type: expected a content block with a string "type"`, { param: `${at}.type` });
-    if (type !== "text") {
-      const why = mediaBlocks.has(type)
-        ? ": llamaport runs text-only models (no vision, no document reading), and an answer without it would mislead"
-        : "";
-      throw new LlamaportError(
-        "invalid_request",
-        `${at}.type: content block type "${type}" is not supported${why}; only "text" blocks are`,
-        {
-          param: `${at}.type`,
-        },
-      );
-    }
-    const text = (block as { text?: unknown }).text;
-    if (typeof text !== "string") throw new LlamaportError("invalid_request", `${at}.text: expected a string`, { param: `${at}.text` });
-    parts.push(text);
+      throw new LlamaportError("invalid_request", `${field}[${index}].type: expected a content block with a string "type"`, {
+        param: `${field}[${index}].type`,
+      });
+    return block as Block;
   });
-  // Separate blocks are separate passages (clients put reminders and the question in different blocks): keep them apart.
-  return parts.join("\n\n");
+}
+
+function refuseBlock(block: Block, at: string, allowed: string): never {
+  const why = mediaBlocks.has(block.type)
+    ? ": llamaport runs text-only models (no vision, no document reading), and an answer without it would mislead"
+    : "";
+  throw new LlamaportError("invalid_request", `${at}.type: content block type "${block.type}" is not supported${why}; only ${allowed}`, {
+    param: `${at}.type`,
+  });
+}
+
+function stringField(block: Block, key: string, at: string): string {
+  const value = block[key];
+  if (typeof value !== "string") throw new LlamaportError("invalid_request", `${at}.${key}: expected a string`, { param: `${at}.${key}` });
+  return value;
+}
+
+/** Text blocks only (system prompts, tool results), joined: separate blocks are separate passages. */
+function flatten(value: string | unknown[], field: string): string {
+  return blocksOf(value, field)
+    .map((block, i) =>
+      block.type === "text" ? stringField(block, "text", `${field}[${i}]`) : refuseBlock(block, `${field}[${i}]`, '"text" blocks are'),
+    )
+    .join("\n\n");
+}
+
+/** An assistant turn: its text blocks and its `tool_use` blocks (calls, in order). */
+function assistantMessage(content: string | unknown[], field: string): ChatMessage {
+  const texts: string[] = [];
+  const toolCalls: ToolCall[] = [];
+  blocksOf(content, field).forEach((block, i) => {
+    const at = `${field}[${i}]`;
+    if (block.type === "text") texts.push(stringField(block, "text", at));
+    else if (block.type === "tool_use") {
+      const input = block.input;
+      if (typeof input !== "object" || input === null || Array.isArray(input))
+        throw new LlamaportError("invalid_request", `${at}.input: expected an object`, { param: `${at}.input` });
+      toolCalls.push({
+        id: stringField(block, "id", at),
+        name: stringField(block, "name", at),
+        arguments: input as Record<string, unknown>,
+      });
+    } else refuseBlock(block, at, '"text" and "tool_use" blocks are');
+  });
+  return { role: "assistant", content: texts.join("\n\n"), ...(toolCalls.length ? { toolCalls } : {}) };
+}
+
+/** A user turn: `tool_result` blocks answer the calls of the turn before; the text blocks are the user's own message. */
+function userMessages(content: string | unknown[], field: string): ChatMessage[] {
+  const results: ChatMessage[] = [];
+  const texts: string[] = [];
+  blocksOf(content, field).forEach((block, i) => {
+    const at = `${field}[${i}]`;
+    if (block.type === "text") texts.push(stringField(block, "text", at));
+    else if (block.type === "tool_result") {
+      const raw = block.content === undefined ? "" : block.content;
+      if (typeof raw !== "string" && !Array.isArray(raw))
+        throw new LlamaportError("invalid_request", `${at}.content: expected a string or text blocks`, { param: `${at}.content` });
+      const text = flatten(raw, `${at}.content`);
+      // The model reads a failed tool run as such; there is no other place for is_error in a chat template.
+      results.push({
+        role: "tool",
+        content: block.is_error === true ? `Error: ${text}` : text,
+        toolCallId: stringField(block, "tool_use_id", at),
+      });
+    } else refuseBlock(block, at, '"text" and "tool_result" blocks are');
+  });
+  return texts.length > 0 || results.length === 0 ? [...results, { role: "user", content: texts.join("\n\n") }] : results;
 }
 
 function chatMessages(body: PromptBody): ChatMessage[] {
@@ -100,9 +172,40 @@ function chatMessages(body: PromptBody): ChatMessage[] {
   const system = body.system === undefined ? "" : flatten(body.system, "system");
   if (system) messages.push({ role: "system", content: system });
   body.messages.forEach((m, i) => {
-    messages.push({ role: m.role, content: flatten(m.content, `messages[${i}].content`) });
+    const field = `messages[${i}].content`;
+    if (m.role === "assistant") messages.push(assistantMessage(m.content, field));
+    else if (m.role === "user") messages.push(...userMessages(m.content, field));
+    else messages.push({ role: "system", content: flatten(m.content, field) });
   });
   return messages;
+}
+
+function clientTools(tools: StaticDecode<typeof tool>[] | undefined) {
+  return tools?.map((tool, i) => {
+    if (tool.type !== undefined && tool.type !== "custom")
+      throw new LlamaportError(
+        "invalid_request",
+        `tools[${i}].type: "${tool.type}" is a server tool, which runs on Anthropic's servers; only client tools are supported`,
+        {
+          param: `tools[${i}].type`,
+        },
+      );
+    if (!tool.input_schema)
+      throw new LlamaportError("invalid_request", `tools[${i}].input_schema: required`, { param: `tools[${i}].input_schema` });
+    return { name: tool.name, description: tool.description, parameters: tool.input_schema };
+  });
+}
+
+function toolChoiceOf(choice: StaticDecode<typeof toolChoice> | undefined): ToolChoice | undefined {
+  if (choice === undefined) return undefined;
+  if (choice.type === "tool") {
+    if (!choice.name)
+      throw new LlamaportError("invalid_request", 'tool_choice.name: required when tool_choice.type is "tool"', {
+        param: "tool_choice.name",
+      });
+    return { name: choice.name };
+  }
+  return choice.type === "any" ? "required" : choice.type;
 }
 
 /**
@@ -130,8 +233,9 @@ function formatOf(body: MessagesBody): GenerateOptions["format"] {
   return (body.output_config?.format ?? body.output_format)?.schema;
 }
 
-function stopReason(summary: GenerationSummary): "end_turn" | "max_tokens" | "stop_sequence" {
+function stopReason(summary: GenerationSummary): "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" {
   if (summary.finishReason === "length") return "max_tokens";
+  if (summary.finishReason === "toolCalls") return "tool_use";
   return summary.stopSequence !== undefined ? "stop_sequence" : "end_turn";
 }
 
@@ -229,11 +333,70 @@ function modelPage(all: ReturnType<typeof modelObject>[], query: Record<string, 
   return { data, has_more: more, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null };
 }
 
+/**
+ * Anthropic's stream: each text run and each tool call is a content block (`content_block_start` … `_stop`), numbered
+ * in order; a call's input arrives as `input_json_delta` pieces.
+ */
+function streamFormat(message: object): StreamFormat {
+  let blocks = 0;
+  let open = false;
+  const blockStart = (contentBlock: object) => {
+    open = true;
+    const start = sseEvent("content_block_start", { type: "content_block_start", index: blocks, content_block: contentBlock });
+    return blocks === 0 ? [start, sseEvent("ping", { type: "ping" })] : [start];
+  };
+  const blockStop = () => {
+    if (!open) return [];
+    open = false;
+    return [sseEvent("content_block_stop", { type: "content_block_stop", index: blocks++ })];
+  };
+  return {
+    start: (start) => [
+      sseEvent("message_start", {
+        type: "message_start",
+        message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: usage(start, 0) },
+      }),
+    ],
+    // Text comes before any call (the model's turn ends with its calls), so the text block is always block 0.
+    textStart: () => blockStart({ type: "text", text: "" }),
+    text: template({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: TEXT } }, { event: "content_block_delta" }),
+    textEnd: blockStop,
+    toolCallStart: (call) => blockStart({ type: "tool_use", id: call.id, name: call.name, input: {} }),
+    toolCallArguments: () =>
+      template(
+        { type: "content_block_delta", index: blocks, delta: { type: "input_json_delta", partial_json: TEXT } },
+        { event: "content_block_delta" },
+      ),
+    toolCallEnd: blockStop,
+    done: (summary) => [
+      // A reply with no text and no call still has its (empty) text block, as the non-streamed one does.
+      ...(blocks === 0 && !open ? blockStart({ type: "text", text: "" }) : []),
+      // A call cut short by max_tokens has no end event: its block is closed here.
+      ...blockStop(),
+      sseEvent("message_delta", {
+        type: "message_delta",
+        delta: { stop_reason: stopReason(summary), stop_sequence: summary.stopSequence ?? null },
+        usage: usage(summary, summary.completionTokens),
+      }),
+      sseEvent("message_stop", { type: "message_stop" }),
+    ],
+  };
+}
+
 export default definePlugin({
   name: "anthropic",
   version: "1.1.0",
   prefixes: ["/v1/messages"],
-  fields: { maxTokens: "max_tokens", topP: "top_p", topK: "top_k", stop: "stop_sequences", format: "output_config.format" },
+  fields: {
+    maxTokens: "max_tokens",
+    topP: "top_p",
+    topK: "top_k",
+    stop: "stop_sequences",
+    format: "output_config.format",
+    toolChoice: "tool_choice",
+    parallelToolCalls: "tool_choice.disable_parallel_tool_use",
+    "tools[].parameters": "tools[].input_schema",
+  },
   error: errorBody,
   streamError: (problem) => sseEvent("error", errorBody(problem)),
   routes: [
@@ -253,44 +416,26 @@ export default definePlugin({
           topK: body.top_k,
           stop: body.stop_sequences,
           format: formatOf(body),
+          tools: clientTools(body.tools),
+          toolChoice: toolChoiceOf(body.tool_choice),
+          parallelToolCalls: body.tool_choice?.disable_parallel_tool_use === true ? false : undefined,
           signal,
         });
         const message = { id, type: "message", role: "assistant", model: generation.model };
         if (!body.stream) {
-          const { text, summary } = await generation.collect();
+          const { text, toolCalls, summary } = await generation.collect();
           return {
             ...message,
-            content: [{ type: "text", text }],
+            content: [
+              ...(text || toolCalls.length === 0 ? [{ type: "text", text }] : []),
+              ...toolCalls.map((call) => ({ type: "tool_use", id: call.id, name: call.name, input: call.arguments })),
+            ],
             stop_reason: stopReason(summary),
             stop_sequence: summary.stopSequence ?? null,
             usage: usage(summary, summary.completionTokens),
           };
         }
-        return sse(
-          frames(generation, {
-            start: (start) => [
-              sseEvent("message_start", {
-                type: "message_start",
-                message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: usage(start, 0) },
-              }),
-              sseEvent("content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }),
-              sseEvent("ping", { type: "ping" }),
-            ],
-            text: template(
-              { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: TEXT } },
-              { event: "content_block_delta" },
-            ),
-            done: (summary) => [
-              sseEvent("content_block_stop", { type: "content_block_stop", index: 0 }),
-              sseEvent("message_delta", {
-                type: "message_delta",
-                delta: { stop_reason: stopReason(summary), stop_sequence: summary.stopSequence ?? null },
-                usage: usage(summary, summary.completionTokens),
-              }),
-              sseEvent("message_stop", { type: "message_stop" }),
-            ],
-          }),
-        );
+        return sse(frames(generation, streamFormat(message)));
       },
     }),
     route({
@@ -300,9 +445,10 @@ export default definePlugin({
       async handler({ body, engine }) {
         // An approximation: the engine tokenizes plain text only, so the chat template's role markers and separators
         // (which the real prompt has) are not counted; a generation's usage reports the exact, templated size.
-        const text = chatMessages(body)
-          .map((m) => m.content)
-          .join("\n\n");
+        const text = [
+          ...chatMessages(body).map((m) => (m.toolCalls ? `${m.content}${JSON.stringify(m.toolCalls)}` : m.content)),
+          ...(body.tools ? [JSON.stringify(body.tools)] : []),
+        ].join("\n\n");
         const tokens = await engine.tokenize(body.model, text);
         return { input_tokens: tokens.length };
       },

@@ -3,6 +3,7 @@
  * and `/` over the llamaport engine; the model-management routes say to edit models.yaml.
  */
 import {
+  type ChatMessage,
   definePlugin,
   durationField,
   type EngineFacade,
@@ -22,6 +23,7 @@ import {
   slot,
   t,
   TEXT,
+  type ToolCall,
   template,
 } from "llamaport";
 
@@ -73,18 +75,41 @@ const generateBody = t.Object({
   images,
 });
 
+/** A call in history: arguments are an object, as Ollama sends them; `id` only from newer clients. */
+const toolCall = t.Object({
+  id: t.Optional(t.String()),
+  function: t.Object({ index: t.Optional(t.Integer()), name: t.String(), arguments: t.Record(t.String(), t.Unknown()) }),
+});
+
 const chatBody = t.Object({
   ...requestFields,
   messages: t.Optional(
     t.Array(
       t.Object({
         role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
-        content: t.String(),
+        // Optional: a message that only calls tools may leave it out (checked in `chatMessages`).
+        content: t.Optional(t.String()),
         images,
+        tool_calls: t.Optional(t.Array(toolCall)),
+        tool_name: t.Optional(t.String()),
+        tool_call_id: t.Optional(t.String()),
+      }),
+    ),
+  ),
+  tools: t.Optional(
+    t.Array(
+      t.Object({
+        type: t.Literal("function"),
+        function: t.Object({
+          name: t.String(),
+          description: t.Optional(t.String()),
+          parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+        }),
       }),
     ),
   ),
 });
+type ChatBody = StaticDecode<typeof chatBody>;
 
 const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()), verbose: t.Optional(t.Boolean()) });
 
@@ -207,6 +232,31 @@ async function checkThink(engine: EngineFacade, think: boolean | string | undefi
   if (think !== false) throw new LlamaportError("invalid_request", `"${asked}" does not support thinking`, { param: "think" });
 }
 
+/** Tool fields in problems (names of the engine -> Ollama's). */
+const toolFields = { "tools[].name": "tools[].function.name", "tools[].parameters": "tools[].function.parameters" };
+
+/** Messages with tool calls and results. Calls sent back without an id get one; results without one answer calls in order. */
+function chatMessages(messages: NonNullable<ChatBody["messages"]>): ChatMessage[] {
+  return messages.map((m, i) => {
+    if (m.content === undefined && !m.tool_calls?.length)
+      throw new LlamaportError("invalid_request", `messages[${i}].content: required (only a message with tool_calls may leave it out)`, {
+        param: `messages[${i}].content`,
+      });
+    const content = m.content ?? "";
+    if (m.role === "tool") return { role: "tool", content, toolCallId: m.tool_call_id, toolName: m.tool_name };
+    const toolCalls = m.tool_calls?.map(
+      (call, j): ToolCall => ({ id: call.id ?? `call_${i}_${j}`, name: call.function.name, arguments: call.function.arguments }),
+    );
+    return { role: m.role, content, toolCalls };
+  });
+}
+
+/** Calls as Ollama sends them: arguments as an object. */
+type IndexedCall = { index: number; call: ToolCall };
+function wireToolCalls(calls: readonly IndexedCall[]) {
+  return calls.map(({ index, call }) => ({ id: call.id, function: { index, name: call.name, arguments: call.arguments } }));
+}
+
 const ns = (ms: number) => Math.round(ms * 1e6);
 
 /** The closing line: Ollama's statistics, in nanoseconds. */
@@ -216,6 +266,7 @@ function lastLine(summary: GenerationSummary, model: string, fields: object) {
     created_at: new Date().toISOString(),
     ...fields,
     done: true,
+    // Ollama ends a turn with tool calls as "stop".
     done_reason: summary.finishReason === "length" ? "length" : "stop",
     ...(summary.context && { context: summary.context }),
     total_duration: ns(summary.timings.totalMs),
@@ -242,22 +293,25 @@ function logprobOf(token: GeneratedToken) {
 
 /**
  * A generation as Ollama answers it: NDJSON lines, or with `stream: false` one object holding the whole text. `model`
- * is the name as the client wrote it, as Ollama echoes it.
+ * is the name as the client wrote it, as Ollama echoes it. Tool calls come whole: one line each when streamed, with
+ * the text when not.
  */
 async function answer(
   generation: Generation,
   body: { stream?: boolean; logprobs?: boolean; model: string },
-  content: (text: string) => object,
+  content: (text: string, calls?: IndexedCall[]) => object,
 ) {
   const { model } = body;
   if (body.stream === false) {
-    const { text, tokens, summary } = await generation.collect();
-    return lastLine(summary, model, { ...content(text), ...(body.logprobs && { logprobs: (tokens ?? []).map(logprobOf) }) });
+    const { text, toolCalls, tokens, summary } = await generation.collect();
+    const calls = toolCalls.length > 0 ? toolCalls.map((call, index) => ({ index, call })) : undefined;
+    return lastLine(summary, model, { ...content(text, calls), ...(body.logprobs && { logprobs: (tokens ?? []).map(logprobOf) }) });
   }
   const logprobs = body.logprobs ? { logprobs: slot((delta) => (delta.tokens ?? []).map(logprobOf)) } : {};
   return ndjson(
     frames(generation, {
       text: template({ model, created_at: NOW, ...content(TEXT), done: false, ...logprobs }),
+      toolCallEnd: (end) => [{ model, created_at: new Date().toISOString(), ...content("", [end]), done: false }],
       done: (summary) => [lastLine(summary, model, content(""))],
     }),
   );
@@ -395,7 +449,7 @@ export default definePlugin({
   name: "ollama",
   version: "1.2.0",
   prefixes: ["/api"],
-  fields,
+  fields: { ...fields, ...toolFields },
   error: (problem) => ({ error: problem.message }),
   routes: [
     route({
@@ -437,9 +491,12 @@ export default definePlugin({
         if (!body.messages?.length) return loadOnly(engine, body, { message: { role: "assistant", content: "" } });
         const generation = engine.chat({
           ...(await generateOptions(engine, body, signal)),
-          messages: body.messages.map((m) => ({ role: m.role === "tool" ? "user" : m.role, content: m.content })),
+          messages: chatMessages(body.messages),
+          tools: body.tools?.map(({ function: f }) => ({ name: f.name, description: f.description, parameters: f.parameters })),
         });
-        return answer(generation, body, (text) => ({ message: { role: "assistant", content: text } }));
+        return answer(generation, body, (text, calls) => ({
+          message: { role: "assistant", content: text, ...(calls ? { tool_calls: wireToolCalls(calls) } : {}) },
+        }));
       },
     }),
     {

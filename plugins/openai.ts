@@ -1,6 +1,7 @@
 /** OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models over the llamaport engine. */
 import {
   type ChatMessage,
+  type ChatRequest,
   choiceFrames,
   definePlugin,
   type DryPenalty,
@@ -25,16 +26,45 @@ import {
   t,
   TEXT,
   type TokenBiasEntry,
+  type ToolCall,
   template,
 } from "llamaport";
 
 // Content parts are checked by `textOf`, not by the schema: TypeBox would only say "expected union value", while a
 // client needs to hear which part it sent that we cannot take.
+const toolCall = t.Object({
+  id: t.String(),
+  type: t.Optional(t.Literal("function")),
+  function: t.Object({ name: t.String(), arguments: t.String() }),
+});
 const message = t.Object({
   role: t.Union([t.Literal("system"), t.Literal("developer"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
-  content: t.Union([t.String(), t.Array(t.Unknown()), t.Null()]),
+  // Optional: an assistant message that only calls tools may leave it out (checked in `chatMessage`).
+  content: t.Optional(t.Union([t.String(), t.Array(t.Unknown()), t.Null()])),
   name: t.Optional(t.String()),
+  tool_calls: nullable(t.Array(toolCall)),
+  tool_call_id: t.Optional(t.String()),
 });
+
+/** Function tools; other types (`custom`) are refused by `chatRequest`, naming `tools[i].type`. */
+const tool = t.Object({
+  type: t.String(),
+  function: t.Optional(
+    t.Object({
+      name: t.String(),
+      description: t.Optional(t.String()),
+      parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+      // Calls always match the schema's shape (see README): strict or not, the grammar is the same.
+      strict: nullable(t.Boolean()),
+    }),
+  ),
+});
+const toolChoice = t.Union([
+  t.Literal("auto"),
+  t.Literal("none"),
+  t.Literal("required"),
+  t.Object({ type: t.Literal("function"), function: t.Object({ name: t.String() }) }),
+]);
 
 /** A JSON Schema, as clients send it. */
 const schemaObject = t.Record(t.String(), t.Unknown());
@@ -92,7 +122,14 @@ const chatBody = t.Object({
   modalities: nullable(t.Array(t.String())),
   audio: nullable(t.Unknown()),
   web_search_options: nullable(t.Unknown()),
+  tools: nullable(t.Array(tool)),
+  tool_choice: nullable(toolChoice),
+  parallel_tool_calls: nullable(t.Boolean()),
+  // The deprecated function-calling fields: refused by name rather than ignored.
+  functions: t.Optional(t.Unknown()),
+  function_call: t.Optional(t.Unknown()),
 });
+type ChatBody = StaticDecode<typeof chatBody>;
 
 const tokenList = t.Array(t.Integer({ minimum: 0 }), { minItems: 1 });
 const completionBody = t.Object({
@@ -148,6 +185,10 @@ const fields: FieldTable = {
   suffix: "suffix",
   input: "input",
   dimensions: "dimensions",
+  toolChoice: "tool_choice",
+  parallelToolCalls: "parallel_tool_calls",
+  "tools[].name": "tools[].function.name",
+  "tools[].parameters": "tools[].function.parameters",
 };
 
 function generateOptions(body: SamplingBody & { max_completion_tokens?: number }, signal: AbortSignal): GenerateOptions {
@@ -216,15 +257,76 @@ function textOf(content: string | unknown[] | null, at: string): string {
     .join("");
 }
 
-function chatMessages(messages: StaticDecode<typeof chatBody>["messages"]): ChatMessage[] {
-  return messages.map((m, i) => ({
-    role: m.role === "developer" ? "system" : m.role === "tool" ? "user" : m.role,
-    content: textOf(m.content, `messages[${i}].content`),
-  }));
+/** The chat body's messages, tools and tool choice as an engine request (the sampling options come separately). */
+function chatRequest(body: ChatBody): Pick<ChatRequest, "messages" | "tools" | "toolChoice" | "parallelToolCalls"> {
+  for (const legacy of ["functions", "function_call"] as const)
+    if (body[legacy] !== undefined)
+      throw new LlamaportError(
+        "invalid_request",
+        `${legacy} is the deprecated form of tools / tool_choice, which are supported: use those`,
+        {
+          param: legacy,
+        },
+      );
+  const choice = body.tool_choice;
+  return {
+    messages: body.messages.map(chatMessage),
+    tools: body.tools?.map(({ type, function: f }, i) => {
+      if (type !== "function")
+        throw new LlamaportError("invalid_request", `tools[${i}].type: tool type "${type}" is not supported; only function tools are`, {
+          param: `tools[${i}].type`,
+        });
+      if (!f) throw new LlamaportError("invalid_request", `tools[${i}].function: required`, { param: `tools[${i}].function` });
+      return { name: f.name, description: f.description, parameters: f.parameters };
+    }),
+    toolChoice: typeof choice === "object" ? { name: choice.function.name } : choice,
+    parallelToolCalls: body.parallel_tool_calls,
+  };
+}
+
+/** A message with its tool calls (arguments: a JSON object in a string) or, from a `tool` message, a call's result. */
+function chatMessage(m: ChatBody["messages"][number], i: number): ChatMessage {
+  if (m.content === undefined && !(m.role === "assistant" && m.tool_calls?.length))
+    throw new LlamaportError(
+      "invalid_request",
+      `messages[${i}].content: required (only an assistant message with tool_calls may leave it out)`,
+      {
+        param: `messages[${i}].content`,
+      },
+    );
+  const content = textOf(m.content ?? null, `messages[${i}].content`);
+  if (m.role === "tool") return { role: "tool", content, toolCallId: m.tool_call_id };
+  if (m.role !== "assistant") return { role: m.role === "developer" ? "system" : m.role, content };
+  const toolCalls = m.tool_calls?.map(
+    (call, j): ToolCall => ({
+      id: call.id,
+      name: call.function.name,
+      arguments: jsonObject(call.function.arguments, `messages[${i}].tool_calls[${j}].function.arguments`),
+    }),
+  );
+  return { role: "assistant", content, toolCalls };
+}
+
+function jsonObject(text: string, field: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text || "{}");
+  } catch {
+    throw new LlamaportError("invalid_request", `${field}: expected a JSON object in a string, got ${JSON.stringify(text.slice(0, 40))}`, {
+      param: field,
+    });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new LlamaportError("invalid_request", `${field}: expected a JSON object`, { param: field });
+  return value as Record<string, unknown>;
+}
+
+function wireToolCall(call: ToolCall) {
+  return { id: call.id, type: "function", function: { name: call.name, arguments: JSON.stringify(call.arguments) } };
 }
 
 /** Chat fields whose output llamaport cannot produce: a 400 rather than a reply without it. */
-function refuseChatFields(body: StaticDecode<typeof chatBody>): void {
+function refuseChatFields(body: ChatBody): void {
   if (body.modalities?.some((m) => m !== "text") || body.audio !== undefined)
     throw new LlamaportError("invalid_request", "modalities: only text output is supported (no audio)", { param: "modalities" });
   if (body.web_search_options !== undefined)
@@ -255,7 +357,13 @@ function usageOf(summaries: GenerationSummary[], choicesPerPrompt: number) {
   });
 }
 
-const finishReason = (summary: GenerationSummary) => (summary.finishReason === "length" ? "length" : "stop");
+const finishReasons: Record<GenerationSummary["finishReason"], string> = {
+  stop: "stop",
+  length: "length",
+  toolCalls: "tool_calls",
+  abort: "stop",
+};
+const finishReason = (summary: GenerationSummary) => finishReasons[summary.finishReason];
 const fingerprint = "llamaport";
 /** The stream's last event, as the seed API shows it. */
 const doneEvent = sseEvent("done", "[DONE]");
@@ -371,7 +479,7 @@ export default definePlugin({
         refuseChatFields(body);
         const request = {
           ...generateOptions(body, signal),
-          messages: chatMessages(body.messages),
+          ...chatRequest(body),
           ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
         };
         const withLogprobs = request.logprobs !== undefined;
@@ -386,9 +494,12 @@ export default definePlugin({
           const results = await Promise.all(generations.map((g) => g.collect()));
           return {
             ...base,
-            choices: results.map(({ text, tokens, summary }, index) => ({
+            choices: results.map(({ text, toolCalls, tokens, summary }, index) => ({
               index,
-              message: { role: "assistant", content: text, refusal: null },
+              message:
+                toolCalls.length > 0
+                  ? { role: "assistant", content: text || null, tool_calls: toolCalls.map(wireToolCall), refusal: null }
+                  : { role: "assistant", content: text, refusal: null },
               logprobs: withLogprobs ? chatLogprobs(tokens) : null,
               finish_reason: finishReason(summary),
             })),
@@ -407,6 +518,13 @@ export default definePlugin({
         const format = (index: number): StreamFormat => ({
           start: () => [chunk(index, { role: "assistant", content: "" })],
           text: template(chunk(index, { content: TEXT }, withLogprobs ? slot((delta) => chatLogprobs(delta.tokens)) : null)),
+          // As OpenAI streams calls: id, type and name first, then the arguments in pieces.
+          toolCallStart: (call) => [
+            chunk(index, {
+              tool_calls: [{ index: call.index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }],
+            }),
+          ],
+          toolCallArguments: (call) => template(chunk(index, { tool_calls: [{ index: call.index, function: { arguments: TEXT } }] })),
           done: (summary) => [chunk(index, {}, null, finishReason(summary))],
         });
         const end = (summaries: GenerationSummary[]) => [

@@ -3,5 +3,6 @@ import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import openai from "../../plugins/openai.ts";
 import ollama from "../../plugins/ollama.ts";
 import anthropic from "../../plugins/anthropic.ts";
+import responses from "../../plugins/responses.ts";
 
-export const builtinPlugins: Record<string, PluginDefinition> = { openai, ollama, anthropic };
+export const builtinPlugins: Record<string, PluginDefinition> = { openai, ollama, anthropic, responses };
