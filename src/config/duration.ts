@@ -14,7 +14,8 @@ const unitMs: Record<string, number> = {
   h: 3_600_000,
 };
 
-const NUMBER = String.raw`(?:\d+\.?\d*|\.\d+)`;
+// Unambiguous (`\d+\.?\d*` could split a run of digits in many ways and backtrack for seconds on a long one).
+const NUMBER = String.raw`(?:\d+(?:\.\d*)?|\.\d+)`;
 const UNIT = "(?:ns|us|µs|μs|ms|s|m|h)";
 
 /**
@@ -38,6 +39,7 @@ export function parseDuration(value: string | number): number {
   if (typeof value !== "string")
     throw new Error(`invalid duration ${JSON.stringify(value)}: expected a string like "5m" or a number of seconds`);
   const text = value.trim();
+  if (text.length > 64) throw new Error(`invalid duration "${text.slice(0, 20)}…" (${text.length} characters): too long`);
   if (!durationRegex.test(text))
     throw new Error(
       `invalid duration ${JSON.stringify(value)}: expected a number of seconds or a duration like "5m", "1h30m", "30s", "250ms" (units: h, m, s, ms, us, ns)`,

@@ -2,7 +2,10 @@
 
 export type ProblemCode =
   | "invalid_request"
+  | "unauthorized"
+  | "forbidden"
   | "too_large"
+  | "unsupported_media_type"
   | "not_found"
   | "context_exceeded"
   | "busy"
@@ -13,7 +16,10 @@ export type ProblemCode =
 
 const statusOf: Record<ProblemCode, number> = {
   invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
   too_large: 413,
+  unsupported_media_type: 415,
   not_found: 404,
   context_exceeded: 400,
   busy: 503,
@@ -65,7 +71,12 @@ export interface Problem {
 /** Turns anything thrown into a Problem; unknown errors become `internal` without leaking their stack. */
 export function toProblem(error: unknown): Problem {
   if (error instanceof LlamaportError)
-    return { code: error.code, status: error.status, message: error.message, param: error.param, retryAfter: error.retryAfter };
+    return { code: error.code, status: error.status, message: clip(error.message, 2000), param: error.param, retryAfter: error.retryAfter };
   const message = error instanceof Error ? error.message : String(error);
-  return { code: "internal", status: 500, message: `internal error: ${message}` };
+  return { code: "internal", status: 500, message: clip(`internal error: ${message}`, 2000) };
+}
+
+/** Client-sent text quoted in a message, cut short: an error body must not echo a megabyte back. */
+export function clip(text: string, max = 100): string {
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} characters)` : text;
 }

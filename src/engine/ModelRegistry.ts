@@ -1,6 +1,6 @@
 /** The models a server offers, from models.yaml: name and alias lookup over the current configuration, swapped whole on reload. */
 import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
-import { LlamaportError } from "./EngineError.ts";
+import { clip, LlamaportError } from "./EngineError.ts";
 
 export class ModelRegistry {
   private byName = new Map<string, ModelEntry>();
@@ -38,7 +38,7 @@ export class ModelRegistry {
     const known = this.config.models.flatMap((m) => [m.name, ...m.aliases]);
     throw new LlamaportError(
       "not_found",
-      `model "${name}" not found; available: ${known.length ? known.join(", ") : "(none configured)"}`,
+      `model "${clip(name)}" not found; available: ${known.length ? known.join(", ") : "(none configured)"}`,
       { param: "model" },
     );
   }

@@ -1,5 +1,6 @@
 /** Merges a request's sampling options over the model's defaults and checks their ranges once, before any work is done. */
 import type { SamplingDefaults } from "../config/loadModelsFile.ts";
+import { STOP_LIMITS } from "../config/modelsSchema.ts";
 import { LlamaportError } from "./EngineError.ts";
 import type { DryPenalty, GenerateOptions, TokenBiasEntry } from "./types.ts";
 
@@ -70,6 +71,10 @@ export function randomSeed(): number {
 
 // Problems name the neutral field (`topP`); each plugin maps it to its own wire name (`top_p`, `options.top_p`).
 function checkSampling(sampling: Sampling): void {
+  for (const name of ["temperature", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty"] as const) {
+    const value = sampling[name];
+    if (value !== undefined) check(Number.isFinite(value), name, "must be a finite number");
+  }
   check(sampling.temperature >= 0, "temperature", "must be >= 0");
   check(sampling.topP > 0 && sampling.topP <= 1, "topP", "must be in (0, 1]");
   check(Number.isInteger(sampling.topK) && sampling.topK >= 0, "topK", "must be an integer >= 0");
@@ -79,10 +84,11 @@ function checkSampling(sampling: Sampling): void {
   check(Number.isSafeInteger(sampling.seed), "seed", "must be an integer");
   if (sampling.repeatPenalty !== undefined) check(sampling.repeatPenalty > 0, "repeatPenalty", "must be > 0");
   check(Number.isInteger(sampling.repeatLastN) && sampling.repeatLastN >= -1, "repeatLastN", "must be an integer >= -1");
+  check(sampling.stop.length <= STOP_LIMITS.count, "stop", `must be at most ${STOP_LIMITS.count} strings, got ${sampling.stop.length}`);
   check(
-    sampling.stop.every((s) => typeof s === "string" && s.length > 0),
+    sampling.stop.every((s) => typeof s === "string" && s.length > 0 && s.length <= STOP_LIMITS.length),
     "stop",
-    "must be non-empty strings",
+    `must be non-empty strings of at most ${STOP_LIMITS.length} characters`,
   );
   if (sampling.logprobs !== undefined)
     check(

@@ -12,7 +12,7 @@ export function bodyProblem(first: ValueError): LlamaportError {
     .slice(1)
     .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"))
     .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), "");
-  const got = error.value === undefined ? "" : `, got ${JSON.stringify(error.value)?.slice(0, 60) ?? String(error.value)}`;
+  const got = error.value === undefined ? "" : `, got ${preview(error.value)}`;
   if (error.value === undefined && param)
     return new LlamaportError("invalid_request", `${param} is required: ${describeSchema(error.schema)}`, { param });
   return new LlamaportError("invalid_request", `${param || "request body"} must be ${describeSchema(error.schema)}${got}`, {
@@ -37,4 +37,12 @@ function innermost(error: ValueError): ValueError {
 function kindOf(schema: TSchema): string | undefined {
   if (schema.type === "integer") return "number";
   return typeof schema.type === "string" ? schema.type : undefined;
+}
+
+/** A short description of a client's value, made without serializing all of it (it may be megabytes). */
+function preview(value: unknown): string {
+  if (typeof value === "string") return value.length > 60 ? `${JSON.stringify(value.slice(0, 60))}… (${value.length} characters)` : JSON.stringify(value);
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? "" : "s"}`;
+  if (value !== null && typeof value === "object") return "an object";
+  return String(value);
 }
