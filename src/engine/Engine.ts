@@ -12,10 +12,19 @@ import { grammarFor } from "./grammarFor.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import { ModelManager } from "./ModelManager.ts";
 import { ModelRegistry } from "./ModelRegistry.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "./nodeLlamaCpp.ts";
+import { OffThreadTokenizer } from "./OffThreadTokenizer.ts";
 import { physicalCores } from "./physicalCores.ts";
 import { readModelFacts } from "./readModelFacts.ts";
-import { type RenderedPrompt, renderChat, renderCompletion, renderToolChat } from "./renderPrompt.ts";
+import {
+  checkPromptChars,
+  type PromptBudget,
+  promptTokenLimit,
+  type RenderedPrompt,
+  renderChat,
+  renderCompletion,
+  renderToolChat,
+} from "./renderPrompt.ts";
 import { localModelPath, resolveModelSource } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
 import { tokenBiasFor } from "./tokenBias.ts";
@@ -61,6 +70,11 @@ export class Engine implements EngineFacade {
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
   private readonly digests: FileDigests;
+  private readonly tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
+  /** Shutting down: no new work; queued requests were answered. */
+  private closing = false;
+  /** Aborted at the end of a graceful shutdown: generations still running stop and end with an error. */
+  private readonly shutdown = new AbortController();
 
   constructor(config: ModelRegistryConfig, options: EngineOptions) {
     this.registry = new ModelRegistry(config);
@@ -79,6 +93,7 @@ export class Engine implements EngineFacade {
       memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
       ...this.sourceOptions,
+      onUnload: (modelPath) => this.tokenizer.release(modelPath),
       log: this.log,
     });
   }
@@ -113,17 +128,20 @@ export class Engine implements EngineFacade {
   chat(request: ChatRequest): Generation {
     const history = toChatHistory(request.messages);
     const tools = planTools(request);
-    if (!tools) return this.generation(request, (loaded) => renderChat(loaded, history));
+    let chars = 0;
+    for (const message of request.messages) chars += message.content.length;
+    if (!tools) return this.generation(request, "messages", (loaded, budget) => renderChat(loaded, history, budget, chars));
     return this.generation(
       request,
-      (loaded) => renderToolChat(loaded, history, tools.functions),
+      "messages",
+      async (loaded, budget) => renderToolChat(loaded, history, tools.functions, budget, chars),
       toolDecoder(history, tools),
       (llama) => checkToolGrammars(llama, tools),
     );
   }
 
   complete(request: CompletionRequest): Generation {
-    return this.generation(request, (loaded) => renderCompletion(loaded, request));
+    return this.generation(request, "prompt", (loaded, budget) => renderCompletion(loaded, request, budget));
   }
 
   chatChoices(request: ChatRequest, count: number): Generation[] {
@@ -137,6 +155,10 @@ export class Engine implements EngineFacade {
   async embed(request: EmbedRequest): Promise<EmbedResult> {
     if (request.input.length === 0 || request.input.some((input) => input.length === 0))
       throw new LlamaportError("invalid_request", "input must be one or more non-empty texts or token lists", { param: "input" });
+    if (request.input.length > maxEmbedInputs)
+      throw new LlamaportError("invalid_request", `input must be at most ${maxEmbedInputs} texts or token lists, got ${request.input.length}`, {
+        param: "input",
+      });
     return this.withModel(request.model, request.keepAliveMs, async (loaded) => {
       const size = loaded.model.embeddingVectorSize;
       if (request.dimensions !== undefined && request.dimensions !== size)
@@ -150,7 +172,10 @@ export class Engine implements EngineFacade {
       let promptTokens = 0;
       for (const [index, input] of request.input.entries()) {
         if (request.signal?.aborted) throw new LlamaportError("aborted", "request aborted");
-        let tokens = typeof input === "string" ? loaded.model.tokenize(input) : checkedTokens(loaded, input, index);
+        let tokens =
+          typeof input === "string"
+            ? await this.tokenizer.text(loaded, fitted(loaded, input, index, request.truncate), false)
+            : checkedTokens(loaded, input, index);
         // node-llama-cpp adds the model's beginning and end tokens, and needs one more place: what is left for the input.
         const usable = loaded.embeddingContextSize - 1 - (context.calculateInputLength(tokens.slice()) - tokens.length);
         if (tokens.length > usable && request.truncate) tokens = tokens.slice(0, usable);
@@ -171,7 +196,11 @@ export class Engine implements EngineFacade {
   }
 
   tokenize(model: string, text: string): Promise<number[]> {
-    return this.withModel(model, undefined, async (loaded) => loaded.model.tokenize(text, false) as number[]);
+    return this.withModel(model, undefined, async (loaded) => {
+      // What cannot fit the context is no prompt for this model: refused before the (slow) counting.
+      checkPromptChars(loaded, text.length, loaded.contextSize, "text", "text");
+      return (await this.tokenizer.text(loaded, text, false)) as number[];
+    });
   }
 
   detokenize(model: string, tokens: number[]): Promise<string> {
@@ -193,7 +222,20 @@ export class Engine implements EngineFacade {
     return this.models.loadedModels();
   }
 
+  /** Shutting down: refuse new work and answer every queued request with 503; running generations go on. */
+  beginShutdown(): void {
+    this.closing = true;
+    this.models.rejectQueued(shuttingDown());
+  }
+
+  /** End of the shutdown grace period: generations still running stop now and end with a 503 error. */
+  abortGenerations(): void {
+    this.shutdown.abort();
+  }
+
   async dispose(): Promise<void> {
+    this.closing = true;
+    this.tokenizer.dispose();
     await this.models.disposeAll();
   }
 
@@ -253,7 +295,9 @@ export class Engine implements EngineFacade {
   }
 
   private async withModel<T>(name: string, keepAliveMs: number | undefined, fn: (loaded: LoadedModel) => Promise<T>) {
-    const use = await this.models.use(this.registry.resolve(name), keepAliveMs);
+    const entry = this.registry.resolve(name);
+    if (this.closing) throw shuttingDown();
+    const use = await this.models.use(entry, keepAliveMs);
     try {
       return await fn(use.loaded);
     } finally {
@@ -283,37 +327,51 @@ export class Engine implements EngineFacade {
    */
   private generation(
     request: GenerateOptions,
-    render: (loaded: LoadedModel) => RenderedPrompt,
+    promptParam: string,
+    render: Render,
     decoder: Decoder = decode,
     prepare?: (llama: Llama) => Promise<void>,
   ): Generation {
     const entry = this.registry.resolve(request.model);
-    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, render, decoder, prepare));
+    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, promptParam, render, decoder, prepare));
   }
 
   private async generate(
     entry: ModelEntry,
     request: GenerateOptions,
     sink: GenerationSink & ToolCallSink,
-    render: (loaded: LoadedModel) => RenderedPrompt,
+    promptParam: string,
+    render: Render,
     decoder: Decoder,
     prepare?: (llama: Llama) => Promise<void>,
   ): Promise<GenerationSummary> {
     const started = performance.now();
     const sampling = resolveSampling(request, entry.defaults);
-    const signal = request.signal ? AbortSignal.any([request.signal, sink.signal]) : sink.signal;
+    if (this.closing) throw shuttingDown();
     await this.checkContextSize(entry, request.contextSize);
     const use = await this.models.use(entry, request.keepAliveMs, request.contextSize);
     try {
       const { loaded } = use;
+      const signals = [sink.signal, this.shutdown.signal, loaded.fileChanged];
+      const signal = AbortSignal.any(request.signal ? [request.signal, ...signals] : signals);
+      // Why decoding stopped, when it was not the client: the reply ends with an error instead of a finish reason.
+      const interruption = () =>
+        this.shutdown.signal.aborted
+          ? new LlamaportError("unavailable", "the server is shutting down; the reply was cut short", { retryAfter: 5 })
+          : loaded.fileChanged.aborted
+            ? new LlamaportError("unavailable", `model "${entry.name}" changed on disk while in use; try again`, { retryAfter: 1 })
+            : undefined;
       const window = loaded.windowFor(request.contextSize);
-      const prompt = checkedPrompt(loaded, render(loaded), window);
+      const budget = { tokenizer: this.tokenizer, limit: promptTokenLimit(window) };
+      const prompt = checkedPrompt(loaded, await render(loaded, budget), window, promptParam);
       const { nlc, llama } = await this.runtime();
       // Compiled before leasing a sequence, so a slow grammar build never holds one.
       const grammar = await grammarFor(llama, request);
       await prepare?.(llama);
       const tokenBias = tokenBiasFor(nlc, loaded, sampling);
-      const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal);
+      const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal).catch((error: unknown) => {
+        throw interruption() ?? error;
+      });
       try {
         const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
         const result = await decoder(nlc, loaded, lease.sequence, {
@@ -325,7 +383,12 @@ export class Engine implements EngineFacade {
           window,
           signal,
           sink,
+        }).catch((error: unknown) => {
+          throw interruption() ?? error;
         });
+        // Stopped by a shutdown or a file change rather than the client: the reply ends with an error, not "stop".
+        const interrupted = result.finishReason === "abort" ? interruption() : undefined;
+        if (interrupted) throw interrupted;
         const summary: GenerationSummary = {
           type: "done",
           model: entry.name,
@@ -407,16 +470,46 @@ function toolDecoder(history: ChatHistoryItem[], plan: ToolPlan): Decoder {
   };
 }
 
+/** Renders a request's prompt on a loaded model, within a budget of tokens. */
+type Render = (loaded: LoadedModel, budget: PromptBudget) => Promise<RenderedPrompt>;
+
+/** Inputs one embedding request may have: OpenAI's limit. Each is embedded in turn, so more only make it slower. */
+export const maxEmbedInputs = 2048;
+
 /** The prompt, if it leaves room for a reply in the request's window: 10% of it is kept for the answer. */
-function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt, window: number): RenderedPrompt {
-  const limit = window - Math.max(1, Math.floor(window / 10));
+function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt, window: number, param: string): RenderedPrompt {
+  const limit = promptTokenLimit(window);
   if (prompt.tokens.length > limit)
     throw new LlamaportError(
       "context_exceeded",
       `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${loaded.entry.name}" is ${limit} (context ${window} per sequence, 10% kept for the reply)`,
-      { param: "messages" },
+      { param },
     );
   return prompt;
+}
+
+function shuttingDown(): LlamaportError {
+  return new LlamaportError("unavailable", "the server is shutting down; try again once it is back", { retryAfter: 5 });
+}
+
+/**
+ * An embedding text as it will be tokenized: one too long to fit is refused before it is tokenized; one to be cut to
+ * fit anyway is cut first to what its first tokens can cover (with a margin, so the tokens kept are the same), so a
+ * megabyte of text is not tokenized to keep two thousand tokens of it.
+ */
+function fitted(loaded: LoadedModel, input: string, index: number, truncate: boolean | undefined): string {
+  const limit = loaded.embeddingContextSize;
+  if (!truncate) {
+    if (input.length > limit * loaded.maxTokenChars)
+      throw new LlamaportError(
+        "context_exceeded",
+        `input[${index}] is ${input.length} characters, more than the embedding context holds (${limit} tokens of at most ${loaded.maxTokenChars} characters)`,
+        { param: "input" },
+      );
+    return input;
+  }
+  const covered = (limit + 64) * loaded.maxTokenChars;
+  return input.length > covered ? input.slice(0, covered) : input;
 }
 
 /** One line per request (never per token): what was reused, how long it waited and why it ended. */

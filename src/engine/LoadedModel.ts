@@ -63,6 +63,21 @@ export class LoadedModel {
     return this.model.size;
   }
 
+  /** The GGUF file the weights came from. */
+  get modelPath(): string {
+    return this.weights.modelPath;
+  }
+
+  /** The most characters one token of the vocabulary stands for. */
+  get maxTokenChars(): number {
+    return this.weights.maxTokenChars;
+  }
+
+  /** Aborted once the model's file changed on disk. */
+  get fileChanged(): AbortSignal {
+    return this.weights.fileChanged;
+  }
+
   /** Tokens in the vocabulary. */
   get vocabularySize(): number {
     return this.model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? 0;

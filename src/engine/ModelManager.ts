@@ -3,7 +3,9 @@
  * expiry, retiring on registry edits, and contexts of other sizes for requests that ask for one (sharing the weights).
  */
 import type { Llama } from "node-llama-cpp";
+import { type FSWatcher, watch } from "node:fs";
 import { totalmem } from "node:os";
+import { basename, dirname } from "node:path";
 import { formatByteSize } from "../config/byteSize.ts";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
 import { LlamaportError } from "./EngineError.ts";
@@ -23,6 +25,8 @@ export interface ModelManagerOptions {
   defaultThreads: number;
   cacheDir: string;
   hfEndpoint?: string;
+  /** A model file's weights were unloaded (no context of it is left). */
+  onUnload?(modelPath: string): void;
   log(message: string): void;
 }
 
@@ -67,6 +71,8 @@ export class ModelManager {
   private readonly waiting = new Map<string, number>();
   /** Memory reserved by loads in flight, so two loads at once cannot both squeeze under the budget. */
   private readonly reserved = new Map<string, number>();
+  /** The file of each set of weights in memory, watched for changes (see `fileChanged`). */
+  private readonly watchers = new Map<ModelWeights, FSWatcher>();
 
   constructor(private readonly options: ModelManagerOptions) {}
 
@@ -128,11 +134,18 @@ export class ModelManager {
     return this.residenciesOf(name).length > 0;
   }
 
+  /** Answers every request waiting for a sequence, on every model, with `error` (shutting down). */
+  rejectQueued(error: unknown): void {
+    for (const residency of [...this.current.values(), ...this.retiring]) residency.loaded.pool.rejectWaiters(error);
+  }
+
   async disposeAll(): Promise<void> {
     const all = [...this.current.values(), ...this.retiring];
     this.current.clear();
     this.retiring.clear();
     for (const residency of all) clearTimeout(residency.expiryTimer);
+    for (const watcher of this.watchers.values()) watcher.close();
+    this.watchers.clear();
     await Promise.all(all.map((r) => r.loaded.dispose()));
   }
 
@@ -173,7 +186,14 @@ export class ModelManager {
   private async load(entry: ModelEntry, key: string, contextSize: number): Promise<Residency> {
     const started = performance.now();
     const { nlc, llama } = await this.options.runtime();
-    const path = await resolveModelSource(entry, { cacheDir: this.options.cacheDir, hfEndpoint: this.options.hfEndpoint });
+    let path: string;
+    try {
+      path = await resolveModelSource(entry, { cacheDir: this.options.cacheDir, hfEndpoint: this.options.hfEndpoint });
+    } catch (error) {
+      const cause = (error as Error).cause;
+      this.options.log(`model ${entry.name}: ${(error as Error).message}${cause instanceof Error ? ` (${cause.message})` : ""}`);
+      throw error;
+    }
     let residency: Residency;
     try {
       const estimate = await estimateBytes(nlc, llama, path, entry, contextSize);
@@ -186,7 +206,7 @@ export class ModelManager {
         const bytes = estimate.context + (shared ? 0 : estimate.weights);
         this.makeRoom(entry.name, key, bytes, !shared);
         this.reserved.set(key, bytes);
-        const weights = shared ?? (await ModelWeights.load(llama, entry, path, estimate.weights));
+        const weights = shared ?? this.watched(await ModelWeights.load(llama, entry, path, estimate.weights));
         loaded = await LoadedModel.load(nlc, entry, weights, {
           defaultThreads: this.options.defaultThreads,
           contextSize,
@@ -207,7 +227,10 @@ export class ModelManager {
       };
     } catch (error) {
       if (error instanceof LlamaportError) throw error;
-      throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${(error as Error).message}`, { cause: error });
+      this.options.log(`model ${entry.name} failed to load from ${path}: ${(error as Error).message}`);
+      // node-llama-cpp's messages name the file: clients see its name only, the log has the whole path.
+      const message = (error as Error).message.replaceAll(path, basename(path)).replaceAll(dirname(path), "…");
+      throw new LlamaportError("unavailable", `model "${entry.name}" failed to load: ${message}`, { cause: error });
     } finally {
       this.reserved.delete(key);
     }
@@ -324,7 +347,7 @@ export class ModelManager {
   }
 
   private async dispose(residency: Residency): Promise<void> {
-    const { loaded } = residency;
+    const { loaded, weights } = residency;
     this.retiring.delete(residency);
     if (this.current.get(residency.key) === residency) this.current.delete(residency.key);
     loaded.pool.rejectWaiters(new LlamaportError("unavailable", `model "${loaded.entry.name}" was unloaded`, { retryAfter: 1 }));
@@ -332,6 +355,44 @@ export class ModelManager {
       await loaded.dispose();
     } catch (error) {
       this.options.log(`error while unloading ${loaded.entry.name}: ${(error as Error).message}`);
+    }
+    if (weights.isDisposed && this.watchers.has(weights)) {
+      this.watchers.get(weights)?.close();
+      this.watchers.delete(weights);
+      this.options.onUnload?.(weights.modelPath);
+    }
+  }
+
+  /**
+   * Watches the file of newly loaded weights. A GGUF replaced in place (`cp new.gguf model.gguf`) under memory-mapped
+   * weights makes the next read of a page past the new end of the file kill the process (SIGBUS). So when the file
+   * changes: no new requests go to any context of these weights (the next one loads the file again), and, if they are
+   * mapped, the running ones stop at once and end with an error; read into memory (`use_mmap: false`) they finish.
+   */
+  private watched(weights: ModelWeights): ModelWeights {
+    try {
+      this.watchers.set(
+        weights,
+        watch(weights.modelPath, { persistent: false }, () => this.fileChanged(weights)),
+      );
+    } catch (error) {
+      this.options.log(`cannot watch ${weights.modelPath} for changes: ${(error as Error).message}`);
+    }
+    return weights;
+  }
+
+  private fileChanged(weights: ModelWeights): void {
+    const residencies = [...this.current.values()].filter((r) => r.weights === weights);
+    if (residencies.length === 0 || weights.fileChanged.aborted) return;
+    const name = residencies[0]!.loaded.entry.name;
+    const mapped = weights.mapsFile;
+    this.options.log(
+      `model ${name}: its file changed on disk; ${mapped ? "stopping its running requests and " : ""}unloading it, it loads again on next use`,
+    );
+    if (mapped) weights.stopForFileChange();
+    for (const residency of residencies) {
+      residency.loaded.pool.rejectWaiters(new LlamaportError("unavailable", `model "${name}" changed on disk; try again`, { retryAfter: 1 }));
+      this.retire(residency);
     }
   }
 }

@@ -5,15 +5,24 @@ import type { ModelEntry } from "../config/loadModelsFile.ts";
 export class ModelWeights {
   private users = 0;
   private disposed = false;
+  /** Aborted when the file changes on disk: requests on these weights stop at once (see ModelManager). */
+  private readonly fileChange = new AbortController();
+  /** The most characters one token of the vocabulary stands for (no bound for vocabularies that drop characters). */
+  readonly maxTokenChars: number;
 
   private constructor(
     readonly model: LlamaModel,
     /** RAM estimated from the GGUF for the weights alone, for the memory budget. */
     readonly estimatedBytes: number,
-  ) {}
+    /** The GGUF file they were loaded from. */
+    readonly modelPath: string,
+  ) {
+    this.maxTokenChars = longestTokenChars(model);
+  }
 
   static async load(llama: Llama, entry: ModelEntry, modelPath: string, estimatedBytes: number): Promise<ModelWeights> {
-    return new ModelWeights(await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers }), estimatedBytes);
+    const model = await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers, useMmap: entry.useMmap });
+    return new ModelWeights(model, estimatedBytes, modelPath);
   }
 
   /** One more context uses these weights; pair with `release()`. */
@@ -34,4 +43,34 @@ export class ModelWeights {
   get isDisposed(): boolean {
     return this.disposed;
   }
+
+  /** Whether the weights are memory-mapped from the file (node-llama-cpp's default where supported). */
+  get mapsFile(): boolean {
+    return this.model.useMmap;
+  }
+
+  /** Aborted once the file changed on disk. */
+  get fileChanged(): AbortSignal {
+    return this.fileChange.signal;
+  }
+
+  /** The file changed on disk: stop every request on these weights (a memory map may no longer match the file). */
+  stopForFileChange(): void {
+    this.fileChange.abort();
+  }
+}
+
+/**
+ * The longest token text of the vocabulary, in UTF-16 units. Token texts are written as the characters they stand for
+ * (SentencePiece's "▁" for a space) or one character per byte (byte-level BPE), never shorter than the text they
+ * cover. WordPiece and Unigram vocabularies drop whitespace while tokenizing, so they get no bound.
+ */
+function longestTokenChars(model: LlamaModel): number {
+  const type = model.vocabularyType as string;
+  if (type !== "spm" && type !== "bpe") return Number.POSITIVE_INFINITY;
+  const tokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
+  if (!Array.isArray(tokens)) return Number.POSITIVE_INFINITY;
+  let longest = 1;
+  for (const token of tokens) if (typeof token === "string" && token.length > longest) longest = token.length;
+  return longest;
 }

@@ -16,13 +16,21 @@ let llamaPromise: Promise<Llama> | undefined;
 let moduleSpecifier: string | (() => Promise<string>) = "node-llama-cpp";
 
 export function setNodeLlamaCppLocation(entryFile: string | (() => Promise<string>)): void {
-  if (modulePromise) throw new Error("node-llama-cpp was already imported");
+  if (modulePromise || specifierPromise) throw new Error("node-llama-cpp was already imported");
   moduleSpecifier = entryFile;
 }
 
-export function importNodeLlamaCpp(): Promise<NodeLlamaCppModule> {
+let specifierPromise: Promise<string> | undefined;
+
+/** What node-llama-cpp is imported from (a package name, or the unpacked runtime's entry file), e.g. for a worker thread. */
+export function nodeLlamaCppSpecifier(): Promise<string> {
   const specifier = moduleSpecifier;
-  modulePromise ??= (async () => import(typeof specifier === "string" ? specifier : await specifier()))() as Promise<NodeLlamaCppModule>;
+  specifierPromise ??= typeof specifier === "string" ? Promise.resolve(specifier) : specifier();
+  return specifierPromise;
+}
+
+export function importNodeLlamaCpp(): Promise<NodeLlamaCppModule> {
+  modulePromise ??= nodeLlamaCppSpecifier().then((specifier) => import(specifier)) as Promise<NodeLlamaCppModule>;
   return modulePromise;
 }
 

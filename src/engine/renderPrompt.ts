@@ -2,6 +2,7 @@
 import type { ChatHistoryItem, ChatModelFunctions, ChatWrapper, LlamaText, Token } from "node-llama-cpp";
 import { LlamaportError } from "./EngineError.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
+import type { OffThreadTokenizer } from "./OffThreadTokenizer.ts";
 import type { CompletionRequest } from "./types.ts";
 
 export interface RenderedPrompt {
@@ -13,11 +14,32 @@ export interface RenderedPrompt {
   stopTexts: string[];
 }
 
-/** The prompt for a chat history (see `toChatHistory`), beginning-of-sequence token first when the model wants one. */
-export function renderChat(loaded: LoadedModel, history: readonly ChatHistoryItem[]): RenderedPrompt {
+/** What rendering needs besides the model: where to tokenize, and the most tokens the prompt may have. */
+export interface PromptBudget {
+  tokenizer: OffThreadTokenizer;
+  /** Prompt tokens the request's window leaves (see `promptTokenLimit`). */
+  limit: number;
+}
+
+/** The most tokens a prompt may have in a window of `window` tokens: 10% of it is kept for the answer. */
+export function promptTokenLimit(window: number): number {
+  return window - Math.max(1, Math.floor(window / 10));
+}
+
+/**
+ * The prompt for a chat history (see `toChatHistory`), beginning-of-sequence token first when the model wants one.
+ * `chars` is the length of the messages' texts, which decides whether it can fit at all and where it is tokenized.
+ */
+export async function renderChat(
+  loaded: LoadedModel,
+  history: readonly ChatHistoryItem[],
+  budget: PromptBudget,
+  chars: number,
+): Promise<RenderedPrompt> {
+  checkPromptChars(loaded, chars, budget.limit, "messages");
   const state = contextState(loaded.chatWrapper, history);
   return {
-    tokens: withBos(loaded, state.contextText.tokenize(loaded.model.tokenizer)),
+    tokens: withBos(loaded, await budget.tokenizer.llamaText(loaded, state.contextText, chars)),
     ...templateStops(loaded, state.stopGenerationTriggers),
   };
 }
@@ -26,7 +48,16 @@ export function renderChat(loaded: LoadedModel, history: readonly ChatHistoryIte
  * The prompt for a chat with tools, with the documentation of `functions`, exactly as LlamaChat evaluates it: the
  * chat wrapper's text, tokenized, and nothing added (a template without a beginning-of-sequence token gets none).
  */
-export function renderToolChat(loaded: LoadedModel, history: readonly ChatHistoryItem[], functions: ChatModelFunctions): RenderedPrompt {
+export function renderToolChat(
+  loaded: LoadedModel,
+  history: readonly ChatHistoryItem[],
+  functions: ChatModelFunctions,
+  budget: PromptBudget,
+  chars: number,
+): RenderedPrompt {
+  // Tokenized in place: LlamaChat tokenizes this prompt again itself when it decodes, on the main thread; what cannot
+  // fit is refused here first.
+  checkPromptChars(loaded, chars, budget.limit, "messages");
   const state = contextState(loaded.chatWrapper, history, functions);
   return { tokens: state.contextText.tokenize(loaded.model.tokenizer), ...templateStops(loaded, state.stopGenerationTriggers) };
 }
@@ -41,36 +72,38 @@ function contextState(chatWrapper: ChatWrapper, history: readonly ChatHistoryIte
  * A completion's prompt: fill in the middle with a suffix, as is when raw, else inside the chat template; after the
  * tokens of an earlier exchange when the request continues one.
  */
-export function renderCompletion(loaded: LoadedModel, request: CompletionRequest): RenderedPrompt {
-  if (!request.context?.length) return renderPrompt(loaded, request);
+export async function renderCompletion(loaded: LoadedModel, request: CompletionRequest, budget: PromptBudget): Promise<RenderedPrompt> {
+  if (!request.context?.length) return renderPrompt(loaded, request, budget);
   if (request.suffix !== undefined)
     throw new LlamaportError("invalid_request", "context cannot be combined with suffix: filling in the middle starts a new prompt", {
       param: "context",
     });
   const earlier = request.context.map((token) => checkedToken(loaded, token, "context"));
-  const next = renderPrompt(loaded, request);
+  const next = await renderPrompt(loaded, request, budget);
   const bos = beginningToken(loaded);
   // The earlier exchange already starts the sequence (with its beginning-of-sequence token, if the model has one).
   const rest = bos !== undefined && next.tokens[0] === bos ? next.tokens.slice(1) : next.tokens;
   return { ...next, tokens: [...earlier, ...rest] };
 }
 
-function renderPrompt(loaded: LoadedModel, request: CompletionRequest): RenderedPrompt {
+function renderPrompt(loaded: LoadedModel, request: CompletionRequest, budget: PromptBudget): Promise<RenderedPrompt> {
   const { prompt } = request;
   if (request.suffix !== undefined) {
     if (typeof prompt !== "string")
       throw new LlamaportError("invalid_request", "prompt must be a text when a suffix is given (fill in the middle)", { param: "prompt" });
-    return renderInfill(loaded, prompt, request.suffix);
+    return renderInfill(loaded, prompt, request.suffix, budget);
   }
-  if (request.raw) return renderRaw(loaded, prompt);
+  if (request.raw) return renderRaw(loaded, prompt, budget);
   if (typeof prompt !== "string")
     throw new LlamaportError("invalid_request", "prompt must be a text unless it is raw (token ids skip the chat template)", {
       param: "prompt",
     });
-  return renderChat(loaded, [
-    ...(request.system ? [{ type: "system" as const, text: request.system }] : []),
-    { type: "user" as const, text: prompt },
-  ]);
+  return renderChat(
+    loaded,
+    [...(request.system ? [{ type: "system" as const, text: request.system }] : []), { type: "user" as const, text: prompt }],
+    budget,
+    (request.system?.length ?? 0) + prompt.length,
+  );
 }
 
 /**
@@ -78,11 +111,18 @@ function renderPrompt(loaded: LoadedModel, request: CompletionRequest): Rendered
  * pre-templated prompts work, and SPM vocabularies keep their leading-space token. Token ids are taken as they are; a
  * beginning-of-sequence token is added when the prompt starts with a text (llama-server's rule).
  */
-export function renderRaw(loaded: LoadedModel, prompt: string | readonly (string | number)[]): RenderedPrompt {
+export async function renderRaw(
+  loaded: LoadedModel,
+  prompt: string | readonly (string | number)[],
+  budget: PromptBudget,
+): Promise<RenderedPrompt> {
   const parts = typeof prompt === "string" ? [prompt] : prompt;
+  let chars = 0;
+  for (const part of parts) if (typeof part === "string") chars += part.length;
+  checkPromptChars(loaded, chars, budget.limit, "prompt");
   const tokens: Token[] = [];
   for (const part of parts) {
-    if (typeof part === "string") for (const token of loaded.model.tokenize(part, true)) tokens.push(token);
+    if (typeof part === "string") for (const token of await budget.tokenizer.text(loaded, part, true)) tokens.push(token);
     else tokens.push(checkedToken(loaded, part, "prompt"));
   }
   if (tokens.length === 0) throw new LlamaportError("invalid_request", "prompt must not be empty", { param: "prompt" });
@@ -93,7 +133,7 @@ export function renderRaw(loaded: LoadedModel, prompt: string | readonly (string
  * Fill in the middle, laid out as llama-server's `/infill` does: `[BOS] PRE prefix SUF suffix MID`, with prefix and
  * suffix tokenized as plain text. Needs the model's prefix, suffix and middle tokens.
  */
-export function renderInfill(loaded: LoadedModel, prefix: string, suffix: string): RenderedPrompt {
+export async function renderInfill(loaded: LoadedModel, prefix: string, suffix: string, budget: PromptBudget): Promise<RenderedPrompt> {
   const { prefix: pre, suffix: suf, middle: mid } = loaded.model.tokens.infill;
   if (pre == null || suf == null || mid == null)
     throw new LlamaportError(
@@ -101,8 +141,23 @@ export function renderInfill(loaded: LoadedModel, prefix: string, suffix: string
       `suffix: model "${loaded.entry.name}" cannot fill in the middle (its vocabulary has no prefix, suffix and middle tokens)`,
       { param: "suffix" },
     );
-  const tokens: Token[] = [pre, ...loaded.model.tokenize(prefix, false), suf, ...loaded.model.tokenize(suffix, false), mid];
+  checkPromptChars(loaded, prefix.length + suffix.length, budget.limit, "prompt");
+  const [before, after] = [await budget.tokenizer.text(loaded, prefix, false), await budget.tokenizer.text(loaded, suffix, false)];
+  const tokens: Token[] = [pre, ...before, suf, ...after, mid];
   return { tokens: withBos(loaded, tokens), stopTokens: [], stopTexts: [] };
+}
+
+/**
+ * Refuses a prompt that cannot fit before spending time on it: no token of the vocabulary covers more than
+ * `maxTokenChars` characters, so a text longer than `limit` times that needs more than `limit` tokens.
+ */
+export function checkPromptChars(loaded: LoadedModel, chars: number, limit: number, param: string, what = "prompt"): void {
+  if (chars > limit * loaded.maxTokenChars)
+    throw new LlamaportError(
+      "context_exceeded",
+      `${what} too long for the context: ${chars} characters cannot fit in the ${limit} tokens model "${loaded.entry.name}" takes (its longest token is ${loaded.maxTokenChars} characters)`,
+      { param },
+    );
 }
 
 /** The token every prompt starts with, if the model wants one. */

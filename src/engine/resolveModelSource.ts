@@ -1,5 +1,6 @@
 /** Turns a registry entry's `source` into a GGUF file on disk: a path as is, `synthetic:<preset>` written by our own GGUF writer, a URL downloaded. */
 import { existsSync } from "node:fs";
+import { basename } from "node:path";
 import type { ModelEntry } from "../config/loadModelsFile.ts";
 import { ensureSyntheticModel, syntheticModelPath } from "../gguf/syntheticModels.ts";
 import { downloadModel, downloadTarget } from "./downloadModel.ts";
@@ -24,7 +25,11 @@ export async function resolveModelSource(entry: ModelEntry, options: SourceOptio
   }
   if (isRemote(source)) return downloadModel(source, options);
   if (!existsSync(source))
-    throw new LlamaportError("not_found", `model "${entry.name}": GGUF file not found at ${source}`, { param: "model" });
+    // The path stays in the server's log (ModelManager logs load failures): clients learn nothing about the file system.
+    throw new LlamaportError("not_found", `model "${entry.name}": its GGUF file ${basename(source)} was not found`, {
+      param: "model",
+      cause: new Error(`GGUF file not found at ${source}`),
+    });
   return source;
 }
 

@@ -8,7 +8,8 @@ import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { decode } from "../../src/engine/decode.ts";
 import { LoadedModel } from "../../src/engine/LoadedModel.ts";
 import { ModelWeights } from "../../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule } from "../../src/engine/nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
+import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../../src/engine/sampling.ts";
 import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
@@ -20,6 +21,8 @@ noteSharedModels("tests/engine/decodeEquivalence.test.ts");
 
 let nlc: NodeLlamaCppModule;
 const models = new Map<string, LoadedModel>();
+/** A short prompt: tokenized in place, the worker never starts. */
+const budget = { tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier), limit: 200 };
 beforeAll(async () => {
   nlc = await importNodeLlamaCpp();
   const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
@@ -52,7 +55,7 @@ async function ownLoop(loaded: LoadedModel, options: Partial<GenerateOptions>, g
     const sampling = resolveSampling({ model: loaded.entry.name, reportTokens: true, ...options }, {});
     const tokens: GeneratedToken[] = [];
     const sink = { start() {}, text: (_: string, t?: GeneratedToken[]) => tokens.push(...(t ?? [])), signal: new AbortController().signal };
-    const prompt = renderRaw(loaded, "Once upon a time");
+    const prompt = await renderRaw(loaded, "Once upon a time", budget);
     const tokenBias = tokenBiasFor(nlc, loaded, sampling);
     await decode(nlc, loaded, sequence, {
       prompt,
@@ -76,7 +79,7 @@ async function llamaCompletion(loaded: LoadedModel, options: Partial<GenerateOpt
     await sequence.clearHistory();
     const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
     const tokens: Token[] = [];
-    const prompt = renderRaw(loaded, "Once upon a time").tokens.slice(1); // LlamaCompletion adds BOS itself
+    const prompt = (await renderRaw(loaded, "Once upon a time", budget)).tokens.slice(1); // LlamaCompletion adds BOS itself
     await completion.generateCompletionWithMeta(prompt, {
       maxTokens: options.maxTokens,
       temperature: options.temperature,
