@@ -256,7 +256,14 @@ function usage(summary: Pick<GenerationSummary, "promptTokens" | "cachedTokens">
  * Anthropic's error type for a status. Overload is answered 503 with Retry-After rather than Anthropic's 529: the host
  * owns statuses, and its clients retry on both.
  */
-const errorTypes: Record<number, string> = { 404: "not_found_error", 413: "request_too_large", 500: "api_error", 503: "overloaded_error" };
+const errorTypes: Record<number, string> = {
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  500: "api_error",
+  503: "overloaded_error",
+};
 
 const errorBody = (problem: Problem) => ({
   type: "error",

@@ -3,7 +3,7 @@
 // `npm i -D @sinclair/typebox` in your plugins folder for full types (plugins run without it).
 declare module "llamaport/internal/engine/EngineError" {
     /** The closed set of problems the engine and host report, each with its HTTP status; plugins render them in their own wire format. */
-    export type ProblemCode = "invalid_request" | "too_large" | "not_found" | "context_exceeded" | "busy" | "unavailable" | "not_supported" | "aborted" | "internal";
+    export type ProblemCode = "invalid_request" | "unauthorized" | "forbidden" | "too_large" | "unsupported_media_type" | "not_found" | "context_exceeded" | "busy" | "unavailable" | "not_supported" | "aborted" | "internal";
     export interface ProblemOptions {
         /**
          * The request field at fault, by its neutral engine name (`maxTokens`, `topP`, `format`) or a plugin's wire name. A
@@ -33,6 +33,8 @@ declare module "llamaport/internal/engine/EngineError" {
     }
     /** Turns anything thrown into a Problem; unknown errors become `internal` without leaking their stack. */
     export function toProblem(error: unknown): Problem;
+    /** Client-sent text quoted in a message, cut short: an error body must not echo a megabyte back. */
+    export function clip(text: string, max?: number): string;
 }
 declare module "llamaport/internal/engine/toolTypes" {
     /**

@@ -449,6 +449,7 @@ function choicesOf<R extends GenerateOptions>(n: number, request: R, one: (r: R)
 
 /** OpenAI's `error.code` for the problems its clients check for by code. */
 const errorCodes: Partial<Record<Problem["code"], string>> = {
+  unauthorized: "invalid_api_key",
   not_found: "model_not_found",
   context_exceeded: "context_length_exceeded",
   busy: "server_busy",

@@ -40,20 +40,26 @@ async function main(): Promise<number> {
       return 1;
     }
     if ((error as { code?: string }).code === "EADDRINUSE") {
-      process.stderr.write(`llamaport: ${settings.host}:${settings.port} is already in use\n`);
+      process.stderr.write(
+        `llamaport: cannot listen on ${settings.host}:${settings.port}: address already in use (is another llamaport running? pick another --port)\n`,
+      );
       return 1;
     }
     throw error;
   }
   let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
+  const shutdown = async (signal: "SIGINT" | "SIGTERM") => {
+    if (stopping) {
+      // A second signal: the user does not want to wait.
+      stderrLog("info", `${signal} again: exiting now`);
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
     stopping = true;
-    stderrLog("info", `${signal}: shutting down`);
-    await running.stop();
+    stderrLog("info", `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`);
+    await running.stop({ graceMs: settings.shutdownTimeoutMs });
+    stderrLog("info", "stopped");
     process.exit(0);
   };
-  // `on`, not `once`: with the handler gone, a repeated signal during shutdown would kill the process mid-cleanup.
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   return -1; // keep running

@@ -53,6 +53,8 @@ export interface ModelEntry {
   /** -1 = never unload. */
   keepAliveMs: number;
   maxQueue: number;
+  /** Absent: node-llama-cpp's default (mmap where supported). */
+  useMmap?: boolean;
   defaults: SamplingDefaults;
 }
 
@@ -62,6 +64,8 @@ export interface ModelRegistryConfig {
   models: ModelEntry[];
   maxLoadedModels: number;
   memoryBudget: "auto" | number;
+  /** `api_keys`: keys clients may use, besides those from the command line. */
+  apiKeys: string[];
 }
 
 /** A problem in models.yaml. `message` is the whole sentence, `<file>:<line>:<col>: <key path>: <problem>`. */
@@ -128,6 +132,7 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
     models,
     maxLoadedModels: parsed.max_loaded_models ?? MODEL_DEFAULTS.maxLoadedModels,
     memoryBudget: memoryBudgetOf(yaml, parsed),
+    apiKeys: [...(parsed.api_keys ?? [])],
   };
 }
 
@@ -269,6 +274,7 @@ function normalizeEntry(
     defaults: normalizeDefaults(entry.defaults ?? {}),
   };
   if (entry.threads !== undefined) normalized.threads = entry.threads;
+  if (entry.use_mmap !== undefined) normalized.useMmap = entry.use_mmap;
   return normalized;
 }
 

@@ -48,6 +48,13 @@ export const MODEL_DEFAULTS = {
   maxQueue: 512,
 } as const;
 
+/**
+ * Bounds on stop strings, for requests and for `defaults.stop`: matching is linear in the text, but each stop string
+ * is checked against every generated character and a partial match is held back, so neither may grow without limit.
+ * OpenAI allows 4 stop strings; Ollama and Anthropic set no limit, and clients rarely send more than a handful.
+ */
+export const STOP_LIMITS = { count: 16, length: 1000 } as const;
+
 // `errorMessage` is not JSON Schema, but yaml-language-server shows it in place of its own generic message,
 // and the loader uses it for the same purpose, so a pattern failure reads the same in the editor and in the server.
 
@@ -93,7 +100,10 @@ export const SamplingDefaultsSchema = Type.Object(
     seed: Type.Optional(Type.Integer({ description: "Random seed, for repeatable output." })),
     max_tokens: Type.Optional(Type.Integer({ minimum: 1, description: "Most tokens to generate when a request does not say." })),
     stop: Type.Optional(
-      Type.Array(Type.String({ minLength: 1 }), { description: "Strings that end generation when produced; not included in the output." }),
+      Type.Array(Type.String({ minLength: 1, maxLength: STOP_LIMITS.length }), {
+        maxItems: STOP_LIMITS.count,
+        description: `Strings that end generation when produced; not included in the output (at most ${STOP_LIMITS.count}, each up to ${STOP_LIMITS.length} characters).`,
+      }),
     ),
     repeat_penalty: Type.Optional(Type.Number({ minimum: 0, description: "Penalty for repeating recent tokens; 1 means none." })),
     presence_penalty: Type.Optional(Type.Number({ description: "Penalty for tokens that already appeared at all; 0 means none." })),
@@ -140,6 +150,12 @@ export const ModelEntrySchema = Type.Object(
         description: "Requests that may wait once every sequence is busy; more are refused with a retryable error.",
       }),
     ),
+    use_mmap: Type.Optional(
+      Type.Boolean({
+        description:
+          "Map the weights from the file (default where supported: fast loads, shared pages) or read them into memory (false). Without mmap, replacing the file while the model is loaded cannot crash the server.",
+      }),
+    ),
     defaults: Type.Optional(SamplingDefaultsSchema),
   },
   { additionalProperties: false, description: "One model the server offers." },
@@ -163,6 +179,12 @@ export const ModelsFileSchema = Type.Object(
           'Memory the loaded models may use together: "auto" (the free RAM when a model loads), a size like "8GiB" or "512MB", or a number of bytes.',
         default: MODEL_DEFAULTS.memoryBudget,
         errorMessage: 'expected "auto", a size such as "8GiB", "512MB", "1.5G", or a number of bytes',
+      }),
+    ),
+    api_keys: Type.Optional(
+      Type.Array(Type.String({ pattern: "^\\S+$", errorMessage: "expected a key: one or more characters, no spaces" }), {
+        description:
+          "API keys clients must send (`Authorization: Bearer <key>` or `x-api-key`), added to those given by --api-key, LLAMAPORT_API_KEY or --api-key-file. With none, no key is needed.",
       }),
     ),
     models: Type.Optional(

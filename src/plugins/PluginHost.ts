@@ -73,9 +73,19 @@ export class PluginHost {
     return this.options.dir && resolve(this.options.dir);
   }
 
-  async start(): Promise<void> {
+  /** Serves the built-in plugins (our own code: quick, and cannot hang). */
+  async startBuiltins(): Promise<void> {
     registerApiModule();
     for (const [id, plugin] of Object.entries(this.options.builtins)) await this.activate(id, "builtin", plugin);
+    this.emit();
+  }
+
+  /**
+   * Loads the plugins folder and watches it. The server calls this after it listens: a plugin's code runs in this
+   * process, and one that never finishes loading must not keep the server from answering `/health` or serving the
+   * others (an endless synchronous loop still stops everything; the log then names the plugin it was loading).
+   */
+  async loadFolder(): Promise<void> {
     const dir = this.dir;
     if (dir && existsSync(dir)) {
       for (const file of (await readdir(dir)).sort()) if (isPluginFile(file)) await this.loadFile(join(dir, file));
@@ -84,6 +94,11 @@ export class PluginHost {
     }
     if (dir) this.watchFolder(dir);
     this.emit();
+  }
+
+  async start(): Promise<void> {
+    await this.startBuiltins();
+    await this.loadFolder();
   }
 
   /**
@@ -136,8 +151,24 @@ export class PluginHost {
     return [...this.active.values()].map((p) => p.plugin);
   }
 
+  /**
+   * What `GET /plugins` shows. Files are named relative to the plugins folder's parent (`plugins/x.ts`): clients
+   * learn nothing about the file system, and the log keeps the whole paths.
+   */
   list(): PluginStatus[] {
-    return [...this.status.values()].sort((a, b) => a.id.localeCompare(b.id));
+    const dir = this.dir;
+    const shown = (text: string) => (dir ? text.replaceAll(dirname(dir) + sep, "") : text);
+    return [...this.status.values()]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((status) => ({
+        ...status,
+        source: shown(status.source),
+        lastError: status.lastError && {
+          ...status.lastError,
+          message: shown(status.lastError.message),
+          file: status.lastError.file && shown(status.lastError.file),
+        },
+      }));
   }
 
   /** Resolves once every file event seen so far has been handled (tests use it; the watcher does not need it). */
@@ -162,6 +193,8 @@ export class PluginHost {
 
   private async loadFile(file: string): Promise<void> {
     const id = pluginId(file);
+    // Before running foreign code: if it hangs the process, this is the last line in the log.
+    this.options.log("info", `loading plugin ${id} from ${file}`);
     let module: unknown;
     try {
       // A new query string makes Bun import the edited file again instead of returning the cached module. It must be

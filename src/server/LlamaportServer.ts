@@ -1,10 +1,11 @@
-/** The running server: listens at once, initialises the engine behind it, and swaps in a new app whenever the plugin set changes. */
+/** The running server: listens at once, checks access before routing, swaps in a new app whenever the plugin set changes, and shuts down gracefully. */
 import type { Server } from "bun";
 import type { Engine } from "../engine/Engine.ts";
-import { toProblem } from "../engine/EngineError.ts";
+import { LlamaportError, type Problem, toProblem } from "../engine/EngineError.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
-import { type Log, PluginHost } from "../plugins/PluginHost.ts";
-import { buildApp, type HostState, hostPaths } from "./buildApp.ts";
+import { type Log, PluginHost, type ServedRoute } from "../plugins/PluginHost.ts";
+import type { AccessPolicy } from "./accessPolicy.ts";
+import { buildApp, type HostState, hostPaths, problemRenderer } from "./buildApp.ts";
 import { renderProblem } from "./renderProblem.ts";
 
 export interface ServerOptions {
@@ -17,15 +18,32 @@ export interface ServerOptions {
   builtins: Record<string, PluginDefinition>;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
+  access: AccessPolicy;
+  /** Seconds a connection may stay quiet (between requests, or a request being sent) before it is closed. */
+  idleTimeoutSeconds: number;
+  /** Plugin requests in flight at once; more are answered 503 at once. */
+  maxRequests: number;
   log: Log;
+}
+
+/** What serves requests now: the Elysia app and the error renderer for the same plugin set, swapped together. */
+interface Served {
+  app: ReturnType<typeof buildApp>;
+  render(problem: Problem, path: string, headers: Headers): Response;
 }
 
 export class LlamaportServer {
   readonly plugins: PluginHost;
   private server?: Server<undefined>;
-  private app: ReturnType<typeof buildApp>;
+  private served: Served;
   private health: ReturnType<HostState["health"]> = { status: "loading" };
   private readonly state: HostState;
+  /** Plugin requests whose response is not complete yet (streams included). */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private stopping = false;
+  /** Set while over `maxRequests`, so the log says so once per episode, not once per refused request. */
+  private overloaded = false;
   /** Resolves when llama.cpp is initialised (or failed to be). */
   ready: Promise<void> = Promise.resolve();
 
@@ -36,7 +54,7 @@ export class LlamaportServer {
       plugins: () => this.plugins.list(),
       health: () => this.health,
       version: options.version,
-      limits: { maxBodyBytes: options.maxBodyBytes },
+      limits: { maxBodyBytes: options.maxBodyBytes, admit: (request) => this.admit(request) },
       log,
     };
     this.plugins = new PluginHost({
@@ -51,10 +69,10 @@ export class LlamaportServer {
         buildApp(routes, this.state).compile();
       },
       onChange: (routes) => {
-        this.app = buildApp(routes, this.state);
+        this.served = this.serve(routes);
       },
     });
-    this.app = buildApp([], this.state);
+    this.served = this.serve([]);
   }
 
   get url(): string {
@@ -68,14 +86,20 @@ export class LlamaportServer {
 
   async start(): Promise<void> {
     const { engine, log } = this.options;
-    await this.plugins.start();
+    await this.plugins.startBuiltins();
     this.server = Bun.serve({
       hostname: this.options.host,
       port: this.options.port,
-      // Generation can be quiet for long (model loading, queueing): never drop an idle connection.
-      idleTimeout: 0,
+      // Bun turns SO_REUSEPORT on when `development` is false: a second instance on the same port would start and
+      // split the requests with this one. It must fail with EADDRINUSE instead.
+      reusePort: false,
+      // Quiet connections close; requests in flight are exempt while they run (`admit`).
+      idleTimeout: this.options.idleTimeoutSeconds,
+      // The host's own limit (readJsonBody) answers too-large bodies with a 413 in the route's protocol; Bun's default
+      // of 128 MB would answer larger ones with an empty 413 or a reset.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       development: false,
-      fetch: (request) => this.app.handle(request),
+      fetch: (request) => this.handle(request),
       // Last resort: whatever escapes the app still gets a JSON error, never Bun's HTML error page.
       error: (error) => renderProblem(toProblem(error)),
     });
@@ -83,18 +107,107 @@ export class LlamaportServer {
     // Listen first: getLlama takes up to a second; requests that arrive meanwhile wait for it inside the engine.
     this.ready = engine.start().then(
       () => {
-        this.health = { status: "ok" };
+        if (!this.stopping) this.health = { status: "ok" };
       },
       (error: unknown) => {
         this.health = { status: "error", error: (error as Error).message };
         log("error", `engine failed to start: ${(error as Error).message}`);
       },
     );
+    // Plugins from the folder are foreign code: load them once /health and the built-in protocols already answer.
+    await this.plugins.loadFolder();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops gracefully: no new requests (503 in each protocol's format), queued ones answered 503 at once, running ones
+   * given up to `graceMs` to finish; then each is ended with its protocol's final error event, and models are freed.
+   */
+  async stop(options: { graceMs?: number } = {}): Promise<void> {
+    const { engine, log } = this.options;
+    this.stopping = true;
+    this.health = { status: "stopping" };
+    // Stop accepting connections; the open ones carry on (and are closed below).
+    void this.server?.stop(false);
+    engine.beginShutdown();
+    if (this.inFlight > 0 && (options.graceMs ?? 0) > 0) {
+      log("info", `waiting up to ${options.graceMs} ms for ${this.inFlight} running request(s) to finish`);
+      await this.idle(options.graceMs!);
+    }
+    if (this.inFlight > 0) {
+      log("info", `ending ${this.inFlight} request(s) still running`);
+      engine.abortGenerations();
+      // Each stream now writes its protocol's last event; give that a moment to reach the client.
+      await this.idle(2_000);
+    }
     await this.server?.stop(true);
     await this.plugins.stop();
-    await this.options.engine.dispose();
+    await engine.dispose();
   }
+
+  private serve(routes: ServedRoute[]): Served {
+    return { app: buildApp(routes, this.state), render: problemRenderer(routes) };
+  }
+
+  /** Access checks (Host, Origin, API key) before routing, CORS headers after. */
+  private async handle(request: Request): Promise<Response> {
+    const served = this.served;
+    const url = request.url;
+    const start = url.indexOf("/", 7);
+    const query = url.indexOf("?", start);
+    const path = url.slice(start, query < 0 ? undefined : query);
+    const decision = this.options.access.decide(request, path);
+    if (decision.kind === "preflight") return new Response(null, { status: 204, headers: decision.headers });
+    if (decision.kind === "refuse") {
+      if (decision.log) this.options.log("warn", decision.log);
+      return withHeaders(served.render(toProblem(decision.problem), path, request.headers), decision.headers);
+    }
+    const response = await served.app.handle(request);
+    return withHeaders(response, decision.headers);
+  }
+
+  /** A plugin request starts: refused while stopping or over the limit; exempt from the idle timeout until it ends. */
+  private admit(request: Request): () => void {
+    if (this.stopping)
+      throw new LlamaportError("unavailable", "the server is shutting down; try again once it is back", { retryAfter: 5 });
+    if (this.inFlight >= this.options.maxRequests) {
+      if (!this.overloaded) {
+        this.overloaded = true;
+        this.options.log("warn", `${this.inFlight} requests in flight, the limit (--max-requests): refusing more with 503 until some end`);
+      }
+      throw new LlamaportError("busy", `the server is handling ${this.inFlight} requests, its limit; try again shortly`, {
+        retryAfter: 1,
+      });
+    }
+    this.overloaded = false;
+    this.inFlight++;
+    const server = this.server;
+    // A request may wait quietly for long (a model loading, a queue): no idle timeout while it runs.
+    server?.timeout(request, 0);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.inFlight--;
+      // Back to the normal idle timeout for the keep-alive connection (setting 0 above lasts past this request).
+      server?.timeout(request, this.options.idleTimeoutSeconds);
+      if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    };
+  }
+
+  /** Resolves when no plugin request is in flight, or after `timeoutMs`. */
+  private idle(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+function withHeaders(response: Response, headers: Record<string, string>): Response {
+  for (const name in headers) response.headers.set(name, headers[name]!);
+  return response;
 }

@@ -10,8 +10,8 @@ import { type RouteLimits, runRoute } from "./runRoute.ts";
 export interface HostState {
   engine: EngineFacade;
   plugins(): PluginStatus[];
-  /** "loading" until llama.cpp is initialised, then "ok"; "error" if it could not start. */
-  health(): { status: "loading" | "ok" | "error"; error?: string };
+  /** "loading" until llama.cpp is initialised, then "ok"; "error" if it could not start; "stopping" once shutting down. */
+  health(): { status: "loading" | "ok" | "error" | "stopping"; error?: string };
   version: string;
   limits: RouteLimits;
   log(level: "info" | "warn" | "error", message: string): void;
@@ -21,15 +21,17 @@ export interface HostState {
 export const hostPaths = ["/health", "/plugins"];
 
 export function buildApp(routes: ServedRoute[], host: HostState) {
-  const owners = prefixOwners(routes);
-  const app = new Elysia()
+  const renderFor = problemRenderer(routes);
+  // Elysia finds the path at the first "/" after character 11 by default, so a Host shorter than 4 characters
+  // (`Host: llm`) made every route 404; we serve plain http only, so the path starts after "http://" and the host.
+  const app = new Elysia({ handler: { standardHostname: false } })
     // Only requests that reached no plugin handler get here: unknown routes, and faults in the host's own routes.
     .onError(({ code, error, request }) => {
       const path = new URL(request.url).pathname;
       const problem: Problem =
         code === "NOT_FOUND" ? toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)) : toProblem(error);
       if (problem.code === "internal") host.log("error", `${request.method} ${path}: ${(error as Error)?.stack ?? problem.message}`);
-      return hostProblem(problem, ownerOf(owners, path));
+      return renderFor(problem, path, request.headers);
     })
     .get("/health", () => {
       const health = host.health();
@@ -47,8 +49,7 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       ({ request, params, query }) => {
         const route = routeFor(group, request.headers);
         const path = new URL(request.url).pathname;
-        if (!route)
-          return hostProblem(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), ownerOf(owners, path));
+        if (!route) return renderFor(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), path, request.headers);
         const named = renameParams(params as Record<string, string>, first!.path, route.path);
         return runRoute(route, { request, params: named, query: query as Record<string, string> }, host.engine, host.limits);
       },
@@ -86,9 +87,28 @@ function renameParams(params: Record<string, string>, matched: string, wanted: s
   return Object.fromEntries(names(wanted).map((name, index) => [name, params[from[index]!] ?? ""]));
 }
 
-/** A problem the host answers itself, in the format of the plugin that speaks for the path (if any). */
-function hostProblem(problem: Problem, owner: PluginDefinition | undefined): Response {
-  return renderProblem(wireProblem(problem, owner?.fields), owner);
+/**
+ * Renders problems the host answers itself (unknown route, refused access, shutting down) in the format of the plugin
+ * that speaks for the request: the plugin of a route with that path (the one whose header the request carries, when
+ * several share it), else the one with the longest matching prefix.
+ */
+export function problemRenderer(routes: ServedRoute[]): (problem: Problem, path: string, headers: Headers) => Response {
+  const owners = prefixOwners(routes);
+  const patterns = routes.map((route) => ({ pattern: pathPattern(route.path), route }));
+  return (problem, path, headers) => {
+    const matching = patterns.filter(({ pattern }) => pattern.test(path)).map(({ route }) => route);
+    const owner = (matching.length > 0 ? routeFor(matching, headers)?.plugin : undefined) ?? ownerOf(owners, path);
+    return renderProblem(wireProblem(problem, owner?.fields), owner);
+  };
+}
+
+/** `/v1/models/:model` -> /^\/v1\/models\/[^/]+$/ */
+function pathPattern(path: string): RegExp {
+  const source = path
+    .split("/")
+    .map((part) => (part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+    .join("/");
+  return new RegExp(`^${source}$`);
 }
 
 /** Each plugin's declared prefixes, longest first, so `/v1/messages/x` finds the plugin of `/v1/messages` before that of `/v1`. */

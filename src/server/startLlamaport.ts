@@ -1,13 +1,16 @@
 /** Wires config, engine, plugin host and HTTP server together; used by the CLI and by tests that run a real server in-process. */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { defaultModels } from "../config/defaultModels.ts";
-import { loadModelsFile, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
+import { ConfigError, loadModelsFile, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { watchModelsFile } from "../config/watchModelsFile.ts";
+import { cleanStaleDownloads } from "../engine/downloadModel.ts";
 import { Engine } from "../engine/Engine.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import { builtinPlugins } from "../plugins/builtinPlugins.ts";
 import type { Log, PluginHost } from "../plugins/PluginHost.ts";
+import { AccessPolicy, isLoopback } from "./accessPolicy.ts";
 import { LlamaportServer } from "./LlamaportServer.ts";
 import packageJson from "../../package.json" with { type: "json" };
 
@@ -29,6 +32,18 @@ export interface StartOptions {
   hfEndpoint?: string;
   /** Largest request body accepted, in bytes (default 10 MiB). */
   maxBodyBytes?: number;
+  /** API keys clients must send; `api_keys` in models.yaml and the key file add more. None: no key needed. */
+  apiKeys?: string[];
+  /** A file of API keys, one per line (`#` starts a comment). */
+  apiKeyFile?: string;
+  /** Host names accepted besides the local ones (`*`: any). */
+  allowedHosts?: string[];
+  /** Browser origins accepted besides the local ones (`*` wildcards). */
+  allowedOrigins?: string[];
+  /** Seconds a quiet connection stays open (default 30). */
+  idleTimeoutSeconds?: number;
+  /** Requests in flight at once (default: half the open-file limit, at most 4096). */
+  maxRequests?: number;
   log?: Log;
   /** Watch models.yaml and the plugins folder (default true). */
   watch?: boolean;
@@ -43,7 +58,8 @@ export interface RunningLlamaport {
   ready: Promise<void>;
   /** Resolves once pending models.yaml and plugin reloads are applied. */
   settled(): Promise<void>;
-  stop(): Promise<void>;
+  /** Stops the server; `graceMs` gives running requests that long to finish (default: end them at once). */
+  stop(options?: { graceMs?: number }): Promise<void>;
 }
 
 export const stderrLog: Log = (level, message) => {
@@ -58,31 +74,56 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
   const modelsFile = options.models && resolve(options.models);
   const config: ModelRegistryConfig = modelsFile ? await loadModelsFile(modelsFile) : defaultModels();
   const pluginsDir = options.plugins ?? (modelsFile ? join(dirname(modelsFile), "plugins") : undefined);
+  const host = options.host ?? "127.0.0.1";
+  const fixedKeys = [...(options.apiKeys ?? []), ...(options.apiKeyFile ? await readKeyFile(options.apiKeyFile) : [])];
+  await cleanStaleDownloads(options.cacheDir, (m) => log("info", m));
   const engine = new Engine(config, {
     threads: options.threads,
     cacheDir: options.cacheDir,
     hfEndpoint: options.hfEndpoint,
     log: (m) => log("info", m),
   });
+  // The keys in force: fixed ones plus the current models.yaml's (edits apply at once). Same array until either changes.
+  let keys = [...fixedKeys, ...config.apiKeys];
+  const access = new AccessPolicy({
+    boundHost: host,
+    apiKeys: () => keys,
+    allowedHosts: options.allowedHosts,
+    allowedOrigins: options.allowedOrigins,
+  });
   const server = new LlamaportServer({
     engine,
     pluginsDir,
     builtins: options.builtins ?? builtinPlugins,
-    host: options.host ?? "127.0.0.1",
+    host,
     port: options.port ?? 9112,
     version,
     maxBodyBytes: options.maxBodyBytes ?? defaultMaxBodyBytes,
+    access,
+    idleTimeoutSeconds: Math.ceil(options.idleTimeoutSeconds ?? 30),
+    maxRequests: options.maxRequests ?? defaultMaxRequests(),
     log,
   });
   const { plugins } = server;
   await server.start();
   log("info", `models from ${modelsFile ?? "the built-in registry"}: ${config.models.map((m) => m.name).join(", ") || "(none)"}`);
+  const warnIfOpen = () => {
+    if (!isLoopback(host) && keys.length === 0)
+      log(
+        "warn",
+        `WARNING: listening on ${host} without an API key: anyone who can reach this address can use, load and unload your models. ` +
+          "Set one with --api-key-file, LLAMAPORT_API_KEY or api_keys in models.yaml.",
+      );
+  };
+  warnIfOpen();
 
   const watcher =
     options.watch !== false && modelsFile && existsSync(modelsFile)
       ? watchModelsFile(modelsFile, {
           onChange: (next) => {
             engine.updateRegistry(next);
+            keys = [...fixedKeys, ...next.apiKeys];
+            warnIfOpen();
             log("info", `models.yaml reloaded: ${next.models.map((m) => m.name).join(", ") || "(none)"}`);
           },
           onError: (error) => log("error", `${error.message}; the previous models.yaml keeps serving`),
@@ -99,9 +140,40 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
       await watcher?.settled();
       await plugins.settled();
     },
-    stop: async () => {
+    stop: async (stopOptions) => {
       watcher?.close();
-      await server.stop();
+      await server.stop(stopOptions);
     },
   };
+}
+
+/** API keys from a file: one per line; blank lines and lines starting with # are skipped. */
+async function readKeyFile(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new ConfigError(file, `cannot read the API key file: ${(error as Error).message}`, {}, { cause: error });
+  }
+  const keys = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+  if (keys.length === 0) throw new ConfigError(file, "the API key file has no keys (one per line)");
+  return keys;
+}
+
+/**
+ * Requests in flight at once: each holds a socket, so half the open-file limit (the rest is for models, plugins and
+ * idle connections), at most 4096. Linux reports the limit in /proc; elsewhere 1024 is assumed.
+ */
+function defaultMaxRequests(): number {
+  let limit = 1024;
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (match) limit = Number(match[1]);
+  } catch {
+    // Not Linux.
+  }
+  return Math.max(64, Math.min(4096, Math.floor(limit / 2)));
 }

@@ -39,43 +39,65 @@ export interface StreamHooks {
   /** Error response for a stream that failed before its first item. */
   errorResponse(problem: Problem): Response;
   log: PluginLogger;
+  /** Called once when the response is complete: the stream ended or failed, the client went away, or it never started. */
+  ended?(): void;
 }
 
 export async function streamResponse(body: StreamBody, hooks: StreamHooks): Promise<Response> {
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    hooks.ended?.();
+  };
   const iterator = body.source[Symbol.asyncIterator]();
   let first: IteratorResult<unknown>;
   try {
     first = await iterator.next();
   } catch (error) {
+    end();
     return hooks.errorResponse(logged(error, hooks.log));
   }
   let pending: IteratorResult<unknown> | undefined = first;
+  // Closed by us (done or failed), or cancelled by the client: either way nothing more may be enqueued.
   let closed = false;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      let item: Uint8Array;
       try {
         const result = pending ?? (await iterator.next());
         pending = undefined;
+        if (closed) return; // the client left while we waited for the next item
         if (result.done) {
           closed = true;
+          end();
           controller.close();
           return;
         }
-        controller.enqueue(frame(body.framing, result.value));
+        item = frame(body.framing, result.value);
       } catch (error) {
+        if (closed) return;
         // Headers are gone: end the stream with the protocol's error item instead of cutting the connection.
         closed = true;
+        end();
         try {
           controller.enqueue(frame(body.framing, hooks.streamError(logged(error, hooks.log))));
         } catch (hookError) {
           hooks.log.error(`streamError hook threw: ${(hookError as Error).message}`);
         }
         controller.close();
+        return;
       }
+      controller.enqueue(item);
     },
     async cancel() {
-      // The client went away: returning the iterator runs the plugin's `finally` and stops the engine.
-      if (!closed) await iterator.return?.();
+      if (closed) return;
+      closed = true;
+      end();
+      // The client went away, an ordinary event: one line. Returning the iterator runs the plugin's `finally` and
+      // stops the engine.
+      hooks.log.info("client disconnected; stream stopped");
+      await iterator.return?.();
     },
   });
   return new Response(stream, {

@@ -19,6 +19,14 @@ describe("parseArgs", () => {
         threads: undefined,
         cacheDir: expect.stringMatching(/\/\.cache\/llamaport$/),
         hfEndpoint: "https://huggingface.co",
+        apiKeys: [],
+        apiKeyFile: undefined,
+        allowedHosts: [],
+        allowedOrigins: [],
+        maxBodyBytes: undefined,
+        maxRequests: undefined,
+        idleTimeoutSeconds: undefined,
+        shutdownTimeoutMs: 10_000,
       },
     });
     expect(parseArgs([], {}).kind).toBe("serve");

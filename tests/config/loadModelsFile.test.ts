@@ -57,6 +57,7 @@ models:
       file: FILE,
       maxLoadedModels: 2,
       memoryBudget: 8 * 1024 ** 3,
+      apiKeys: [],
       models: [
         {
           name: "demo",
@@ -209,7 +210,7 @@ describe("parseModelsYaml: errors", () => {
     expect(error.column).toBe(1);
     expect(error.key).toBe("max_loaded_model");
     expect(error.message).toStartWith(
-      "models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, models",
+      "models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, api_keys, models",
     );
     expect(error.message).toContain('did you mean "max_loaded_models"?');
   });
@@ -226,7 +227,7 @@ models:
 `,
     );
     expect(error.message).toBe(
-      'models.yaml:7:5: models.demo.contex: unknown key; expected one of source, aliases, context, parallel, threads, gpu_layers, chat_template, keep_alive, max_queue, defaults (did you mean "context"?)',
+      'models.yaml:7:5: models.demo.contex: unknown key; expected one of source, aliases, context, parallel, threads, gpu_layers, chat_template, keep_alive, max_queue, use_mmap, defaults (did you mean "context"?)',
     );
     expect(error.file).toBe("models.yaml");
     expect([error.line, error.column, error.key]).toEqual([7, 5, "models.demo.contex"]);
@@ -280,7 +281,7 @@ models:
       5,
       13,
       "models.m.defaults.stop",
-      'expected a list of strings, got "END"',
+      'expected a list of strings of at most 16 items, got "END"',
     ],
     [
       "models:\n  m:\n    source: x.gguf\n    aliases: [ok, 7]\n",

@@ -402,6 +402,10 @@ describe("error hooks", () => {
   const problem = (code: ProblemCode, status: number): Problem => ({ code, status, message: `${code} happened` });
   const cases: [ProblemCode, number, string][] = [
     ["invalid_request", 400, "invalid_request_error"],
+    ["unauthorized", 401, "authentication_error"],
+    ["forbidden", 403, "permission_error"],
+    ["too_large", 413, "request_too_large"],
+    ["unsupported_media_type", 415, "invalid_request_error"],
     ["context_exceeded", 400, "invalid_request_error"],
     ["not_supported", 501, "invalid_request_error"],
     ["not_found", 404, "not_found_error"],

@@ -1,13 +1,14 @@
 /** The server listens before llama.cpp is ready: /health says loading (503) until the engine has started, then ok (200). */
 import { expect, test } from "bun:test";
 import type { Engine } from "../../src/engine/Engine.ts";
+import { AccessPolicy } from "../../src/server/accessPolicy.ts";
 import { LlamaportServer } from "../../src/server/LlamaportServer.ts";
 
 test("/health: 503 loading while the engine starts, 200 ok after, 503 error if it fails", async () => {
   for (const outcome of ["ok", "error"] as const) {
     const { promise: started, resolve: finish, reject: fail } = Promise.withResolvers<void>();
     // Only start/dispose are used before any request reaches the engine; a stand-in keeps llama.cpp out of this test.
-    const engine = { start: () => started, dispose: async () => {} } as unknown as Engine;
+    const engine = { start: () => started, beginShutdown: () => {}, dispose: async () => {} } as unknown as Engine;
     const server = new LlamaportServer({
       engine,
       builtins: {},
@@ -15,6 +16,9 @@ test("/health: 503 loading while the engine starts, 200 ok after, 503 error if i
       port: 0,
       version: "test",
       maxBodyBytes: 1024,
+      access: new AccessPolicy({ boundHost: "127.0.0.1", apiKeys: () => [] }),
+      idleTimeoutSeconds: 30,
+      maxRequests: 64,
       log: () => {},
     });
     await server.start();
