@@ -2,6 +2,7 @@
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import type { TSchema } from "@sinclair/typebox";
 import type { HttpMethod, PluginDefinition, RouteDefinition } from "../pluginApi/definePlugin.ts";
+import { compileDecoder, type Decoder } from "./compileDecoder.ts";
 
 const methods = new Set<HttpMethod>(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
 
@@ -11,6 +12,8 @@ export interface CompiledRoute {
   path: string;
   definition: RouteDefinition;
   bodyCheck?: TypeCheck<TSchema>;
+  /** Runs the body schema's transforms on a checked body. */
+  bodyDecode?: Decoder;
   /** Neutral field names to this route's wire names: the plugin's `fields`, then the route's own. */
   fields: Readonly<Record<string, string>>;
   /** `when.header`, lowercased: the route serves only requests with this header. */
@@ -46,9 +49,11 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
     if (seen.has(key)) throw new Error(`${where}: ${key} is declared twice`);
     seen.add(key);
     let bodyCheck: TypeCheck<TSchema> | undefined;
+    let bodyDecode: Decoder | undefined;
     if (route.body !== undefined) {
       try {
         bodyCheck = TypeCompiler.Compile(route.body);
+        bodyDecode = compileDecoder(route.body);
       } catch (error) {
         throw new Error(`${where}: body is not a valid TypeBox schema: ${(error as Error).message}`);
       }
@@ -58,6 +63,7 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
       path: route.path,
       definition: route,
       bodyCheck,
+      bodyDecode,
       fields: { ...plugin.fields, ...route.fields },
       ...(header && { header }),
     };

@@ -81,7 +81,7 @@ export async function runRoute(route: ServedRoute, input: RouteRequest, engine: 
  */
 function checkContentType(request: Request): void {
   const header = request.headers.get("content-type");
-  const type = header?.split(";")[0]!.trim().toLowerCase() ?? "";
+  const type = (header ?? "").split(";")[0]!.trim().toLowerCase();
   if (type === "application/json" || type.endsWith("+json")) return;
   if (!request.headers.has("origin") && (type === "" || type === "application/x-www-form-urlencoded" || type === "text/plain")) return;
   throw new LlamaportError(
@@ -97,7 +97,7 @@ function decodeBody(route: ServedRoute, body: unknown): unknown {
     const first = check.Errors(body).First();
     throw first ? bodyProblem(first) : new LlamaportError("invalid_request", "invalid request body");
   }
-  return check.Decode(body);
+  return route.bodyDecode ? route.bodyDecode(body) : body;
 }
 
 /** A plugin's own streamed Response, passed through so that `finish` runs when it ends or the client goes away. */
