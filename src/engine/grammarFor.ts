@@ -91,7 +91,10 @@ function checkSchemaTypes(schema: Record<string, unknown>): void {
       // `enum`, `const` and `default` hold data, not schemas: a property there may well be called "type".
       if (key === "enum" || key === "const" || key === "default" || key === "examples") continue;
       const at = path ? `${path}.${key}` : key;
-      if (key === "type" && !(typeof value === "string" ? jsonTypes.has(value) : Array.isArray(value) && value.every((v) => jsonTypes.has(v))))
+      if (
+        key === "type" &&
+        !(typeof value === "string" ? jsonTypes.has(value) : Array.isArray(value) && value.every((v) => jsonTypes.has(v)))
+      )
         throw new LlamaportError(
           "invalid_request",
           `format: ${at} is ${JSON.stringify(value).slice(0, 80)}; a JSON Schema type is one of ${[...jsonTypes].join(", ")} (or a list of them)`,
