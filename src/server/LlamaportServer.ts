@@ -126,8 +126,8 @@ export class LlamaportServer {
     const { engine, log } = this.options;
     this.stopping = true;
     this.health = { status: "stopping" };
-    // Stop accepting connections; the open ones carry on (and are closed below).
-    void this.server?.stop(false);
+    // Stop accepting connections; the open ones carry on, and Bun closes each once its response is sent.
+    const closed = this.server?.stop(false);
     engine.beginShutdown();
     if (this.inFlight > 0 && (options.graceMs ?? 0) > 0) {
       log("info", `waiting up to ${options.graceMs} ms for ${this.inFlight} running request(s) to finish`);
@@ -136,9 +136,10 @@ export class LlamaportServer {
     if (this.inFlight > 0) {
       log("info", `ending ${this.inFlight} request(s) still running`);
       engine.abortGenerations();
-      // Each stream now writes its protocol's last event; give that a moment to reach the client.
       await this.idle(2_000);
     }
+    // The last bytes of each response (a stream's final event) are still on their way: let Bun send them and close.
+    await Promise.race([closed, Bun.sleep(2_000)]);
     await this.server?.stop(true);
     await this.plugins.stop();
     await engine.dispose();
@@ -167,8 +168,7 @@ export class LlamaportServer {
 
   /** A plugin request starts: refused while stopping or over the limit; exempt from the idle timeout until it ends. */
   private admit(request: Request): () => void {
-    if (this.stopping)
-      throw new LlamaportError("unavailable", "the server is shutting down; try again once it is back", { retryAfter: 5 });
+    if (this.stopping) throw new LlamaportError("unavailable", "the server is shutting down; try again once it is back", { retryAfter: 5 });
     if (this.inFlight >= this.options.maxRequests) {
       if (!this.overloaded) {
         this.overloaded = true;
