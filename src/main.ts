@@ -55,7 +55,10 @@ async function main(): Promise<number> {
       process.exit(signal === "SIGINT" ? 130 : 143);
     }
     stopping = true;
-    stderrLog("info", `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`);
+    stderrLog(
+      "info",
+      `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`,
+    );
     await running.stop({ graceMs: settings.shutdownTimeoutMs });
     stderrLog("info", "stopped");
     process.exit(0);

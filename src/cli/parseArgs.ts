@@ -115,7 +115,11 @@ export function parseArgs(argv: string[], env: Environment): Command {
   }
 
   const pick = (name: string) => given[name] ?? (env[flags[name]!] || undefined);
-  const list = (name: string) => (pick(name) ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+  const list = (name: string) =>
+    (pick(name) ?? "")
+      .split(",")
+      .map((item) => item.trim())
+      .filter(Boolean);
   const threadsText = pick("threads");
   const maxBody = pick("max-body-size");
   const maxRequests = pick("max-requests");
@@ -169,7 +173,6 @@ function toSeconds(text: string, name: string, min: number, max: number): number
     throw new UsageError(`--${name}: ${(error as Error).message}`);
   }
   const seconds = ms / 1000;
-  if (ms < 0 || seconds < min || seconds > max)
-    throw new UsageError(`--${name} must be from ${min} to ${max} seconds, got "${text}"`);
+  if (ms < 0 || seconds < min || seconds > max) throw new UsageError(`--${name} must be from ${min} to ${max} seconds, got "${text}"`);
   return seconds;
 }

@@ -35,7 +35,9 @@ export function describeSchema(schema: TSchema, words: Words = { object: "an obj
       const items = listOf(schema.items as TSchema | undefined);
       const { minItems, maxItems } = schema as { minItems?: number; maxItems?: number };
       if (maxItems !== undefined)
-        return minItems ? `${items} of ${minItems} to ${maxItems} items` : `${items} of at most ${maxItems} item${maxItems === 1 ? "" : "s"}`;
+        return minItems
+          ? `${items} of ${minItems} to ${maxItems} items`
+          : `${items} of at most ${maxItems} item${maxItems === 1 ? "" : "s"}`;
       return minItems ? `${items} of at least ${minItems} item${minItems === 1 ? "" : "s"}` : items;
     }
     case "object":

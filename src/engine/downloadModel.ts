@@ -123,9 +123,13 @@ async function writeBody(url: string, body: ReadableStream<Uint8Array>, part: st
     if (code === "ENOSPC" || code === "EDQUOT")
       throw new LlamaportError("unavailable", `cannot download ${url}: no space left on the disk of the model cache`, { cause: error });
     if (phase === "writing")
-      throw new LlamaportError("unavailable", `cannot download ${url}: writing the model cache failed (${code ?? (error as Error).message})`, {
-        cause: error,
-      });
+      throw new LlamaportError(
+        "unavailable",
+        `cannot download ${url}: writing the model cache failed (${code ?? (error as Error).message})`,
+        {
+          cause: error,
+        },
+      );
     throw new LlamaportError(
       "unavailable",
       `download of ${url} was cut short after ${written} bytes (${(error as Error).message}); the next request resumes it`,
@@ -146,7 +150,8 @@ async function checkComplete(url: string, part: string, total: number | undefine
     needed = await ggufDataEnd(part);
   } catch (error) {
     // A header cut in the middle cannot be read: resumable. Anything else is no model.
-    if (total === undefined) throw new LlamaportError("unavailable", `download of ${url} was cut short (${size} bytes); the next request resumes it`);
+    if (total === undefined)
+      throw new LlamaportError("unavailable", `download of ${url} was cut short (${size} bytes); the next request resumes it`);
     await rm(part, { force: true });
     throw new LlamaportError("invalid_request", `${url} is not a valid GGUF file: ${(error as Error).message}`);
   }

@@ -31,7 +31,13 @@ self.onmessage = async (event: MessageEvent<TokenizerRequest>) => {
   if (request.type === "init") {
     runtime = (async () => {
       const nlc = (await import(request.specifier)) as typeof NodeLlamaCpp;
-      const llama = await nlc.getLlama({ build: "never", gpu: false, maxThreads: 1, logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+      const llama = await nlc.getLlama({
+        build: "never",
+        gpu: false,
+        maxThreads: 1,
+        logLevel: nlc.LlamaLogLevel.error,
+        progressLogs: false,
+      });
       return { nlc, llama };
     })();
     return;

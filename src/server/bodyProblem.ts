@@ -41,7 +41,8 @@ function kindOf(schema: TSchema): string | undefined {
 
 /** A short description of a client's value, made without serializing all of it (it may be megabytes). */
 function preview(value: unknown): string {
-  if (typeof value === "string") return value.length > 60 ? `${JSON.stringify(value.slice(0, 60))}… (${value.length} characters)` : JSON.stringify(value);
+  if (typeof value === "string")
+    return value.length > 60 ? `${JSON.stringify(value.slice(0, 60))}… (${value.length} characters)` : JSON.stringify(value);
   if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? "" : "s"}`;
   if (value !== null && typeof value === "object") return "an object";
   return String(value);
