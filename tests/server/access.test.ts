@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { AccessPolicy } from "../../src/server/accessPolicy.ts";
-import { startTestServer, type TestServer } from "../support/testServer.ts";
+import { bodyOf, startTestServer, type TestServer } from "../support/testServer.ts";
 import { waitFor } from "../support/waitFor.ts";
 
 const key = "sk-test-0123456789";
@@ -20,7 +20,11 @@ afterAll(() => server?.[Symbol.asyncDispose]());
 
 const chat = { model: "demo", max_tokens: 2, messages: [{ role: "user", content: "hi" }] };
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  fetch(`${server.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
 
 describe("API keys", () => {
   test("the official clients send the key the way each protocol does, and get answers", async () => {
@@ -43,7 +47,9 @@ describe("API keys", () => {
     expect((error as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe("invalid_api_key");
 
     const anthropic = new Anthropic({ baseURL: server.url, apiKey: "wrong", maxRetries: 0 });
-    const anthropicError = await anthropic.messages.create({ model: "demo", max_tokens: 2, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
+    const anthropicError = await anthropic.messages
+      .create({ model: "demo", max_tokens: 2, messages: [{ role: "user", content: "x" }] })
+      .catch((e: unknown) => e);
     expect(anthropicError).toBeInstanceOf(Anthropic.AuthenticationError);
     expect((anthropicError as { error: unknown }).error).toEqual({
       type: "error",
@@ -52,7 +58,7 @@ describe("API keys", () => {
 
     const ollama = await post("/api/chat", chat);
     expect(ollama.status).toBe(401);
-    expect(await ollama.json()).toEqual({
+    expect(await bodyOf(ollama)).toEqual({
       error: "an API key is required: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`",
     });
     // A key that shares a prefix, or is longer, is as wrong as any other.
@@ -75,11 +81,11 @@ export default definePlugin({ name: "hello", error: (p) => ({ nope: p.message })
       () => fetch(`${server.url}/hello`, { headers: { "x-api-key": key } }),
       (r) => r.status === 200,
     );
-    expect(await served.json()).toEqual({ hi: 1 });
+    expect(await bodyOf(served)).toEqual({ hi: 1 });
     const refused = await fetch(`${server.url}/hello`);
     expect(refused.status).toBe(401);
     // Rendered by the plugin that owns the route.
-    expect(Object.keys(await refused.json())).toEqual(["nope"]);
+    expect(Object.keys(await bodyOf(refused))).toEqual(["nope"]);
   });
 
   test("api_keys in models.yaml are added, and edits to them apply at once", async () => {
@@ -124,7 +130,7 @@ describe("browsers", () => {
       const response = await post("/api/generate", { model: "demo", prompt: "hi" }, { ...withKey, origin: "https://evil.example" });
       expect(response.status).toBe(403);
       expect(response.headers.get("access-control-allow-origin")).toBeNull();
-      expect((await response.json()).error).toContain("https://evil.example");
+      expect((await bodyOf(response)).error).toContain("https://evil.example");
     }
     expect(server.logs.filter((line) => line.includes("refused a request from origin https://evil.example"))).toHaveLength(1);
   });
@@ -132,7 +138,11 @@ describe("browsers", () => {
   test("pages on localhost get CORS headers; their preflight is answered without a key", async () => {
     const preflight = await fetch(`${server.url}/v1/chat/completions`, {
       method: "OPTIONS",
-      headers: { origin: "http://localhost:5173", "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+      headers: {
+        origin: "http://localhost:5173",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-origin")).toBe("http://localhost:5173");
@@ -161,11 +171,11 @@ describe("browsers", () => {
     for (const type of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]) {
       const response = await post("/api/chat", chat, { ...withKey, origin: "http://localhost:3000", "content-type": type });
       expect(response.status).toBe(415);
-      expect((await response.json()).error).toContain("Content-Type: application/json");
+      expect((await bodyOf(response)).error).toContain("Content-Type: application/json");
     }
     const openai = await post("/v1/chat/completions", chat, { ...withKey, "content-type": "application/xml" });
     expect(openai.status).toBe(415);
-    expect((await openai.json()).error.type).toBe("invalid_request_error");
+    expect((await bodyOf(openai)).error.type).toBe("invalid_request_error");
   });
 
   test("clients that are no browser may send what their HTTP library sends by default (curl -d, fetch with a string)", async () => {
@@ -182,7 +192,7 @@ describe("Host header (DNS rebinding)", () => {
   test("a name that is not local is refused with a 403 in the route's format; local names and addresses pass", async () => {
     const refused = await fetch(`${server.url}/v1/models`, { headers: { host: "attacker.example:9112", authorization: `Bearer ${key}` } });
     expect(refused.status).toBe(403);
-    expect((await refused.json()).error.message).toContain('Host "attacker.example:9112" is not allowed');
+    expect((await bodyOf(refused)).error.message).toContain('Host "attacker.example:9112" is not allowed');
     for (const host of ["localhost:9112", "127.0.0.1", "[::1]:80", "app.localhost", "10.1.2.3:9112"])
       expect(`${host} ${(await fetch(`${server.url}/health`, { headers: { host } })).status}`).toBe(`${host} 200`);
   });
@@ -220,7 +230,17 @@ describe("AccessPolicy", () => {
 
   test("hosts: local names, addresses and the configured list; any host when bound to a public address (as Ollama)", () => {
     const local = policy({ allowedHosts: ["models.corp"] });
-    for (const host of ["", "localhost", "LOCALHOST:1", "x.localhost", "box.local", "svc.internal", "192.168.1.9:80", "[::1]", "models.corp:9112"])
+    for (const host of [
+      "",
+      "localhost",
+      "LOCALHOST:1",
+      "x.localhost",
+      "box.local",
+      "svc.internal",
+      "192.168.1.9:80",
+      "[::1]",
+      "models.corp:9112",
+    ])
       expect(`${host}: ${local.hostAllowed(host)}`).toBe(`${host}: true`);
     for (const host of ["evil.com", "localhost.evil.com", "models.corp.evil.com", "127.0.0.1.nip.io"])
       expect(`${host}: ${local.hostAllowed(host)}`).toBe(`${host}: false`);
@@ -231,7 +251,14 @@ describe("AccessPolicy", () => {
 
   test("origins: localhost pages, editor and app views, the server's own pages, and configured patterns", () => {
     const local = policy({ allowedOrigins: ["https://*.corp.example"] });
-    for (const origin of ["http://localhost", "https://localhost:8443", "http://127.0.0.1:5173", "http://[::1]:3000", "vscode-webview://abc", "https://chat.corp.example"])
+    for (const origin of [
+      "http://localhost",
+      "https://localhost:8443",
+      "http://127.0.0.1:5173",
+      "http://[::1]:3000",
+      "vscode-webview://abc",
+      "https://chat.corp.example",
+    ])
       expect(`${origin}: ${local.originAllowed(origin, "127.0.0.1:9112")}`).toBe(`${origin}: true`);
     for (const origin of ["null", "http://localhost.evil.com", "https://evil.com", "https://corp.example", "file://"])
       expect(`${origin}: ${local.originAllowed(origin, "127.0.0.1:9112")}`).toBe(`${origin}: false`);

@@ -54,7 +54,7 @@ describe("stop strings", () => {
     for (const [path, body, field] of cases) {
       const response = await postJson(url(path), body);
       expect(`${path} ${response.status}`).toBe(`${path} 400`);
-      expect(field(await response.json())).toBe(
+      expect(field(await bodyOf(response))).toBe(
         path.startsWith("/api") ? "options.stop" : path === "/v1/messages" ? "stop_sequences" : "stop",
       );
     }
@@ -73,7 +73,7 @@ describe("max_tokens", () => {
   test("a huge max_tokens is clamped to what the context holds: the reply ends with finish reason length", async () => {
     const response = await postJson(url("/v1/chat/completions"), { model: "demo", max_tokens: 1e308, ignore_eos: true, messages: user });
     expect(response.status).toBe(200);
-    const body = await response.json();
+    const body = await bodyOf(response);
     expect(body.choices[0].finish_reason).toBe("length");
     expect(body.usage.total_tokens).toBeLessThanOrEqual(256);
     expect(body.usage.completion_tokens).toBeGreaterThan(100);
@@ -88,9 +88,12 @@ describe("max_tokens", () => {
     ];
     for (const [path, body] of bodies) expect(`${path} ${(await postJson(url(path), body)).status}`).toBe(`${path} 200`);
     // JSON has no Infinity, but 1e400 parses to it.
-    const infinite = await postJson(url("/v1/chat/completions"), '{"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}');
+    const infinite = await postJson(
+      url("/v1/chat/completions"),
+      '{"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}',
+    );
     expect(infinite.status).toBe(400);
-    expect((await infinite.json()).error.param).toBe("max_tokens");
+    expect((await bodyOf(infinite)).error.param).toBe("max_tokens");
   });
 });
 
@@ -128,7 +131,7 @@ describe("bodies", () => {
       body: new Uint8Array(129 * 1024 ** 2),
     });
     expect(response.status).toBe(413);
-    const body = await response.json();
+    const body = await bodyOf(response);
     expect(body.error.message).toContain("larger than the limit of 10485760 bytes");
     expect(body.error.type).toBe("invalid_request_error");
   });
@@ -161,23 +164,29 @@ describe("prompts", () => {
     });
     expect(result.response.status).toBe(400);
     expect(result.ms).toBeLessThan(1_000);
-    expect((await result.response.json()).error.message).toMatch(/^prompt too long for the context: 8500000 characters cannot fit/);
+    expect((await bodyOf(result.response)).error.message).toMatch(/^prompt too long for the context: 8500000 characters cannot fit/);
     expect(longestMs).toBeLessThan(100);
     const chat = await postJson(url("/api/chat"), { model: "demo", messages: [{ role: "user", content: prompt.slice(0, 100_000) }] });
-    expect((await chat.json()).error).toContain("100000 characters cannot fit in the 231 tokens");
+    expect((await bodyOf(chat)).error).toContain("100000 characters cannot fit in the 231 tokens");
   });
 
   test("a long prompt that can fit is tokenized off the event loop: /health answers meanwhile", async () => {
     const prompt = "the little dog ran after the red ball in the garden ".repeat(5000); // 260,000 characters
     const { result, longestMs } = await longestHealthWait(async () => {
-      const counted = await bodyOf(postJson(url("/v1/messages/count_tokens"), { model: "wide", messages: [{ role: "user", content: prompt }] }));
-      const chat = await postJson(url("/v1/chat/completions"), { model: "wide", max_tokens: 1, messages: [{ role: "user", content: prompt }] });
+      const counted = await bodyOf(
+        postJson(url("/v1/messages/count_tokens"), { model: "wide", messages: [{ role: "user", content: prompt }] }),
+      );
+      const chat = await postJson(url("/v1/chat/completions"), {
+        model: "wide",
+        max_tokens: 1,
+        messages: [{ role: "user", content: prompt }],
+      });
       return { counted, chat };
     });
     expect(result.counted.input_tokens).toBeGreaterThan(30_000);
     // Too many tokens for the context after all: known only once tokenized, and still a clean 400.
     expect(result.chat.status).toBe(400);
-    expect((await result.chat.json()).error.code).toBe("context_length_exceeded");
+    expect((await bodyOf(result.chat)).error.code).toBe("context_length_exceeded");
     expect(longestMs).toBeLessThan(100);
   });
 });
@@ -194,7 +203,7 @@ export default definePlugin({ name: "fn", routes: [{ method: "GET", path: "/fn",
       (r) => r.status !== 404,
     );
     expect(response.status).toBe(500);
-    expect((await response.json()).error.message).toContain("returned a function");
+    expect((await bodyOf(response)).error.message).toContain("returned a function");
     expect(server.logs.some((line) => line.startsWith("error [fn] GET /fn:") && line.includes("returned a function"))).toBe(true);
   });
 
@@ -202,21 +211,27 @@ export default definePlugin({ name: "fn", routes: [{ method: "GET", path: "/fn",
     const openai = await postJson(url("/v1/chat/completions"), {
       model: "demo",
       messages: user,
-      response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "nonsense" } } } } },
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "nonsense" } } } },
+      },
     });
     expect(openai.status).toBe(400);
-    const error = (await openai.json()).error;
+    const error = (await bodyOf(openai)).error;
     expect(error.param).toBe("response_format");
     expect(error.message).toContain('properties.a.type is "nonsense"');
     const ollama = await postJson(url("/api/generate"), { model: "demo", prompt: "hi", format: { type: "nonsense" } });
     expect(ollama.status).toBe(400);
     // A property named "type", and a schema too large to compile quickly.
     const named = { type: "object", properties: { type: { type: "string" } }, required: ["type"] };
-    expect((await postJson(url("/api/generate"), { model: "demo", prompt: "hi", stream: false, format: named, options: { num_predict: 3 } })).status).toBe(200);
+    expect(
+      (await postJson(url("/api/generate"), { model: "demo", prompt: "hi", stream: false, format: named, options: { num_predict: 3 } }))
+        .status,
+    ).toBe(200);
     const huge = { type: "string", enum: Array.from({ length: 5000 }, (_, i) => `value-${i}`) };
     const tooBig = await postJson(url("/api/generate"), { model: "demo", prompt: "hi", format: huge });
     expect(tooBig.status).toBe(400);
-    expect((await tooBig.json()).error).toContain("at most 16384 are supported");
+    expect((await bodyOf(tooBig)).error).toContain("at most 16384 are supported");
   });
 
   test("GET /plugins and client errors show no absolute paths", async () => {
