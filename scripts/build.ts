@@ -251,6 +251,8 @@ async function compile(entry: string, target: Target, outfile: string): Promise<
     process.execPath,
     "build",
     entry,
+    // Worker threads are separate entry points in a compiled binary (src/engine/OffThreadTokenizer.ts starts this one).
+    join(root, "src", "engine", "tokenizerWorker.ts"),
     "--compile",
     `--target=${target.bun}`,
     "--external",

@@ -56,7 +56,7 @@ export class OffThreadTokenizer {
     if (this.worker) return this.worker;
     const specifier = await this.specifier();
     if (this.worker) return this.worker;
-    const worker = new Worker(new URL("./tokenizerWorker.ts", import.meta.url).href);
+    const worker = new Worker(workerLocation());
     // An idle tokenizer must not keep the process alive.
     worker.unref();
     worker.onmessage = (event: MessageEvent<TokenizerReply>) => {
@@ -75,4 +75,13 @@ export class OffThreadTokenizer {
     this.worker = worker;
     return worker;
   }
+}
+
+/**
+ * The worker's module: beside this file, or inside a compiled binary, where scripts/build.ts adds it as an entry point
+ * and Bun names it by its path from the common folder of the entry points (the repository root).
+ */
+function workerLocation(): string {
+  if (import.meta.url.includes("/$bunfs/")) return "/$bunfs/root/src/engine/tokenizerWorker.ts";
+  return new URL("./tokenizerWorker.ts", import.meta.url).href;
 }

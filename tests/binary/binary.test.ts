@@ -47,7 +47,8 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     copyFileSync(builtBinary, binary);
     await Bun.write(
       join(folder.path, "models.yaml"),
-      "models:\n  demo:\n    source: synthetic:demo\n    context: 256\n    parallel: 2\n    threads: 1\n",
+      "models:\n  demo:\n    source: synthetic:demo\n    context: 256\n    parallel: 2\n    threads: 1\n" +
+        "  wide:\n    source: synthetic:demo\n    context: 8192\n    parallel: 1\n    threads: 1\n",
     );
     mkdirSync(join(folder.path, "plugins"));
   }, 120_000);
@@ -108,6 +109,14 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
       .map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(1);
     expect(lines.at(-1)).toMatchObject({ model: "demo", done: true });
+
+    // Over 32 K characters: tokenized on the worker thread, which the build adds to the binary as an entry point.
+    const counted = await fetch(`${url}/v1/messages/count_tokens`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "wide", messages: [{ role: "user", content: "the dog ran after the ball ".repeat(1500) }] }),
+    });
+    expect(await counted.text(), log.text).toMatch(/^\{"input_tokens":\d{4,}\}$/);
 
     // The plugin imports the virtual module "llamaport", which the binary must provide to files it loads from disk.
     await Bun.write(
