@@ -9,8 +9,8 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({
     demo: { source: "synthetic:demo", context: 256, parallel: 2 },
-    // A real-size vocabulary and a large context: prompts of hundreds of kilobytes fit and must be tokenized.
-    wide: { source: "synthetic:tiny-32k", context: 32768, parallel: 1 },
+    // A real-size vocabulary and a large context: prompts of a megabyte may fit and must be tokenized.
+    wide: { source: "synthetic:tiny-32k", context: 131072, parallel: 1 },
   });
 });
 afterAll(() => server?.[Symbol.asyncDispose]());
@@ -136,7 +136,9 @@ describe("bodies", () => {
     expect(body.error.type).toBe("invalid_request_error");
   });
 
-  test("error bodies never echo a megabyte back", async () => {
+  test("error bodies never echo a megabyte back, and still say what they must", async () => {
+    const unknown = await bodyOf(postJson(url("/v1/chat/completions"), { model: "m".repeat(1_000_000), messages: user }));
+    expect(unknown.error.message).toEndWith("… (1000000 characters)\" not found; available: demo, wide");
     const name = "m".repeat(1_000_000);
     for (const [path, body] of [
       ["/v1/chat/completions", { model: name, messages: user }],
@@ -171,7 +173,7 @@ describe("prompts", () => {
   });
 
   test("a long prompt that can fit is tokenized off the event loop: /health answers meanwhile", async () => {
-    const prompt = "the little dog ran after the red ball in the garden ".repeat(5000); // 260,000 characters
+    const prompt = "the little dog ran after the red ball in the garden ".repeat(20_000); // 1,040,000 characters
     const { result, longestMs } = await longestHealthWait(async () => {
       const counted = await bodyOf(
         postJson(url("/v1/messages/count_tokens"), { model: "wide", messages: [{ role: "user", content: prompt }] }),
@@ -183,7 +185,7 @@ describe("prompts", () => {
       });
       return { counted, chat };
     });
-    expect(result.counted.input_tokens).toBeGreaterThan(30_000);
+    expect(result.counted.input_tokens).toBeGreaterThan(200_000);
     // Too many tokens for the context after all: known only once tokenized, and still a clean 400.
     expect(result.chat.status).toBe(400);
     expect((await bodyOf(result.chat)).error.code).toBe("context_length_exceeded");
