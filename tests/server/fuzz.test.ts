@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { builtinPlugins } from "../../src/plugins/builtinPlugins.ts";
+import type { HealthWaits } from "../support/healthWait.ts";
 import { hostileBodies, type HostileCase, random } from "../support/hostileBodies.ts";
 import { LogReader } from "../support/LogReader.ts";
 import { bodyOf, tempDir, testCacheDir, writeModelsYaml } from "../support/testServer.ts";
@@ -63,37 +64,21 @@ afterAll(() => {
 });
 
 /**
- * Polls /health from its own process (so the fuzzer's own work is not counted) and reports the longest wait. On a
- * shared machine a wait can also be long because the server got no CPU at all; so each wait is also measured in the CPU
- * time the server's main thread used meanwhile (Linux: /proc/<pid>/task/<pid>/stat). A frozen event loop is busy: both
- * are long. Starved, only the wall clock is (seen here at a load of 7 on 2 cores: 160 ms waits with 20 ms of CPU).
+ * Polls /health from a process of its own, so the fuzzer's work is not counted; see tests/support/healthWait.ts for
+ * why each wait is also measured in the server's main-thread CPU time (seen here at a load of 7 on 2 cores: 160 ms
+ * waits during which the server's main thread ran 20 ms).
  */
 function startHealthPoller(target: string, serverPid: number) {
   const script = `
-    const { readFileSync } = require("node:fs");
-    const stat = "/proc/${serverPid}/task/${serverPid}/stat";
-    const cpuMs = () => {
-      try {
-        const fields = readFileSync(stat, "utf8").split(") ")[1].split(" ");
-        return (Number(fields[11]) + Number(fields[12])) * 10;
-      } catch { return Number.NaN; }
-    };
-    let longest = 0, longestBusy = 0, count = 0, stop = false;
-    process.stdin.on("data", () => { stop = true; });
-    while (!stop) {
-      const started = performance.now(), cpu = cpuMs();
-      await (await fetch("${target}/health")).arrayBuffer();
-      const wait = performance.now() - started, used = cpuMs() - cpu;
-      longest = Math.max(longest, wait);
-      longestBusy = Math.max(longestBusy, Number.isNaN(used) ? wait : Math.min(wait, used));
-      count++;
-      await Bun.sleep(5);
-    }
-    console.log(JSON.stringify({ longest, longestBusy, count }));
-    process.exit(0);`;
+    const { pollHealth } = await import(${JSON.stringify(join(import.meta.dir, "../support/healthWait.ts"))});
+    const poller = pollHealth(${JSON.stringify(target)}, ${serverPid});
+    process.stdin.on("data", async () => {
+      console.log(JSON.stringify(await poller.stop()));
+      process.exit(0);
+    });`;
   const child = Bun.spawn([process.execPath, "-e", script], { stdin: "pipe", stdout: "pipe" });
   return {
-    async stop(): Promise<{ longest: number; longestBusy: number; count: number }> {
+    async stop(): Promise<HealthWaits> {
       child.stdin.write("stop\n");
       await child.stdin.flush();
       const out = await new Response(child.stdout).text();
@@ -141,12 +126,12 @@ test(`${casesPerRoute} hostile bodies per POST route: never a 5xx, never a froze
   // For the record: what the lead quotes (and reruns on a quiet machine).
   console.log(
     `fuzz seed ${seed}: ${work.length} cases in ${seconds.toFixed(1)} s, statuses ${JSON.stringify(statuses)}, ` +
-      `${failures.length} failures, longest /health wait ${health.longest.toFixed(1)} ms over ${health.count} polls ` +
-      `(${health.longestBusy.toFixed(0)} ms of it with the server's main thread busy)`,
+      `${failures.length} failures, longest /health wait ${health.longestMs.toFixed(1)} ms over ${health.polls} polls ` +
+      `(${health.longestBusyMs.toFixed(0)} ms of it with the server's main thread busy)`,
   );
   if (failures.length > 0) console.log(`fuzz seed ${seed} failures:\n${failures.slice(0, 20).join("\n")}`);
   expect(failures).toEqual([]);
-  expect(health.longestBusy).toBeLessThan(healthLimitMs);
+  expect(health.longestBusyMs).toBeLessThan(healthLimitMs);
   // And the server still serves a normal request.
   const normal = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
