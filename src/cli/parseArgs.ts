@@ -77,7 +77,7 @@ Environment:
 `;
 
 /** Flag name (without --) to its environment variable. */
-const flags: Record<string, string> = {
+export const flags: Readonly<Record<string, string>> = {
   host: "LLAMAPORT_HOST",
   port: "LLAMAPORT_PORT",
   models: "LLAMAPORT_MODELS",

@@ -1,7 +1,7 @@
 /** The command line: flags beat env beat defaults, usage errors exit 2, and `serve` really serves (a child process). */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { parseArgs, UsageError } from "../../src/cli/parseArgs.ts";
+import { flags, parseArgs, UsageError, usage } from "../../src/cli/parseArgs.ts";
 import { LogReader } from "../support/LogReader.ts";
 import { tempDir, testCacheDir, writeModelsYaml } from "../support/testServer.ts";
 
@@ -45,6 +45,42 @@ describe("parseArgs", () => {
     expect(parseArgs(["serve", "--port", "9000", "--models=/flag.yaml", "--host", "::1"], env)).toMatchObject({
       settings: { host: "::1", port: 9000, models: "/flag.yaml", plugins: "/env/plugins" },
     });
+  });
+
+  test("access and limit settings: flags beat env, lists add up, bad values are usage errors", () => {
+    const env = {
+      LLAMAPORT_API_KEY: "env-a,env-b",
+      LLAMAPORT_ALLOWED_HOSTS: "box.lan",
+      LLAMAPORT_MAX_BODY_SIZE: "1MiB",
+      LLAMAPORT_SHUTDOWN_TIMEOUT: "3s",
+      LLAMAPORT_IDLE_TIMEOUT: "20",
+      LLAMAPORT_MAX_REQUESTS: "100",
+    };
+    expect(parseArgs(["serve"], env)).toMatchObject({
+      settings: {
+        apiKeys: ["env-a", "env-b"],
+        allowedHosts: ["box.lan"],
+        maxBodyBytes: 1024 ** 2,
+        shutdownTimeoutMs: 3000,
+        idleTimeoutSeconds: 20,
+        maxRequests: 100,
+      },
+    });
+    const flags = ["serve", "--api-key", "a", "--api-key=b,c", "--allowed-origins", "https://*.x.com", "--shutdown-timeout", "1m"];
+    expect(parseArgs([...flags, "--api-key-file", "/keys"], env)).toMatchObject({
+      settings: { apiKeys: ["a", "b", "c"], apiKeyFile: "/keys", allowedOrigins: ["https://*.x.com"], shutdownTimeoutMs: 60_000 },
+    });
+    expect(() => parseArgs(["serve", "--idle-timeout", "300s"], {})).toThrow("--idle-timeout must be from 1 to 255 seconds");
+    expect(() => parseArgs(["serve", "--max-body-size", "lots"], {})).toThrow("--max-body-size: invalid size");
+    expect(() => parseArgs(["serve", "--max-requests", "0"], {})).toThrow("--max-requests must be an integer from 1");
+  });
+
+  test("--help names every flag and every environment variable", () => {
+    for (const [flag, variable] of Object.entries(flags)) {
+      expect(usage).toContain(`--${flag} `);
+      expect(usage).toContain(`[${variable}]`);
+    }
+    for (const variable of ["LLAMAPORT_CACHE", "LLAMAPORT_HF_ENDPOINT"]) expect(usage).toContain(variable);
   });
 
   test("help, version, and usage errors", () => {
