@@ -13,7 +13,8 @@ import type { ModelEntry } from "../src/config/loadModelsFile.ts";
 import { decode } from "../src/engine/decode.ts";
 import { LoadedModel } from "../src/engine/LoadedModel.ts";
 import { ModelWeights } from "../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
+import { OffThreadTokenizer } from "../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../src/engine/sampling.ts";
 import type { GenerationSink } from "../src/engine/StreamingGeneration.ts";
@@ -44,7 +45,10 @@ const entry: ModelEntry = {
 };
 const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });
 const { sequence } = await loaded.pool.acquire(undefined);
-const prompt = renderRaw(loaded, "Once upon a time");
+const prompt = await renderRaw(loaded, "Once upon a time", {
+  tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier),
+  limit: loaded.contextSize,
+});
 const sink: GenerationSink = { start() {}, text() {}, signal: new AbortController().signal };
 
 /** The engine's loop, as a request with these options runs it; ms per token. */

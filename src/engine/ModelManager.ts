@@ -391,7 +391,9 @@ export class ModelManager {
     );
     if (mapped) weights.stopForFileChange();
     for (const residency of residencies) {
-      residency.loaded.pool.rejectWaiters(new LlamaportError("unavailable", `model "${name}" changed on disk; try again`, { retryAfter: 1 }));
+      residency.loaded.pool.rejectWaiters(
+        new LlamaportError("unavailable", `model "${name}" changed on disk; try again`, { retryAfter: 1 }),
+      );
       this.retire(residency);
     }
   }

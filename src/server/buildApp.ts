@@ -49,7 +49,8 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       ({ request, params, query }) => {
         const route = routeFor(group, request.headers);
         const path = new URL(request.url).pathname;
-        if (!route) return renderFor(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), path, request.headers);
+        if (!route)
+          return renderFor(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), path, request.headers);
         const named = renameParams(params as Record<string, string>, first!.path, route.path);
         return runRoute(route, { request, params: named, query: query as Record<string, string> }, host.engine, host.limits);
       },

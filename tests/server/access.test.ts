@@ -37,7 +37,7 @@ describe("API keys", () => {
     expect(message.type).toBe("message");
     // Ollama's clients send `Authorization: Bearer`, set through their headers option.
     const ollama = new Ollama({ host: server.url, headers: { Authorization: `Bearer ${key}` } });
-    expect((await ollama.list()).models.map((m) => m.name)).toContain("demo");
+    expect((await ollama.list()).models.map((m) => m.name)).toContain("demo:latest");
   });
 
   test("a missing or wrong key is a 401 in each protocol's error format; the key is never echoed or logged", async () => {
