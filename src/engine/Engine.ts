@@ -421,26 +421,6 @@ export class Engine implements EngineFacade {
   }
 }
 
-/**
- * An embedding text as it will be tokenized: one too long to fit is refused before it is tokenized; one to be cut to
- * fit anyway is cut first to what its first tokens can cover (with a margin, so the tokens kept are the same), so a
- * megabyte of text is not tokenized to keep two thousand tokens of it.
- */
-function fitted(loaded: LoadedModel, input: string, index: number, truncate: boolean | undefined): string {
-  const limit = loaded.embeddingContextSize;
-  if (!truncate) {
-    if (input.length > limit * loaded.maxTokenChars)
-      throw new LlamaportError(
-        "context_exceeded",
-        `input[${index}] is ${input.length} characters, more than the embedding context holds (${limit} tokens of at most ${loaded.maxTokenChars} characters)`,
-        { param: "input" },
-      );
-    return input;
-  }
-  const covered = (limit + 64) * loaded.maxTokenChars;
-  return input.length > covered ? input.slice(0, covered) : input;
-}
-
 /** Token ids for an embedding input, checked against the vocabulary. */
 function checkedTokens(loaded: LoadedModel, tokens: number[], index: number): Token[] {
   const size = loaded.vocabularySize;
