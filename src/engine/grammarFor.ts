@@ -35,7 +35,7 @@ export async function grammarFor(llama: Llama, request: Pick<GenerateOptions, "f
   const schema = format === "json" ? undefined : JSON.stringify(format);
   if (schema !== undefined && !grammars.has(`schema:${schema}`)) {
     checkSize("format: the JSON schema", schema.length, "format");
-    checkSchemaTypes(format as Record<string, unknown>);
+    checkSchemaTypes(format as Record<string, unknown>, "format");
   }
   return compiled(
     schema === undefined ? "json" : `schema:${schema}`,
@@ -47,8 +47,13 @@ export async function grammarFor(llama: Llama, request: Pick<GenerateOptions, "f
 
 /** A JSON Schema's grammar; `param` names the request field it came from (a tool's `tools[i].parameters`) in problems. */
 export function schemaGrammar(llama: Llama, schema: Record<string, unknown>, param: string): Promise<LlamaGrammar> {
+  const text = JSON.stringify(schema);
+  if (!grammars.has(`schema:${text}`)) {
+    checkSize(`${param}: the JSON schema`, text.length, param);
+    checkSchemaTypes(schema, param);
+  }
   return compiled(
-    `schema:${JSON.stringify(schema)}`,
+    `schema:${text}`,
     () => llama.createGrammarForJsonSchema(schema as never),
     (error) => `${param}: unsupported JSON schema: ${error}`,
     param,
@@ -80,7 +85,7 @@ function checkSize(what: string, chars: number, param: string): void {
  * node-llama-cpp turns a `type` it does not know into `null` without a word: a typo in a schema would silently make
  * the model answer `null`. So every `type` must be a JSON Schema type.
  */
-function checkSchemaTypes(schema: Record<string, unknown>): void {
+function checkSchemaTypes(schema: Record<string, unknown>, param: string): void {
   const visit = (node: unknown, path: string) => {
     if (Array.isArray(node)) {
       for (const [index, item] of node.entries()) visit(item, `${path}[${index}]`);
@@ -97,8 +102,8 @@ function checkSchemaTypes(schema: Record<string, unknown>): void {
       )
         throw new LlamaportError(
           "invalid_request",
-          `format: ${at} is ${JSON.stringify(value).slice(0, 80)}; a JSON Schema type is one of ${[...jsonTypes].join(", ")} (or a list of them)`,
-          { param: "format" },
+          `${param}: ${at} is ${JSON.stringify(value).slice(0, 80)}; a JSON Schema type is one of ${[...jsonTypes].join(", ")} (or a list of them)`,
+          { param },
         );
       // Inside `properties`, the keys are property names, which may be anything (even "type").
       if (key === "properties" || key === "$defs" || key === "definitions" || key === "patternProperties") {

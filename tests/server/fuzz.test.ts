@@ -36,6 +36,7 @@ const validBodies: Record<string, Record<string, unknown>> = {
   "/v1/messages": { model: "demo", max_tokens: 2, messages: user, system: "be brief", stop_sequences: ["!"] },
   "/v1/messages/count_tokens": { model: "demo", messages: user },
   "/api/embeddings": { model: "demo", prompt: "hi", keep_alive: "1m" },
+  "/v1/responses": { model: "demo", input: [{ role: "user", content: "hi" }], max_output_tokens: 2, instructions: "be brief" },
   // Model management: files are managed in models.yaml, so these always answer 501 whatever the body.
   "/api/create": { model: "x", from: "demo" },
   "/api/copy": { source: "demo", destination: "x" },

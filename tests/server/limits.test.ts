@@ -216,6 +216,13 @@ export default definePlugin({ name: "fn", routes: [{ method: "GET", path: "/fn",
     const error = (await bodyOf(openai)).error;
     expect(error.param).toBe("response_format");
     expect(error.message).toContain('properties.a.type is "nonsense"');
+    const tool = await postJson(url("/v1/chat/completions"), {
+      model: "demo",
+      messages: user,
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "nonsense" } } } } }],
+    });
+    expect(tool.status).toBe(400);
+    expect((await bodyOf(tool)).error.message).toContain("properties.a.type");
     const ollama = await postJson(url("/api/generate"), { model: "demo", prompt: "hi", format: { type: "nonsense" } });
     expect(ollama.status).toBe(400);
     // A property named "type", and a schema too large to compile quickly.
