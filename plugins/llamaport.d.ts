@@ -422,6 +422,14 @@ declare module "llamaport/internal/engine/types" {
         activeSequences: number;
         /** Requests waiting for a free sequence. */
         queuedRequests: number;
+        /** Sequences of this context (`parallel`). */
+        sequences: number;
+        /** KV cache capacity in tokens: `contextSize` x `sequences`. */
+        kvCacheTokens: number;
+        /** Tokens that running requests hold in the KV cache now (idle sequences keep their cache for reuse; not counted). */
+        kvCacheUsedTokens: number;
+        /** RAM estimated for this context (KV cache, buffers) and, on the model's first context, its weights. */
+        memoryBytes: number;
     }
     export interface EmbedRequest {
         model: string;
@@ -521,10 +529,12 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
          * Serve only requests that carry this header (any value, name in any case). Such a route may share its method and
          * path with another plugin's route without `when`, which keeps every other request: e.g. Anthropic's
          * `GET /v1/models` for requests with `anthropic-version` (its SDK always sends it) beside OpenAI's for the rest.
-         * Neither plugin needs to know the other's format.
+         * Neither plugin needs to know the other's format. With `includes`, only requests whose header value contains that
+         * text (in any letter case): `{ header: "accept", includes: "text/html" }` serves browsers opening a page.
          */
         when?: {
             header: string;
+            includes?: string;
         };
     }
     export interface PluginSetupContext {

@@ -4,7 +4,8 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConfigError } from "./config/loadModelsFile.ts";
 import { parseArgs, usage, UsageError, type Command } from "./cli/parseArgs.ts";
-import { startLlamaport, stderrLog, version } from "./server/startLlamaport.ts";
+import { LogWriter } from "./server/LogWriter.ts";
+import { startLlamaport, version } from "./server/startLlamaport.ts";
 
 /** ./models.yaml, else one beside the executable (the compiled binary's folder), else none (built-in registry). */
 function findModelsFile(): string | undefined {
@@ -31,9 +32,16 @@ async function main(): Promise<number> {
     return 0;
   }
   const { settings } = command;
+  const writer = new LogWriter({ format: settings.logFormat });
+  const log = writer.log;
   let running: Awaited<ReturnType<typeof startLlamaport>>;
   try {
-    running = await startLlamaport({ ...settings, models: settings.models ?? findModelsFile() });
+    running = await startLlamaport({
+      ...settings,
+      models: settings.models ?? findModelsFile(),
+      log,
+      statusLine: writer.terminal ? writer.status : undefined,
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`llamaport: ${error.message}\n`);
@@ -51,16 +59,13 @@ async function main(): Promise<number> {
   const shutdown = async (signal: "SIGINT" | "SIGTERM") => {
     if (stopping) {
       // A second signal: the user does not want to wait.
-      stderrLog("info", `${signal} again: exiting now`);
+      log("info", `${signal} again: exiting now`);
       process.exit(signal === "SIGINT" ? 130 : 143);
     }
     stopping = true;
-    stderrLog(
-      "info",
-      `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`,
-    );
+    log("info", `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`);
     await running.stop({ graceMs: settings.shutdownTimeoutMs });
-    stderrLog("info", "stopped");
+    log("info", "stopped");
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -2,6 +2,7 @@
 import { parseByteSize } from "../config/byteSize.ts";
 import { parseDuration } from "../config/duration.ts";
 import { defaultCacheDir, type Environment, hfEndpoint } from "../config/environment.ts";
+import { type LogFormat, logFormats } from "../server/LogWriter.ts";
 
 export interface ServeSettings {
   host: string;
@@ -27,6 +28,10 @@ export interface ServeSettings {
   shutdownTimeoutMs: number;
   idleTimeoutSeconds?: number;
   maxRequests?: number;
+  /** Log lines as text (coloured on a terminal) or one JSON object per line. */
+  logFormat: LogFormat;
+  /** `GET /metrics` needs no API key. */
+  publicMetrics: boolean;
 }
 
 export type Command = { kind: "serve"; settings: ServeSettings } | { kind: "help" } | { kind: "version" };
@@ -70,6 +75,13 @@ Limits:
   --shutdown-timeout T     on SIGTERM/SIGINT, how long running requests may take to finish before they are
                            ended, e.g. 10s [LLAMAPORT_SHUTDOWN_TIMEOUT] (default 10s); a second signal stops at once
 
+Logs and metrics:
+  --log-format F           text (coloured on a terminal) or json: one object per line [LLAMAPORT_LOG_FORMAT]
+                           (default text); every request is one line with its id, route, model, status, tokens,
+                           time to first token, tokens/s and duration
+  --public-metrics         GET /metrics needs no API key, like /health, for scrapers that send none
+                           (Prometheus, an inference gateway's endpoint picker) [LLAMAPORT_PUBLIC_METRICS] (1 or 0)
+
 Environment:
   LLAMAPORT_CACHE          cache folder for generated and downloaded models and the unpacked engine
                            (default $XDG_CACHE_HOME/llamaport, else ~/.cache/llamaport)
@@ -91,7 +103,12 @@ export const flags: Readonly<Record<string, string>> = {
   "max-requests": "LLAMAPORT_MAX_REQUESTS",
   "idle-timeout": "LLAMAPORT_IDLE_TIMEOUT",
   "shutdown-timeout": "LLAMAPORT_SHUTDOWN_TIMEOUT",
+  "log-format": "LLAMAPORT_LOG_FORMAT",
+  "public-metrics": "LLAMAPORT_PUBLIC_METRICS",
 };
+
+/** Flags that take no value: given means on. Their variables take 1/true/yes or 0/false/no. */
+const switches = new Set(["public-metrics"]);
 
 /** Flags that may be given several times; their values add up. */
 const repeatable = new Set(["api-key", "allowed-hosts", "allowed-origins"]);
@@ -109,6 +126,10 @@ export function parseArgs(argv: string[], env: Environment): Command {
     const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
     const name = flag.slice(2);
     if (!flag.startsWith("--") || !(name in flags)) throw new UsageError(`unknown option "${flag}"`);
+    if (switches.has(name) && inline === undefined) {
+      given[name] = "true";
+      continue;
+    }
     const value = inline ?? args.shift();
     if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
     given[name] = given[name] !== undefined && repeatable.has(name) ? `${given[name]},${value}` : value;
@@ -124,6 +145,9 @@ export function parseArgs(argv: string[], env: Environment): Command {
   const maxBody = pick("max-body-size");
   const maxRequests = pick("max-requests");
   const idle = pick("idle-timeout");
+  const logFormat = pick("log-format") ?? "text";
+  if (!logFormats.includes(logFormat as LogFormat))
+    throw new UsageError(`--log-format must be one of ${logFormats.join(", ")}, got "${logFormat}"`);
   return {
     kind: "serve",
     settings: {
@@ -142,8 +166,17 @@ export function parseArgs(argv: string[], env: Environment): Command {
       maxRequests: maxRequests === undefined ? undefined : toInt(maxRequests, "max-requests", 1, 1_000_000),
       idleTimeoutSeconds: idle === undefined ? undefined : toSeconds(idle, "idle-timeout", 1, 255),
       shutdownTimeoutMs: toSeconds(pick("shutdown-timeout") ?? "10s", "shutdown-timeout", 0, 3600) * 1000,
+      logFormat: logFormat as LogFormat,
+      publicMetrics: toSwitch(pick("public-metrics") ?? "false", "public-metrics"),
     },
   };
+}
+
+function toSwitch(text: string, name: string): boolean {
+  const value = text.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  if (["0", "false", "no", "off"].includes(value)) return false;
+  throw new UsageError(`--${name} is on or off (${flags[name]}=1 or 0), got "${text}"`);
 }
 
 function toInt(text: string, name: string, min: number, max: number): number {

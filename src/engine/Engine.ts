@@ -60,12 +60,22 @@ export interface EngineOptions {
   /** Base URL for `hf:` sources (default: the public hub). */
   hfEndpoint?: string;
   log?: (message: string) => void;
+  /**
+   * Called once per finished generation (never per token), where it runs: the host adds it to its request's log line
+   * and metrics. Default: one log line per generation (`describeGeneration`).
+   */
+  onGeneration?(summary: GenerationSummary): void;
+  /** Called once per embedding request served. */
+  onEmbedding?(result: { model: string; promptTokens: number; ms: number }): void;
+  /** Loading a model's weights: the fraction done (0 to 1), as often as node-llama-cpp reports it. */
+  onLoadProgress?(model: string, fraction: number): void;
 }
 
 export class Engine implements EngineFacade {
   readonly registry: ModelRegistry;
   private readonly models: ModelManager;
   private readonly log: (message: string) => void;
+  private readonly observe: Pick<EngineOptions, "onGeneration" | "onEmbedding">;
   private readonly threads: number;
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
@@ -79,6 +89,10 @@ export class Engine implements EngineFacade {
   constructor(config: ModelRegistryConfig, options: EngineOptions) {
     this.registry = new ModelRegistry(config);
     this.log = options.log ?? (() => {});
+    this.observe = {
+      onGeneration: options.onGeneration ?? ((summary) => this.log(describeGeneration(summary))),
+      onEmbedding: options.onEmbedding,
+    };
     this.threads = options.threads ?? physicalCores();
     this.gpu = options.gpu ?? "auto";
     this.sourceOptions = { cacheDir: options.cacheDir, hfEndpoint: options.hfEndpoint };
@@ -94,6 +108,7 @@ export class Engine implements EngineFacade {
       defaultThreads: this.threads,
       ...this.sourceOptions,
       onUnload: (modelPath) => this.tokenizer.release(modelPath),
+      onLoadProgress: options.onLoadProgress,
       log: this.log,
     });
   }
@@ -163,6 +178,7 @@ export class Engine implements EngineFacade {
           param: "input",
         },
       );
+    const started = performance.now();
     return this.withModel(request.model, request.keepAliveMs, async (loaded) => {
       const size = loaded.model.embeddingVectorSize;
       if (request.dimensions !== undefined && request.dimensions !== size)
@@ -195,6 +211,7 @@ export class Engine implements EngineFacade {
         const { vector } = await context.getEmbeddingFor(tokens);
         embeddings.push(request.normalize === false ? vector.map(Math.fround) : unitLength(vector));
       }
+      this.observe.onEmbedding?.({ model: loaded.entry.name, promptTokens, ms: performance.now() - started });
       return { model: loaded.entry.name, embeddings, promptTokens };
     });
   }
@@ -410,7 +427,7 @@ export class Engine implements EngineFacade {
           },
           ...(result.context && { context: result.context as number[] }),
         };
-        this.log(requestLine(summary));
+        this.observe.onGeneration?.(summary);
         return summary;
       } finally {
         lease.release();
@@ -516,8 +533,8 @@ function fitted(loaded: LoadedModel, input: string, index: number, truncate: boo
   return input.length > covered ? input.slice(0, covered) : input;
 }
 
-/** One line per request (never per token): what was reused, how long it waited and why it ended. */
-function requestLine(summary: GenerationSummary): string {
+/** One line per generation (never per token): what was reused, how long it waited and why it ended. */
+export function describeGeneration(summary: GenerationSummary): string {
   const t = summary.timings;
   return (
     `${summary.model}: ${summary.promptTokens} prompt tokens (${summary.cachedTokens} cached), ${summary.completionTokens} generated, ` +

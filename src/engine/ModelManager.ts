@@ -27,6 +27,8 @@ export interface ModelManagerOptions {
   hfEndpoint?: string;
   /** A model file's weights were unloaded (no context of it is left). */
   onUnload?(modelPath: string): void;
+  /** Loading a model's weights: the fraction done (0 to 1), as often as node-llama-cpp reports it. */
+  onLoadProgress?(model: string, fraction: number): void;
   log(message: string): void;
 }
 
@@ -120,14 +122,24 @@ export class ModelManager {
   }
 
   loadedModels(): LoadedModelStatus[] {
-    return [...this.current.values()].map(({ loaded, expiresAt }) => ({
-      name: loaded.entry.name,
-      sizeBytes: loaded.sizeBytes,
-      contextSize: loaded.contextSize,
-      expiresAt: expiresAt === undefined ? undefined : new Date(expiresAt).toISOString(),
-      activeSequences: loaded.pool.inUse,
-      queuedRequests: loaded.pool.waiting,
-    }));
+    const counted = new Set<ModelWeights>();
+    return [...this.current.values()].map(({ loaded, expiresAt, weights, contextBytes }) => {
+      // Weights shared by several contexts of a model count once, with the first.
+      const weightBytes = counted.has(weights) ? 0 : weights.estimatedBytes;
+      counted.add(weights);
+      return {
+        name: loaded.entry.name,
+        sizeBytes: loaded.sizeBytes,
+        contextSize: loaded.contextSize,
+        expiresAt: expiresAt === undefined ? undefined : new Date(expiresAt).toISOString(),
+        activeSequences: loaded.pool.inUse,
+        queuedRequests: loaded.pool.waiting,
+        sequences: loaded.entry.parallel,
+        kvCacheTokens: loaded.contextSize * loaded.entry.parallel,
+        kvCacheUsedTokens: loaded.pool.usedTokens,
+        memoryBytes: contextBytes + weightBytes,
+      };
+    });
   }
 
   isLoaded(name: string): boolean {
@@ -206,7 +218,7 @@ export class ModelManager {
         const bytes = estimate.context + (shared ? 0 : estimate.weights);
         this.makeRoom(entry.name, key, bytes, !shared);
         this.reserved.set(key, bytes);
-        const weights = shared ?? this.watched(await ModelWeights.load(llama, entry, path, estimate.weights));
+        const weights = shared ?? this.watched(await ModelWeights.load(llama, entry, path, estimate.weights, this.progressOf(entry.name)));
         loaded = await LoadedModel.load(nlc, entry, weights, {
           defaultThreads: this.options.defaultThreads,
           contextSize,
@@ -239,6 +251,11 @@ export class ModelManager {
     // No expiry yet: the requests waiting on this load take it next and schedule expiry when they release it.
     this.current.set(key, residency);
     return residency;
+  }
+
+  private progressOf(model: string): ((fraction: number) => void) | undefined {
+    const report = this.options.onLoadProgress;
+    return report && ((fraction) => report(model, fraction));
   }
 
   /** Every loaded context of a model (current ones; retiring ones take no requests). */

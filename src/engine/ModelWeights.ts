@@ -20,9 +20,24 @@ export class ModelWeights {
     this.maxTokenChars = longestTokenChars(model);
   }
 
-  static async load(llama: Llama, entry: ModelEntry, modelPath: string, estimatedBytes: number): Promise<ModelWeights> {
-    const model = await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers, useMmap: entry.useMmap });
-    return new ModelWeights(model, estimatedBytes, modelPath);
+  /**
+   * `onProgress` gets the fraction loaded (0 to 1) as node-llama-cpp reports it, which may be often (callers throttle),
+   * and 1 at the end, whether the load succeeded or failed.
+   */
+  static async load(
+    llama: Llama,
+    entry: ModelEntry,
+    modelPath: string,
+    estimatedBytes: number,
+    onProgress?: (fraction: number) => void,
+  ): Promise<ModelWeights> {
+    try {
+      const model = await llama.loadModel({ modelPath, gpuLayers: entry.gpuLayers, useMmap: entry.useMmap, onLoadProgress: onProgress });
+      return new ModelWeights(model, estimatedBytes, modelPath);
+    } finally {
+      // Done, or failed: either way whoever shows the progress can stop.
+      onProgress?.(1);
+    }
   }
 
   /** One more context uses these weights; pair with `release()`. */

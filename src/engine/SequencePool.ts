@@ -21,7 +21,8 @@ interface Waiter {
 export class SequencePool {
   private readonly free: LlamaContextSequence[];
   private readonly waiters: Waiter[] = [];
-  private busy = 0;
+  /** Sequences lent out now. */
+  private readonly leased = new Set<LlamaContextSequence>();
 
   constructor(
     sequences: LlamaContextSequence[],
@@ -32,7 +33,14 @@ export class SequencePool {
 
   /** Sequences leased out right now. */
   get inUse(): number {
-    return this.busy;
+    return this.leased.size;
+  }
+
+  /** Tokens the leased sequences hold in the KV cache now (what running requests occupy; idle ones keep a cache too). */
+  get usedTokens(): number {
+    let tokens = 0;
+    for (const sequence of this.leased) tokens += sequence.nextTokenIndex;
+    return tokens;
   }
 
   /** Requests waiting for a free sequence. */
@@ -97,7 +105,7 @@ export class SequencePool {
   }
 
   private lease(sequence: LlamaContextSequence, queueMs: number): SequenceLease {
-    this.busy++;
+    this.leased.add(sequence);
     let released = false;
     return {
       sequence,
@@ -105,7 +113,7 @@ export class SequencePool {
       release: () => {
         if (released) return;
         released = true;
-        this.busy--;
+        this.leased.delete(sequence);
         this.handBack(sequence);
       },
     };

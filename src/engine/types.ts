@@ -343,6 +343,14 @@ export interface LoadedModelStatus {
   activeSequences: number;
   /** Requests waiting for a free sequence. */
   queuedRequests: number;
+  /** Sequences of this context (`parallel`). */
+  sequences: number;
+  /** KV cache capacity in tokens: `contextSize` x `sequences`. */
+  kvCacheTokens: number;
+  /** Tokens that running requests hold in the KV cache now (idle sequences keep their cache for reuse; not counted). */
+  kvCacheUsedTokens: number;
+  /** RAM estimated for this context (KV cache, buffers) and, on the model's first context, its weights. */
+  memoryBytes: number;
 }
 
 export interface EmbedRequest {

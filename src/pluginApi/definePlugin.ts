@@ -46,9 +46,10 @@ export interface RouteDefinition<Schema extends TSchema = TSchema> {
    * Serve only requests that carry this header (any value, name in any case). Such a route may share its method and
    * path with another plugin's route without `when`, which keeps every other request: e.g. Anthropic's
    * `GET /v1/models` for requests with `anthropic-version` (its SDK always sends it) beside OpenAI's for the rest.
-   * Neither plugin needs to know the other's format.
+   * Neither plugin needs to know the other's format. With `includes`, only requests whose header value contains that
+   * text (in any letter case): `{ header: "accept", includes: "text/html" }` serves browsers opening a page.
    */
-  when?: { header: string };
+  when?: { header: string; includes?: string };
 }
 
 export interface PluginSetupContext {

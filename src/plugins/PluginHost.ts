@@ -4,11 +4,14 @@ import { readdir } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
-import { checkPluginDefinition, type CompiledRoute } from "./checkPluginDefinition.ts";
+import { checkPluginDefinition, type CompiledRoute, describeCondition } from "./checkPluginDefinition.ts";
 import { describeLoadError, type LoadErrorInfo } from "./describeLoadError.ts";
 import { registerApiModule } from "./registerApiModule.ts";
 
-export type Log = (level: "info" | "warn" | "error", message: string) => void;
+export type LogLevel = "info" | "warn" | "error";
+
+/** A log line; `fields` are its facts as data (JSON logs carry them as keys; text logs show only the message). */
+export type Log = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
 
 /** A route as the server serves it: which plugin owns it and how that plugin logs. */
 export interface ServedRoute extends CompiledRoute {
@@ -53,6 +56,8 @@ export interface PluginHostOptions {
   validateRoutes(routes: ServedRoute[]): void;
   /** Called after every change of the served route set. */
   onChange(routes: ServedRoute[]): void;
+  /** Called after each load of a plugin file or built-in: whether it now serves, or failed (the previous one serving on). */
+  onLoad?(plugin: string, result: "loaded" | "failed"): void;
   /** Debounce for file events; editors write files in several steps. */
   debounceMs?: number;
 }
@@ -224,9 +229,15 @@ export class PluginHost {
       if (other.id === id) continue;
       for (const route of routes) {
         // Routes that serve only requests with a header (`when`) share a path with one that serves the rest.
-        const clash = other.routes.find((r) => r.method === route.method && samePath(r.path, route.path) && r.header === route.header);
+        const clash = other.routes.find(
+          (r) =>
+            r.method === route.method &&
+            samePath(r.path, route.path) &&
+            r.header === route.header &&
+            r.headerIncludes === route.headerIncludes,
+        );
         if (clash) {
-          const what = `route ${route.method} ${route.path}${route.header ? ` (requests with ${route.header})` : ""}`;
+          const what = `route ${route.method} ${route.path}${route.header ? ` (requests with ${describeCondition(route.header, route.headerIncludes)})` : ""}`;
           return this.fail(id, source, new Error(`${what} is already served by plugin "${other.plugin.name}"`));
         }
       }
@@ -254,13 +265,14 @@ export class PluginHost {
       routes: served,
     };
     this.active.set(id, active);
+    this.options.onLoad?.(id, "loaded");
     this.status.set(id, {
       id,
       name: plugin.name,
       version: plugin.version,
       source,
       state: "active",
-      routes: routes.map((r) => `${r.method} ${r.path}${r.header ? ` (with ${r.header})` : ""}`),
+      routes: routes.map((r) => `${r.method} ${r.path}${r.header ? ` (with ${describeCondition(r.header, r.headerIncludes)})` : ""}`),
       loadedAt: active.loadedAt,
     });
     if (previous) {
@@ -287,6 +299,7 @@ export class PluginHost {
   }
 
   private fail(id: string, source: string, error: unknown): void {
+    this.options.onLoad?.(id, "failed");
     const info = describeLoadError(error, source);
     const where = info.line ? `${info.file ?? source}:${info.line}${info.column ? `:${info.column}` : ""}` : source;
     const previous = this.active.get(id);

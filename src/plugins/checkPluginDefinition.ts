@@ -18,6 +18,8 @@ export interface CompiledRoute {
   fields: Readonly<Record<string, string>>;
   /** `when.header`, lowercased: the route serves only requests with this header. */
   header?: string;
+  /** `when.includes`, lowercased: ...whose value contains this text. */
+  headerIncludes?: string;
 }
 
 export function checkPluginDefinition(value: unknown): { plugin: PluginDefinition; routes: CompiledRoute[] } {
@@ -42,10 +44,18 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
     if (!methods.has(route?.method)) throw new Error(`${where}: method must be one of ${[...methods].join(", ")}`);
     if (typeof route.path !== "string" || !route.path.startsWith("/")) throw new Error(`${where}: path must start with "/"`);
     if (typeof route.handler !== "function") throw new Error(`${where}: handler must be a function`);
-    if (route.when !== undefined && !(typeof route.when?.header === "string" && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(route.when.header)))
-      throw new Error(`${where}: when must be { header: "<header name>" }`);
+    if (
+      route.when !== undefined &&
+      !(
+        typeof route.when?.header === "string" &&
+        /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(route.when.header) &&
+        (route.when.includes === undefined || (typeof route.when.includes === "string" && route.when.includes !== ""))
+      )
+    )
+      throw new Error(`${where}: when must be { header: "<header name>", includes?: "<text>" }`);
     const header = route.when?.header.toLowerCase();
-    const key = `${route.method} ${route.path}${header ? ` with ${header}` : ""}`;
+    const headerIncludes = route.when?.includes?.toLowerCase();
+    const key = `${route.method} ${route.path}${header ? ` with ${describeCondition(header, headerIncludes)}` : ""}`;
     if (seen.has(key)) throw new Error(`${where}: ${key} is declared twice`);
     seen.add(key);
     let bodyCheck: TypeCheck<TSchema> | undefined;
@@ -66,7 +76,13 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
       bodyDecode,
       fields: { ...plugin.fields, ...route.fields },
       ...(header && { header }),
+      ...(headerIncludes && { headerIncludes }),
     };
   });
   return { plugin, routes };
+}
+
+/** `x-special-version`, or `accept: text/html` for a header that must hold a text. */
+export function describeCondition(header: string, includes: string | undefined): string {
+  return includes === undefined ? header : `${header}: ${includes}`;
 }

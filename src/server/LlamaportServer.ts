@@ -6,7 +6,11 @@ import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import { type Log, PluginHost, type ServedRoute } from "../plugins/PluginHost.ts";
 import type { AccessPolicy } from "./accessPolicy.ts";
 import { buildApp, type HostState, hostPaths, problemRenderer } from "./buildApp.ts";
+import { OpenApiDocument } from "./openApiDocument.ts";
+import { RequestRecord, currentRequestRecord, requestIdFrom, withRequestRecord } from "./RequestRecord.ts";
 import { renderProblem } from "./renderProblem.ts";
+import { requestLine } from "./requestLine.ts";
+import { ServerMetrics } from "./ServerMetrics.ts";
 
 export interface ServerOptions {
   engine: Engine;
@@ -23,6 +27,8 @@ export interface ServerOptions {
   idleTimeoutSeconds: number;
   /** Plugin requests in flight at once; more are answered 503 at once. */
   maxRequests: number;
+  /** Default: metrics of this server alone. */
+  metrics?: ServerMetrics;
   log: Log;
 }
 
@@ -36,6 +42,8 @@ export class LlamaportServer {
   readonly plugins: PluginHost;
   private server?: Server<undefined>;
   private served: Served;
+  private readonly openApi: OpenApiDocument;
+  private readonly metrics: ServerMetrics;
   private health: ReturnType<HostState["health"]> = { status: "loading" };
   private readonly state: HostState;
   /** Plugin requests whose response is not complete yet (streams included). */
@@ -49,12 +57,17 @@ export class LlamaportServer {
 
   constructor(private readonly options: ServerOptions) {
     const { engine, log } = options;
+    const metrics = options.metrics ?? new ServerMetrics(engine);
+    this.metrics = metrics;
+    this.openApi = new OpenApiDocument({ version: options.version, requiresKey: () => options.access.requiresKey });
     this.state = {
       engine,
       plugins: () => this.plugins.list(),
       health: () => this.health,
       version: options.version,
       limits: { maxBodyBytes: options.maxBodyBytes, admit: (request) => this.admit(request) },
+      metrics: async () => new Response(await metrics.render(), { headers: { "content-type": metrics.contentType } }),
+      openApi: () => this.openApi.current(),
       log,
     };
     this.plugins = new PluginHost({
@@ -70,7 +83,9 @@ export class LlamaportServer {
       },
       onChange: (routes) => {
         this.served = this.serve(routes);
+        this.openApi.update(routes);
       },
+      onLoad: (plugin, result) => metrics.pluginLoad(plugin, result),
     });
     this.served = this.serve([]);
   }
@@ -149,21 +164,54 @@ export class LlamaportServer {
     return { app: buildApp(routes, this.state), render: problemRenderer(routes) };
   }
 
-  /** Access checks (Host, Origin, API key) before routing, CORS headers after. */
+  /**
+   * Every request: gets an id (`x-request-id` in and out) and a record, which becomes its log line and metrics once
+   * the response is complete (a stream's end included).
+   */
   private async handle(request: Request): Promise<Response> {
-    const served = this.served;
     const url = request.url;
     const start = url.indexOf("/", 7);
     const query = url.indexOf("?", start);
     const path = url.slice(start, query < 0 ? undefined : query);
+    const record = new RequestRecord(requestIdFrom(request.headers), request.method, path, performance.now());
+    let response: Response;
+    try {
+      response = await withRequestRecord(record, () => this.route(request, path, record));
+    } catch (error) {
+      record.error = (error as Error)?.message;
+      throw error;
+    } finally {
+      // No plugin stream holds the record: the body is already complete.
+      if (!record.awaitsBody) record.settle();
+    }
+    response.headers.set("x-request-id", record.id);
+    record.status = response.status;
+    this.settle(record);
+    return response;
+  }
+
+  /** Access checks (Host, Origin, API key) before routing, CORS headers after. */
+  private async route(request: Request, path: string, record: RequestRecord): Promise<Response> {
+    const served = this.served;
     const decision = this.options.access.decide(request, path);
     if (decision.kind === "preflight") return new Response(null, { status: 204, headers: decision.headers });
     if (decision.kind === "refuse") {
       if (decision.log) this.options.log("warn", decision.log);
+      record.error = decision.problem.message;
       return withHeaders(served.render(toProblem(decision.problem), path, request.headers), decision.headers);
     }
     const response = await served.app.handle(request);
+    if (record.route === undefined && hostPaths.includes(path)) record.route = path;
     return withHeaders(response, decision.headers);
+  }
+
+  /** One of a request's two ends (response sent, body complete); after both, its line is logged and it is counted. */
+  private settle(record: RequestRecord): void {
+    if (!record.settle()) return;
+    const durationMs = performance.now() - record.startedAt;
+    this.metrics.request(record, durationMs);
+    const line = requestLine(record, durationMs);
+    if (line) this.options.log(line.level, line.message, line.fields);
   }
 
   /** A plugin request starts: refused while stopping or over the limit; exempt from the idle timeout until it ends. */
@@ -180,6 +228,8 @@ export class LlamaportServer {
     }
     this.overloaded = false;
     this.inFlight++;
+    const record = currentRequestRecord();
+    if (record) record.awaitsBody = true;
     const server = this.server;
     // A request may wait quietly for long (a model loading, a queue): no idle timeout while it runs.
     server?.timeout(request, 0);
@@ -191,6 +241,7 @@ export class LlamaportServer {
       // Back to the normal idle timeout for the keep-alive connection (setting 0 above lasts past this request).
       server?.timeout(request, this.options.idleTimeoutSeconds);
       if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      if (record) this.settle(record);
     };
   }
 

@@ -16,6 +16,8 @@ export interface AccessSettings {
   allowedHosts?: readonly string[];
   /** Browser origins accepted besides the local ones; `*` matches any run of characters, `*` alone any origin. */
   allowedOrigins?: readonly string[];
+  /** Paths besides `/health` that need no key (`/metrics` with --public-metrics). */
+  openPaths?: readonly string[];
 }
 
 export type AccessDecision =
@@ -27,7 +29,19 @@ export type AccessDecision =
   | { kind: "pass"; headers: Record<string, string> };
 
 /** Paths anyone may read without a key: load balancers and llama-server clients poll it. */
-const openPaths = new Set(["/health"]);
+const alwaysOpen = ["/health"];
+
+/**
+ * A browser opening the web page: `GET /` (or HEAD) asking for HTML. The page is static code that holds no data (it
+ * asks the user for a key and sends it with its API calls), so it loads without one.
+ */
+function opensPage(request: Request, path: string): boolean {
+  return (
+    path === "/" &&
+    (request.method === "GET" || request.method === "HEAD") &&
+    (request.headers.get("accept") ?? "").toLowerCase().includes("text/html")
+  );
+}
 
 /**
  * Origins of pages on this machine, and of editor and desktop app views, as Ollama allows by default. A page served
@@ -48,6 +62,7 @@ export class AccessPolicy {
   private keyDigests: { keys: readonly string[]; digests: Buffer[] } = { keys: [], digests: [] };
   /** Refused origins already logged, so a page polling the server does not flood the log. */
   private readonly loggedOrigins = new Set<string>();
+  private readonly openPaths: Set<string>;
 
   constructor(private readonly settings: AccessSettings) {
     const hosts = (settings.allowedHosts ?? []).map((h) => h.trim().toLowerCase()).filter(Boolean);
@@ -57,6 +72,7 @@ export class AccessPolicy {
     const origins = (settings.allowedOrigins ?? []).map((o) => o.trim()).filter(Boolean);
     this.anyOrigin = origins.includes("*");
     this.origins = origins.map(globToRegExp);
+    this.openPaths = new Set([...alwaysOpen, ...(settings.openPaths ?? [])]);
   }
 
   /** Keys are needed (some are configured). */
@@ -89,7 +105,7 @@ export class AccessPolicy {
           log: first ? `refused a request from origin ${clip(origin)} (add it with --allowed-origins to allow it)` : undefined,
         };
       }
-      cors = { "access-control-allow-origin": origin, vary: "Origin", "access-control-expose-headers": "Retry-After" };
+      cors = { "access-control-allow-origin": origin, vary: "Origin", "access-control-expose-headers": "Retry-After, X-Request-Id" };
       if (request.method === "OPTIONS" && headers.has("access-control-request-method"))
         return {
           kind: "preflight",
@@ -101,7 +117,7 @@ export class AccessPolicy {
           },
         };
     }
-    if (!openPaths.has(path)) {
+    if (!this.openPaths.has(path) && !opensPage(request, path)) {
       const problem = this.keyProblem(headers);
       if (problem) return { kind: "refuse", headers: cors, problem };
     }

@@ -5,6 +5,7 @@ import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import type { PluginStatus, ServedRoute } from "../plugins/PluginHost.ts";
 import { renderProblem, wireProblem } from "./renderProblem.ts";
+import { currentRequestRecord } from "./RequestRecord.ts";
 import { type RouteLimits, runRoute } from "./runRoute.ts";
 
 export interface HostState {
@@ -14,11 +15,15 @@ export interface HostState {
   health(): { status: "loading" | "ok" | "error" | "stopping"; error?: string };
   version: string;
   limits: RouteLimits;
+  /** `GET /metrics`: Prometheus' text format. */
+  metrics(): Promise<Response>;
+  /** `GET /openapi.json`: the routes served now. */
+  openApi(): unknown;
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
 /** Paths the host serves itself, reserved from plugins. (`/` is the host's only while no plugin serves it.) */
-export const hostPaths = ["/health", "/plugins"];
+export const hostPaths = ["/health", "/plugins", "/metrics", "/openapi.json"];
 
 export function buildApp(routes: ServedRoute[], host: HostState) {
   const renderFor = problemRenderer(routes);
@@ -30,6 +35,8 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       const path = new URL(request.url).pathname;
       const problem: Problem =
         code === "NOT_FOUND" ? toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)) : toProblem(error);
+      const record = currentRequestRecord();
+      if (record) record.error = problem.message;
       if (problem.code === "internal") host.log("error", `${request.method} ${path}: ${(error as Error)?.stack ?? problem.message}`);
       return renderFor(problem, path, request.headers);
     })
@@ -37,10 +44,12 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       const health = host.health();
       return Response.json(health, { status: health.status === "ok" ? 200 : 503 });
     })
-    .get("/plugins", () => Response.json({ plugins: host.plugins() }));
+    .get("/plugins", () => Response.json({ plugins: host.plugins() }))
+    .get("/metrics", () => host.metrics())
+    .get("/openapi.json", () => Response.json(host.openApi()));
   // A plugin (Ollama's) may answer `/` the way its clients probe a server; otherwise the host says what it is.
-  if (!routes.some((r) => r.method === "GET" && r.path === "/"))
-    app.get("/", () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } }));
+  const hostRoot = () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } });
+  if (!routes.some((r) => r.method === "GET" && r.path === "/")) app.get("/", hostRoot);
   for (const group of routeGroups(routes)) {
     const [first] = group;
     app.route(
@@ -49,6 +58,8 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       ({ request, params, query }) => {
         const route = routeFor(group, request.headers);
         const path = new URL(request.url).pathname;
+        // Only routes with a condition (the web page, for browsers) serve `/`: the rest get the host's own answer.
+        if (!route && path === "/" && first!.method === "GET") return hostRoot();
         if (!route)
           return renderFor(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), path, request.headers);
         const named = renameParams(params as Record<string, string>, first!.path, route.path);
@@ -71,9 +82,15 @@ function routeGroups(routes: ServedRoute[]): ServedRoute[][] {
   return [...groups.values()];
 }
 
-/** The route for a request: the first whose header it carries, else the one without a header condition. */
+/** The route for a request: the first whose condition it meets, else the one without a condition. */
 function routeFor(group: ServedRoute[], headers: Headers): ServedRoute | undefined {
-  return group.find((r) => r.header !== undefined && headers.has(r.header)) ?? group.find((r) => r.header === undefined);
+  return group.find((r) => r.header !== undefined && meets(r, headers)) ?? group.find((r) => r.header === undefined);
+}
+
+/** A route's `when`: the header is there, and holds the text asked for (in any letter case) when one is. */
+function meets(route: ServedRoute, headers: Headers): boolean {
+  const value = headers.get(route.header!);
+  return value !== null && (route.headerIncludes === undefined || value.toLowerCase().includes(route.headerIncludes));
 }
 
 /** Parameters as the chosen route names them: the router matched the group's first path, whose names may differ. */

@@ -4,6 +4,7 @@ import type { EngineFacade } from "../engine/types.ts";
 import { StreamBody } from "../pluginApi/streams.ts";
 import type { ServedRoute } from "../plugins/PluginHost.ts";
 import { bodyProblem } from "./bodyProblem.ts";
+import { currentRequestRecord } from "./RequestRecord.ts";
 import { readJsonBody } from "./readJsonBody.ts";
 import { errorBody, renderProblem, wireProblem } from "./renderProblem.ts";
 import { streamResponse } from "./streamResponse.ts";
@@ -26,7 +27,16 @@ export interface RouteLimits {
 
 export async function runRoute(route: ServedRoute, input: RouteRequest, engine: EngineFacade, limits: RouteLimits): Promise<Response> {
   const { plugin, log } = route;
-  const wire = (problem: Problem) => wireProblem(problem, route.fields);
+  const record = currentRequestRecord();
+  if (record) {
+    record.route = route.path;
+    record.plugin = plugin.name;
+  }
+  // Problems are rendered in the plugin's format; the request's log line gives the reason.
+  const wire = (problem: Problem) => {
+    if (record) record.error = problem.message;
+    return wireProblem(problem, route.fields);
+  };
   let finish: (() => void) | undefined;
   try {
     finish = limits.admit?.(input.request);
@@ -57,6 +67,10 @@ export async function runRoute(route: ServedRoute, input: RouteRequest, engine: 
         errorResponse: (problem) => renderProblem(wire(problem), plugin, log),
         streamError: (problem) => (plugin.streamError ? plugin.streamError(wire(problem)) : errorBody(wire(problem), plugin, log)),
         ended,
+        disconnected: () => {
+          if (record) record.disconnected = true;
+          else log.info("client disconnected; stream stopped");
+        },
       });
     }
     if (result === undefined) return new Response(null, { status: 204 });

@@ -6,12 +6,15 @@ import { defaultModels } from "../config/defaultModels.ts";
 import { ConfigError, loadModelsFile, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { watchModelsFile } from "../config/watchModelsFile.ts";
 import { cleanStaleDownloads } from "../engine/downloadModel.ts";
-import { Engine } from "../engine/Engine.ts";
+import { describeGeneration, Engine } from "../engine/Engine.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import { builtinPlugins } from "../plugins/builtinPlugins.ts";
 import type { Log, PluginHost } from "../plugins/PluginHost.ts";
 import { AccessPolicy, isLoopback } from "./accessPolicy.ts";
 import { LlamaportServer } from "./LlamaportServer.ts";
+import { LoadProgress } from "./LoadProgress.ts";
+import { currentRequestRecord } from "./RequestRecord.ts";
+import { ServerMetrics } from "./ServerMetrics.ts";
 import packageJson from "../../package.json" with { type: "json" };
 
 export const version: string = packageJson.version;
@@ -44,7 +47,11 @@ export interface StartOptions {
   idleTimeoutSeconds?: number;
   /** Requests in flight at once (default: half the open-file limit, at most 4096). */
   maxRequests?: number;
+  /** `GET /metrics` without an API key, like `/health` (for scrapers that send none). Default false. */
+  publicMetrics?: boolean;
   log?: Log;
+  /** A line redrawn in place on a terminal (model loading progress); without it progress goes to the log. */
+  statusLine?: (text: string | undefined) => void;
   /** Watch models.yaml and the plugins folder (default true). */
   watch?: boolean;
 }
@@ -77,11 +84,25 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
   const host = options.host ?? "127.0.0.1";
   const fixedKeys = [...(options.apiKeys ?? []), ...(options.apiKeyFile ? await readKeyFile(options.apiKeyFile) : [])];
   await cleanStaleDownloads(options.cacheDir, (m) => log("info", m));
+  const metrics = new ServerMetrics({ loadedModels: () => engine.loadedModels() });
+  const progress = new LoadProgress({ status: options.statusLine, log });
   const engine = new Engine(config, {
     threads: options.threads,
     cacheDir: options.cacheDir,
     hfEndpoint: options.hfEndpoint,
     log: (m) => log("info", m),
+    // A generation's numbers go to its request's single log line; one started outside a request gets a line of its own.
+    onGeneration: (summary) => {
+      metrics.generation(summary);
+      const record = currentRequestRecord();
+      if (record) record.addGeneration(summary);
+      else log("info", describeGeneration(summary));
+    },
+    onEmbedding: ({ model, promptTokens }) => {
+      metrics.embedding(model, promptTokens);
+      currentRequestRecord()?.addEmbedding(model, promptTokens);
+    },
+    onLoadProgress: progress.report,
   });
   // The keys in force: fixed ones plus the current models.yaml's (edits apply at once). Same array until either changes.
   let keys = [...fixedKeys, ...config.apiKeys];
@@ -90,6 +111,7 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     apiKeys: () => keys,
     allowedHosts: options.allowedHosts,
     allowedOrigins: options.allowedOrigins,
+    openPaths: options.publicMetrics ? ["/metrics"] : [],
   });
   const server = new LlamaportServer({
     engine,
@@ -102,6 +124,7 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     access,
     idleTimeoutSeconds: Math.ceil(options.idleTimeoutSeconds ?? 30),
     maxRequests: options.maxRequests ?? defaultMaxRequests(),
+    metrics,
     log,
   });
   const { plugins } = server;

@@ -41,6 +41,8 @@ export interface StreamHooks {
   log: PluginLogger;
   /** Called once when the response is complete: the stream ended or failed, the client went away, or it never started. */
   ended?(): void;
+  /** The client went away before the end (an ordinary event; the request's log line says so). Called before `ended`. */
+  disconnected?(): void;
 }
 
 export async function streamResponse(body: StreamBody, hooks: StreamHooks): Promise<Response> {
@@ -93,10 +95,9 @@ export async function streamResponse(body: StreamBody, hooks: StreamHooks): Prom
     async cancel() {
       if (closed) return;
       closed = true;
+      hooks.disconnected?.();
       end();
-      // The client went away, an ordinary event: one line. Returning the iterator runs the plugin's `finally` and
-      // stops the engine.
-      hooks.log.info("client disconnected; stream stopped");
+      // Returning the iterator runs the plugin's `finally` and stops the engine.
       await iterator.return?.();
     },
   });

@@ -27,9 +27,28 @@ describe("parseArgs", () => {
         maxRequests: undefined,
         idleTimeoutSeconds: undefined,
         shutdownTimeoutMs: 10_000,
+        logFormat: "text",
+        publicMetrics: false,
       },
     });
     expect(parseArgs([], {}).kind).toBe("serve");
+  });
+
+  test("log format and public metrics: a switch without a value, its variable 1 or 0", () => {
+    expect(parseArgs(["serve", "--log-format", "json", "--public-metrics"], {})).toMatchObject({
+      settings: { logFormat: "json", publicMetrics: true },
+    });
+    expect(parseArgs(["serve", "--port", "1", "--public-metrics", "--host", "::1"], {})).toMatchObject({
+      settings: { port: 1, publicMetrics: true, host: "::1" },
+    });
+    expect(parseArgs(["serve"], { LLAMAPORT_LOG_FORMAT: "json", LLAMAPORT_PUBLIC_METRICS: "1" })).toMatchObject({
+      settings: { logFormat: "json", publicMetrics: true },
+    });
+    expect(parseArgs(["serve", "--public-metrics=0"], { LLAMAPORT_PUBLIC_METRICS: "1" })).toMatchObject({
+      settings: { publicMetrics: false },
+    });
+    expect(() => parseArgs(["serve", "--log-format", "xml"], {})).toThrow('--log-format must be one of text, json, got "xml"');
+    expect(() => parseArgs(["serve"], { LLAMAPORT_PUBLIC_METRICS: "maybe" })).toThrow("--public-metrics is on or off");
   });
 
   test("env beats defaults, flags beat env", () => {
