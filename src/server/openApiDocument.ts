@@ -44,8 +44,7 @@ export class OpenApiDocument {
     }
     for (const group of groupByOperation(routes)) {
       const path = openApiPath(group[0]!.path);
-      const item = (paths[path] ??= {}) as JsonObject;
-      item[group[0]!.method.toLowerCase()] = operation(group);
+      paths[path] = { ...(paths[path] as JsonObject | undefined), [group[0]!.method.toLowerCase()]: operation(group) };
     }
     this.paths = paths;
   }
