@@ -61,10 +61,11 @@ export interface EngineOptions {
   hfEndpoint?: string;
   log?: (message: string) => void;
   /**
-   * Called once per finished generation (never per token), where it runs: the host adds it to its request's log line
-   * and metrics. Default: one log line per generation (`describeGeneration`).
+   * Called when a generation starts running, in its caller's async context (the host finds the request it belongs
+   * to); the function it returns is called once when it ends: with its summary, or undefined when it failed. Never per
+   * token. Default: one log line per generation (`describeGeneration`).
    */
-  onGeneration?(summary: GenerationSummary): void;
+  onGenerationStart?(): ((summary: GenerationSummary | undefined) => void) | undefined;
   /** Called once per embedding request served. */
   onEmbedding?(result: { model: string; promptTokens: number; ms: number }): void;
   /** Loading a model's weights: the fraction done (0 to 1), as often as node-llama-cpp reports it. */
@@ -75,7 +76,7 @@ export class Engine implements EngineFacade {
   readonly registry: ModelRegistry;
   private readonly models: ModelManager;
   private readonly log: (message: string) => void;
-  private readonly observe: Pick<EngineOptions, "onGeneration" | "onEmbedding">;
+  private readonly observe: Pick<EngineOptions, "onGenerationStart" | "onEmbedding">;
   private readonly threads: number;
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
@@ -90,7 +91,11 @@ export class Engine implements EngineFacade {
     this.registry = new ModelRegistry(config);
     this.log = options.log ?? (() => {});
     this.observe = {
-      onGeneration: options.onGeneration ?? ((summary) => this.log(describeGeneration(summary))),
+      onGenerationStart:
+        options.onGenerationStart ??
+        (() => (summary) => {
+          if (summary) this.log(describeGeneration(summary));
+        }),
       onEmbedding: options.onEmbedding,
     };
     this.threads = options.threads ?? physicalCores();
@@ -354,7 +359,16 @@ export class Engine implements EngineFacade {
     prepare?: (llama: Llama) => Promise<void>,
   ): Generation {
     const entry = this.registry.resolve(request.model);
-    return new StreamingGeneration(entry.name, (sink) => this.generate(entry, request, sink, promptParam, render, decoder, prepare));
+    return new StreamingGeneration(entry.name, async (sink) => {
+      const ended = this.observe.onGenerationStart?.();
+      let summary: GenerationSummary | undefined;
+      try {
+        summary = await this.generate(entry, request, sink, promptParam, render, decoder, prepare);
+        return summary;
+      } finally {
+        ended?.(summary);
+      }
+    });
   }
 
   private async generate(
@@ -427,7 +441,6 @@ export class Engine implements EngineFacade {
           },
           ...(result.context && { context: result.context as number[] }),
         };
-        this.observe.onGeneration?.(summary);
         return summary;
       } finally {
         lease.release();

@@ -173,7 +173,7 @@ export class LlamaportServer {
     const start = url.indexOf("/", 7);
     const query = url.indexOf("?", start);
     const path = url.slice(start, query < 0 ? undefined : query);
-    const record = new RequestRecord(requestIdFrom(request.headers), request.method, path, performance.now());
+    const record = new RequestRecord(requestIdFrom(request.headers), request.method, path, performance.now(), this.complete);
     let response: Response;
     try {
       response = await withRequestRecord(record, () => this.route(request, path, record));
@@ -186,7 +186,7 @@ export class LlamaportServer {
     }
     response.headers.set("x-request-id", record.id);
     record.status = response.status;
-    this.settle(record);
+    record.settle();
     return response;
   }
 
@@ -205,14 +205,13 @@ export class LlamaportServer {
     return withHeaders(response, decision.headers);
   }
 
-  /** One of a request's two ends (response sent, body complete); after both, its line is logged and it is counted. */
-  private settle(record: RequestRecord): void {
-    if (!record.settle()) return;
+  /** A request is over (response, body and generations): its line is logged and it is counted. */
+  private readonly complete = (record: RequestRecord): void => {
     const durationMs = performance.now() - record.startedAt;
     this.metrics.request(record, durationMs);
     const line = requestLine(record, durationMs);
     if (line) this.options.log(line.level, line.message, line.fields);
-  }
+  };
 
   /** A plugin request starts: refused while stopping or over the limit; exempt from the idle timeout until it ends. */
   private admit(request: Request): () => void {
@@ -241,7 +240,7 @@ export class LlamaportServer {
       // Back to the normal idle timeout for the keep-alive connection (setting 0 above lasts past this request).
       server?.timeout(request, this.options.idleTimeoutSeconds);
       if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-      if (record) this.settle(record);
+      record?.settle();
     };
   }
 

@@ -24,7 +24,10 @@ export class RequestRecord {
   tokensAfterFirst = 0;
   /** The response's body ends later than the handler returns (a plugin request: streams end when they end). */
   awaitsBody = false;
-  /** Set when the response (status and headers) is known, and when its body is complete: the record ends with both. */
+  /**
+   * What the record waits for before it is complete: the response (status and headers), the end of its body, and
+   * each generation still running (a client that disconnects ends the body before the engine has stopped).
+   */
   private pending = 2;
 
   constructor(
@@ -33,6 +36,8 @@ export class RequestRecord {
     readonly path: string,
     /** performance.now() at arrival. */
     readonly startedAt: number,
+    /** Called once, when everything the record waits for has happened. */
+    private readonly complete: (record: RequestRecord) => void,
   ) {}
 
   /** Adds a finished generation: tokens, time to first token, generation speed. */
@@ -59,10 +64,18 @@ export class RequestRecord {
     return this.tokensAfterFirst > 0 && this.generateMs > 0 ? (this.tokensAfterFirst * 1000) / this.generateMs : undefined;
   }
 
-  /** Counts down the response and the end of its body; true once both happened (the request is over). */
-  settle(): boolean {
+  /** One more thing to wait for (a generation started); pair with `settle()`. Nothing once the record is complete. */
+  hold(): boolean {
+    if (this.pending === 0) return false;
+    this.pending++;
+    return true;
+  }
+
+  /** One thing the record waited for happened (response, end of body, a generation's end); the last completes it. */
+  settle(): void {
+    if (this.pending === 0) return;
     this.pending--;
-    return this.pending === 0;
+    if (this.pending === 0) this.complete(this);
   }
 }
 

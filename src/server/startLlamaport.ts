@@ -91,12 +91,18 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     cacheDir: options.cacheDir,
     hfEndpoint: options.hfEndpoint,
     log: (m) => log("info", m),
-    // A generation's numbers go to its request's single log line; one started outside a request gets a line of its own.
-    onGeneration: (summary) => {
-      metrics.generation(summary);
+    // A generation's numbers go to its request's single log line, which waits for it (a stopped stream's generation
+    // ends after its body); one started outside a request gets a line of its own.
+    onGenerationStart: () => {
       const record = currentRequestRecord();
-      if (record) record.addGeneration(summary);
-      else log("info", describeGeneration(summary));
+      const held = record?.hold() === true;
+      return (summary) => {
+        if (summary) metrics.generation(summary);
+        if (held) {
+          if (summary) record!.addGeneration(summary);
+          record!.settle();
+        } else if (summary) log("info", describeGeneration(summary));
+      };
     },
     onEmbedding: ({ model, promptTokens }) => {
       metrics.embedding(model, promptTokens);

@@ -42,6 +42,8 @@ const stored = {
 
 let history: ChatMessage[] = [];
 let running: AbortController | undefined;
+/** The settings were opened to ask for a key. */
+let askedForKey = false;
 
 function headers(): Record<string, string> {
   const key = ui.apiKey.value.trim();
@@ -71,11 +73,15 @@ async function errorOf(response: Response): Promise<string> {
 async function loadModels(): Promise<void> {
   const response = await fetch("/v1/models", { headers: headers() });
   if (response.status === 401) {
-    notice("This server needs an API key: enter it in Settings.");
+    notice(ui.apiKey.value ? "The API key was not accepted: check it in Settings." : "This server needs an API key: enter it in Settings.");
     showSettings(true);
     ui.apiKey.focus();
+    askedForKey = true;
     return;
   }
+  // The key just entered works: the settings opened for it can go.
+  if (askedForKey) showSettings(false);
+  askedForKey = false;
   if (!response.ok) return notice(`Cannot list models: ${await errorOf(response)}`);
   const { data } = (await response.json()) as { data: { id: string }[] };
   const wanted = ui.model.value || stored.get("model");

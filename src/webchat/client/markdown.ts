@@ -85,8 +85,9 @@ function startsBlock(line: string): boolean {
 // Sticky patterns tried at one position; spans are bounded so text full of unmatched `*` stays linear per render.
 const codeSpan = /(`+)([^`][\s\S]{0,2000}?)\1(?!`)/y;
 const linkSpan = /\[([^\]\n]{1,500})\]\(([^)\s]{1,2000})\)/y;
-const strongSpan = /(\*\*|__)(?=\S)([\s\S]{0,2000}?\S)\1/y;
-const emSpan = /(\*|_)(?=\S)([\s\S]{0,2000}?\S)\1(?![\w*])/y;
+// `_` marks emphasis only at word edges (`snake_case` and `__dunder__` names inside words stay as they are).
+const strongSpan = /\*\*(?=\S)([\s\S]{0,2000}?\S)\*\*|__(?=\S)([\s\S]{0,2000}?\S)__(?!\w)/y;
+const emSpan = /\*(?=\S)([\s\S]{0,2000}?\S)\*(?![\w*])|_(?=\S)([\s\S]{0,2000}?\S)_(?!\w)/y;
 const special = /[`[*_]/g;
 
 /** Inline code first (its content is literal), then links, bold, italic; line breaks inside a paragraph are kept. */
@@ -133,18 +134,18 @@ export function parseInline(text: string): Inline[] {
       i += link[0].length;
       continue;
     }
-    const strong = at(strongSpan, i);
+    const inWord = text[i] === "_" && /\w/.test(text[i - 1] ?? "");
+    const strong = inWord ? null : at(strongSpan, i);
     if (strong) {
       flush();
-      out.push({ type: "strong", children: parseInline(strong[2]!) });
+      out.push({ type: "strong", children: parseInline(strong[1] ?? strong[2]!) });
       i += strong[0].length;
       continue;
     }
-    const em = at(emSpan, i);
-    // `snake_case_names` are no emphasis.
-    if (em && !(em[1] === "_" && /\w/.test(text[i - 1] ?? ""))) {
+    const em = inWord ? null : at(emSpan, i);
+    if (em) {
       flush();
-      out.push({ type: "em", children: parseInline(em[2]!) });
+      out.push({ type: "em", children: parseInline(em[1] ?? em[2]!) });
       i += em[0].length;
       continue;
     }
