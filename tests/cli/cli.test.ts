@@ -174,4 +174,49 @@ describe("the llamaport process", () => {
     expect(`${code}\n${log.text}`).toStartWith("0\n");
     expect(log.text).toContain("SIGTERM: shutting down");
   });
+
+  test("--log-format json: every line is a JSON object; a request's line has its id and numbers as fields", async () => {
+    using dir = tempDir();
+    const file = await writeModelsYaml(dir.path, { demo: { source: "synthetic:demo", context: 256, parallel: 1 } });
+    const child = run(["serve", "--port", "0", "--models", file, "--log-format", "json"]);
+    const log = new LogReader(child.stderr);
+    const url = (await log.waitFor(/"msg":"listening on (http:\/\/[^"]+)"/, 30_000))[1]!;
+    try {
+      const chat = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "x-request-id": "json-1" },
+        body: JSON.stringify({ model: "demo", max_tokens: 3, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(chat.headers.get("x-request-id")).toBe("json-1");
+      await chat.json();
+      await log.waitFor(/"request_id":"json-1"/, 10_000);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    await child.exited;
+    await log.closed;
+    const lines = log.text
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines.every((line) => typeof line.time === "string" && typeof line.level === "string" && typeof line.msg === "string")).toBe(
+      true,
+    );
+    expect(lines.find((line) => line.request_id === "json-1")).toEqual({
+      time: expect.any(String),
+      level: "info",
+      msg: expect.stringMatching(/^POST \/v1\/chat\/completions 200 .* \[json-1\]$/),
+      request_id: "json-1",
+      method: "POST",
+      path: "/v1/chat/completions",
+      route: "/v1/chat/completions",
+      status: 200,
+      duration_ms: expect.any(Number),
+      model: "demo",
+      prompt_tokens: expect.any(Number),
+      completion_tokens: 3,
+      ttft_ms: expect.any(Number),
+      tokens_per_second: expect.any(Number),
+    });
+  });
 });

@@ -51,3 +51,29 @@ test("the header decides which plugin answers a shared path; each gets its param
   );
   expect(await get("/things", { "x-special-version": "1" })).toEqual({ from: "special" });
 });
+
+test("`includes` picks requests whose header holds a text (any case); the rest go to the route without a condition", async () => {
+  const dir = join(server.dir, "plugins");
+  await Bun.write(join(dir, "plainer.ts"), plugin("plainer", "", "id").replaceAll("/things", "/stuff"));
+  await Bun.write(
+    join(dir, "streamy.ts"),
+    plugin("streamy", 'when: { header: "Accept", includes: "Text/Event-Stream" },', "id").replaceAll("/things", "/stuff"),
+  );
+  await waitFor(plugins, (list) => ["plainer", "streamy"].every((id) => list.some((p) => p.id === id && p.state === "active")));
+  expect(await get("/stuff", { accept: "text/event-stream" })).toEqual({ from: "streamy" });
+  expect(await get("/stuff/3", { accept: "application/json, TEXT/EVENT-STREAM;q=0.5" })).toEqual({ from: "streamy", id: "3" });
+  expect(await get("/stuff", { accept: "application/json" })).toEqual({ from: "plainer" });
+  expect(await get("/stuff")).toEqual({ from: "plainer" });
+  expect((await plugins()).find((p) => p.id === "streamy")).toMatchObject({
+    routes: ["GET /stuff (with accept: text/event-stream)", expect.any(String)],
+  });
+
+  await Bun.write(
+    join(dir, "empty.ts"),
+    plugin("empty", 'when: { header: "accept", includes: "" },', "id").replaceAll("/things", "/empty"),
+  );
+  const failed = await waitFor(plugins, (list) => list.some((p) => p.id === "empty" && p.lastError));
+  expect(failed.find((p) => p.id === "empty")!.lastError!.message).toContain(
+    'when must be { header: "<header name>", includes?: "<text>" }',
+  );
+});

@@ -84,7 +84,7 @@ function startsBlock(line: string): boolean {
 
 // Sticky patterns tried at one position; spans are bounded so text full of unmatched `*` stays linear per render.
 const codeSpan = /(`+)([^`][\s\S]{0,2000}?)\1(?!`)/y;
-const linkSpan = /\[([^\]\n]{1,500})\]\(([^)\s]{1,2000})\)/y;
+const linkSpan = /\[([^\]\n]{1,500})\]\(((?:[^()\s]|\([^()\s]{0,200}\)){1,2000})\)/y;
 // `_` marks emphasis only at word edges (`snake_case` and `__dunder__` names inside words stay as they are).
 const strongSpan = /\*\*(?=\S)([\s\S]{0,2000}?\S)\*\*|__(?=\S)([\s\S]{0,2000}?\S)__(?!\w)/y;
 const emSpan = /\*(?=\S)([\s\S]{0,2000}?\S)\*(?![\w*])|_(?=\S)([\s\S]{0,2000}?\S)_(?!\w)/y;
