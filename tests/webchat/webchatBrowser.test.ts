@@ -4,48 +4,17 @@
  * script, which must show as text. Leaves a screenshot in test-artifacts/webchat.png.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { chromiumPath, hasChromium, launchChromium } from "../support/chromium.ts";
 import { bodyOf, startTestServer, type TestServer } from "../support/testServer.ts";
 import { waitFor } from "../support/waitFor.ts";
 
-const chromiumPath = process.env.LLAMAPORT_CHROMIUM ?? "/usr/bin/chromium";
-const hasChromium = existsSync(chromiumPath);
 if (!hasChromium)
   console.warn(`SKIPPING the browser tests in webchatBrowser.test.ts: no Chromium at ${chromiumPath} (.ci/run installs Debian's chromium)`);
 
-export const artifacts = resolve(import.meta.dir, "../../test-artifacts");
-
-/** Starts Debian's Chromium headless with a fresh profile; nothing reaches the network but the test server. */
-export async function launchChromium(): Promise<{ context: BrowserContext; page: Page; close(): Promise<void> }> {
-  const profile = mkdtempSync(join(tmpdir(), "llamaport-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1100, height: 760 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  return {
-    context,
-    page,
-    close: async () => {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
-}
+const artifacts = resolve(import.meta.dir, "../../test-artifacts");
 
 /** What the injection test's model "says": HTML, script and a javascript: link, cut so tags straddle stream chunks. */
 const hostileReply = [
