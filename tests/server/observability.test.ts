@@ -134,25 +134,25 @@ describe("/metrics", () => {
     expect(idle.get("vllm:num_requests_waiting")).toBe(0);
     expect(idle.get("vllm:num_requests_running")).toBe(0);
     expect(idle.get("vllm:kv_cache_usage_perc")).toBe(0);
-    // `demo` has one sequence: a long stream holds it, a second request waits in its queue.
+    // `demo` has one sequence: a long stream holds it, two more requests wait in its queue.
     const holder = new AbortController();
     const waiter = new AbortController();
     const long = { model: "demo", stream: true, max_tokens: 1900, ignore_eos: true, messages: user };
     const first = await postJson(`${server.url}/v1/chat/completions`, long, { signal: holder.signal });
     const reader = first.body!.getReader();
     await reader.read();
-    const second = postJson(`${server.url}/v1/chat/completions`, long, { signal: waiter.signal }).catch(() => undefined);
+    const waiting = [1, 2].map(() => postJson(`${server.url}/v1/chat/completions`, long, { signal: waiter.signal }).catch(() => undefined));
     await waitFor(
       async () => server.engine.loadedModels().find((m) => m.name === "demo")?.queuedRequests,
-      (queued) => queued === 1,
+      (queued) => queued === 2,
     );
     const busy = await scrape();
     holder.abort();
     waiter.abort();
-    await second;
-    expect(busy.get("vllm:num_requests_waiting")).toBe(1);
+    await Promise.all(waiting);
+    expect(busy.get("vllm:num_requests_waiting")).toBe(2);
     expect(busy.get("vllm:num_requests_running")).toBe(1);
-    expect(busy.get('llamaport_requests_queued{model="demo"}')).toBe(1);
+    expect(busy.get('llamaport_requests_queued{model="demo"}')).toBe(2);
     expect(busy.get('llamaport_sequences_active{model="demo"}')).toBe(1);
     const used = busy.get('llamaport_kv_cache_used_tokens{model="demo"}')!;
     expect(used).toBeGreaterThan(0);
