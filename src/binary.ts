@@ -26,8 +26,8 @@ export async function runBinary(runtime: EmbeddedRuntime): Promise<void> {
   }
   // Lazy: the first start unpacks ~50 MB, which must not delay listening (nor run at all for --help / --version).
   setNodeLlamaCppLocation(async () => {
-    const { stderrLog } = await import("./server/startLlamaport.ts");
-    const unpacked = await unpackRuntime({ archive: runtime.archive, id: runtime.id, cacheDir, log: (m) => stderrLog("info", m) });
+    const { logToProcess } = await import("./server/LogWriter.ts");
+    const unpacked = await unpackRuntime({ archive: runtime.archive, id: runtime.id, cacheDir, log: (m) => logToProcess("info", m) });
     return runtimeEntry(unpacked);
   });
   await import("./main.ts");

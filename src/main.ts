@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConfigError } from "./config/loadModelsFile.ts";
 import { parseArgs, usage, UsageError, type Command } from "./cli/parseArgs.ts";
-import { LogWriter } from "./server/LogWriter.ts";
+import { LogWriter, setProcessLog } from "./server/LogWriter.ts";
 import { startLlamaport, version } from "./server/startLlamaport.ts";
 
 /** ./models.yaml, else one beside the executable (the compiled binary's folder), else none (built-in registry). */
@@ -34,6 +34,7 @@ async function main(): Promise<number> {
   const { settings } = command;
   const writer = new LogWriter({ format: settings.logFormat });
   const log = writer.log;
+  setProcessLog(log);
   let running: Awaited<ReturnType<typeof startLlamaport>>;
   try {
     running = await startLlamaport({

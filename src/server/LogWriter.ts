@@ -48,3 +48,16 @@ export class LogWriter {
     this.statusText = text === undefined ? undefined : `${dim}${text}${reset}`;
   };
 }
+
+let processLog: Log | undefined;
+
+/** The CLI's log, once it has read its flags; code that runs outside a server (unpacking the runtime) logs through it. */
+export function setProcessLog(log: Log): void {
+  processLog = log;
+}
+
+/** Logs through the CLI's log (text on stderr until one is set). */
+export const logToProcess: Log = (level, message, fields) => {
+  processLog ??= new LogWriter({ format: "text" }).log;
+  processLog(level, message, fields);
+};
