@@ -123,12 +123,12 @@ export class ServerMetrics {
         registers,
         collect() {
           this.reset();
-          for (const [model, value_] of sumByModel(engine.loadedModels(), value)) this.set({ model }, value_);
+          for (const [model, sum] of sumByModel(engine.loadedModels(), value)) this.set({ model }, sum);
         },
       });
     perModel("llamaport_requests_queued", "Requests waiting for a free sequence", (s) => s.queuedRequests);
     perModel("llamaport_sequences_active", "Sequences generating now", (s) => s.activeSequences);
-    perModel("llamaport_model_loaded", "1 for each model in memory", () => 1);
+    perModel("llamaport_model_loaded", "Contexts in memory per model: 1, more with per-request context sizes", () => 1);
     perModel("llamaport_model_memory_bytes", "RAM estimated for a loaded model (weights, KV cache, buffers)", (s) => s.memoryBytes);
     perModel("llamaport_model_weights_bytes", "Size of a loaded model's weights file", (s) => s.sizeBytes);
     perModel("llamaport_kv_cache_tokens", "KV cache capacity in tokens (context x sequences)", (s) => s.kvCacheTokens);
