@@ -41,6 +41,7 @@ const entry: ModelEntry = {
   chatTemplate: { kind: "auto" },
   keepAliveMs: -1,
   maxQueue: 1,
+  speculative: "off",
   defaults: {},
 };
 const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });

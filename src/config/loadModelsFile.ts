@@ -46,8 +46,10 @@ export interface ModelEntry {
   aliases: string[];
   context: number;
   parallel: number;
-  /** Absent: the engine decides. */
+  /** Absent: the engine decides, per decode step (ThreadBudget). */
   threads?: number;
+  /** Prompt-lookup speculative decoding (PromptLookup.ts). */
+  speculative: "auto" | "on" | "off";
   gpuLayers: "auto" | "max" | number;
   chatTemplate: ChatTemplateSetting;
   /** -1 = never unload. */
@@ -271,6 +273,7 @@ function normalizeEntry(
     chatTemplate: parsed.chatTemplate,
     keepAliveMs: parsed.keepAliveMs,
     maxQueue: entry.max_queue ?? MODEL_DEFAULTS.maxQueue,
+    speculative: entry.speculative ?? MODEL_DEFAULTS.speculative,
     defaults: normalizeDefaults(entry.defaults ?? {}),
   };
   if (entry.threads !== undefined) normalized.threads = entry.threads;

@@ -46,6 +46,7 @@ export const MODEL_DEFAULTS = {
   chatTemplate: "auto",
   keepAlive: "5m",
   maxQueue: 512,
+  speculative: "auto",
 } as const;
 
 /**
@@ -139,7 +140,21 @@ export const ModelEntrySchema = Type.Object(
         description: "Sequences decoded together: how many requests run at once.",
       }),
     ),
-    threads: Type.Optional(Type.Integer({ minimum: 1, description: "CPU threads to use; leave out to let the engine decide." })),
+    threads: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          "CPU threads for every decode step, fixed. Leave out to let the engine decide: 1 for models under 64 MB, else up to the physical cores (or --threads), fewer while other programs keep cores busy.",
+      }),
+    ),
+    speculative: Type.Optional(
+      Type.Union([Type.Literal("auto"), Type.Literal("on"), Type.Literal("off")], {
+        description:
+          'Prompt-lookup speculative decoding: predict the next tokens from the prompt (text the model repeats, code it edits) and check several in one step. "auto" on models of 64 MB and up, pausing in a request whose predictions are mostly wrong; "on" always; "off" never. Requests with repeat, presence, frequency or DRY penalties never speculate.',
+        default: MODEL_DEFAULTS.speculative,
+        errorMessage: 'expected "auto", "on" or "off"',
+      }),
+    ),
     gpu_layers: Type.Optional(GpuLayers),
     chat_template: Type.Optional(ChatTemplate),
     keep_alive: Type.Optional(Duration),

@@ -27,6 +27,7 @@ import {
 } from "./renderPrompt.ts";
 import { localModelPath, resolveModelSource } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
+import { ThreadBudget } from "./ThreadBudget.ts";
 import { tokenBiasFor } from "./tokenBias.ts";
 import { type GenerationSink, StreamingGeneration, type ToolCallSink } from "./StreamingGeneration.ts";
 import { checkToolGrammars, planTools, type ToolPlan } from "./tools/toolPlan.ts";
@@ -86,6 +87,8 @@ export class Engine implements EngineFacade {
   private closing = false;
   /** Aborted at the end of a graceful shutdown: generations still running stop and end with an error. */
   private readonly shutdown = new AbortController();
+  /** Limits decode threads to the cores other programs leave free (models without a fixed `threads`). */
+  readonly threadBudget = new ThreadBudget();
 
   constructor(config: ModelRegistryConfig, options: EngineOptions) {
     this.registry = new ModelRegistry(config);
@@ -111,6 +114,7 @@ export class Engine implements EngineFacade {
       currentEntry: (name) => this.registry.entries.find((e) => e.name === name),
       memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
+      threadBudget: this.threadBudget,
       ...this.sourceOptions,
       onUnload: (modelPath) => this.tokenizer.release(modelPath),
       onLoadProgress: options.onLoadProgress,
@@ -440,6 +444,7 @@ export class Engine implements EngineFacade {
             totalMs: performance.now() - started,
           },
           ...(result.context && { context: result.context as number[] }),
+          ...(result.speculation && { speculation: result.speculation }),
         };
         return summary;
       } finally {
@@ -552,6 +557,7 @@ export function describeGeneration(summary: GenerationSummary): string {
   return (
     `${summary.model}: ${summary.promptTokens} prompt tokens (${summary.cachedTokens} cached), ${summary.completionTokens} generated, ` +
     `queue ${t.queueMs.toFixed(0)} ms, load ${t.loadMs.toFixed(0)} ms, prompt ${t.promptMs.toFixed(0)} ms, ` +
-    `generate ${t.generateMs.toFixed(0)} ms, ${summary.finishReason}`
+    `generate ${t.generateMs.toFixed(0)} ms, ${summary.finishReason}` +
+    (summary.speculation ? `, speculative ${summary.speculation.accepted}/${summary.speculation.predicted} predicted tokens accepted` : "")
   );
 }

@@ -7,11 +7,28 @@ import type { ModelEntry } from "../config/loadModelsFile.ts";
 import { chatWrapperFor } from "./chatWrapperFor.ts";
 import type { ModelWeights } from "./ModelWeights.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { PromptLookupPredictor, speculates } from "./PromptLookup.ts";
 import { SequencePool } from "./SequencePool.ts";
+import type { ThreadBudget } from "./ThreadBudget.ts";
 import { TokenPieces } from "./TokenPieces.ts";
 
-/** Below this file size a model defaults to one thread. */
-const smallModelBytes = 64 * 1024 ** 2;
+/**
+ * Below this file size a model defaults to one thread: node-llama-cpp starts ggml's worker threads afresh for every
+ * decode and they meet at a spinning barrier per graph node, which costs a tiny model more than the extra core gives
+ * (a 1 MB model ran 10x slower on 2 threads than on 1); from ~100 MB up more threads win on a quiet machine.
+ */
+export const smallModelBytes = 64 * 1024 ** 2;
+
+/**
+ * The threads a model's decode steps want: `threads` from models.yaml (fixed), else 1 for a small model, else the
+ * engine's default (physical cores, or --threads), which the ThreadBudget then limits per step to the cores other
+ * programs leave free.
+ */
+export function threadsFor(entry: ModelEntry, modelBytes: number, defaultThreads: number): { threads: number; adaptive: boolean } {
+  if (entry.threads !== undefined) return { threads: entry.threads, adaptive: false };
+  const threads = modelBytes < smallModelBytes ? 1 : defaultThreads;
+  return { threads, adaptive: threads > 1 };
+}
 
 export class LoadedModel {
   private disposed = false;
@@ -38,19 +55,23 @@ export class LoadedModel {
     nlc: NodeLlamaCppModule,
     entry: ModelEntry,
     weights: ModelWeights,
-    options: { defaultThreads: number; contextSize?: number; startedAt?: number },
+    options: { defaultThreads: number; threadBudget?: ThreadBudget; contextSize?: number; startedAt?: number },
   ): Promise<LoadedModel> {
     const started = options.startedAt ?? performance.now();
     const model = weights.retain();
     try {
-      // Measured here: node-llama-cpp starts a thread per decode step, which costs tiny models more than the extra
-      // core gives (a 1 MB model ran 10x slower on 2 threads than on 1); from ~100 MB up more threads win.
-      const threads = entry.threads ?? (model.size < smallModelBytes ? 1 : options.defaultThreads);
+      const { threads, adaptive } = threadsFor(entry, model.size, options.defaultThreads);
       const contextSize = options.contextSize ?? entry.context;
       const chatWrapper = chatWrapperFor(nlc, model, entry.chatTemplate);
       const context = await model.createContext({ contextSize, sequences: entry.parallel, threads });
-      const sequences = Array.from({ length: entry.parallel }, () => context.getSequence());
-      const pool = new SequencePool(sequences, entry.maxQueue);
+      if (adaptive) options.threadBudget?.attach(context);
+      const speculative = speculates(entry.speculative, model);
+      let pool: SequencePool | undefined;
+      const alone = () => (pool?.inUse ?? 0) <= 1;
+      const sequences = Array.from({ length: entry.parallel }, () =>
+        context.getSequence(speculative ? { tokenPredictor: new PromptLookupPredictor(nlc, entry.speculative, alone) } : {}),
+      );
+      pool = new SequencePool(sequences, entry.maxQueue);
       return new LoadedModel(entry, weights, model, context, contextSize, pool, chatWrapper, performance.now() - started);
     } catch (error) {
       await weights.release();

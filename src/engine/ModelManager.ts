@@ -13,6 +13,7 @@ import { LoadedModel } from "./LoadedModel.ts";
 import { ModelWeights } from "./ModelWeights.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
 import { resolveModelSource } from "./resolveModelSource.ts";
+import type { ThreadBudget } from "./ThreadBudget.ts";
 import type { LoadedModelStatus } from "./types.ts";
 
 export interface ModelManagerOptions {
@@ -23,6 +24,8 @@ export interface ModelManagerOptions {
   /** Bytes of RAM models may take together, or "auto" (total RAM minus a reserve for everything else). */
   memoryBudget(): "auto" | number;
   defaultThreads: number;
+  /** Limits the decode threads of models without a fixed `threads` to the cores other programs leave free. */
+  threadBudget?: ThreadBudget;
   cacheDir: string;
   hfEndpoint?: string;
   /** A model file's weights were unloaded (no context of it is left). */
@@ -221,6 +224,7 @@ export class ModelManager {
         const weights = shared ?? this.watched(await ModelWeights.load(llama, entry, path, estimate.weights, this.progressOf(entry.name)));
         loaded = await LoadedModel.load(nlc, entry, weights, {
           defaultThreads: this.options.defaultThreads,
+          threadBudget: this.options.threadBudget,
           contextSize,
           startedAt: started,
         });

@@ -8,6 +8,7 @@ import { LlamaportError } from "./EngineError.ts";
 import { GenerationOutput } from "./GenerationOutput.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
+import { PromptLookupPredictor, type SpeculationStats } from "./PromptLookup.ts";
 import type { RenderedPrompt } from "./renderPrompt.ts";
 import { scorePrompt } from "./scorePrompt.ts";
 import type { Sampling } from "./sampling.ts";
@@ -38,6 +39,8 @@ export interface DecodeResult {
   generateMs: number;
   /** With `reportContext`: the prompt's tokens and the generated ones. */
   context?: Token[];
+  /** What prompt-lookup speculation did, when the request speculated. */
+  speculation?: SpeculationStats;
 }
 
 /** Prompt tokens the sequence already holds; the last prompt token is always evaluated again (it gives the first logits). */
@@ -71,27 +74,34 @@ export async function decode(
   let finishReason: FinishReason = "stop";
   let generated = 0;
   let firstTokenAt = 0;
-  const iterator = sequence.evaluateWithMetadata(
-    input,
-    { probabilities: sampling.logprobs !== undefined },
-    evaluateOptions(nlc, loaded, request, penalties),
-  );
-  for await (const step of iterator) {
-    if (generated === 0) firstTokenAt = performance.now();
-    const token = step.token;
-    if (endTokens.has(token) || stopTokens.includes(token)) break;
-    generated++;
-    penalties?.push(token);
-    context?.push(token);
-    if (!output.token(token, (step as { probabilities?: Map<Token, number> }).probabilities)) break;
-    if (generated >= maxTokens) {
-      finishReason = "length";
-      break;
+  const predictor = promptLookupFor(sequence, sampling, penalties);
+  predictor?.begin(prompt.tokens);
+  let speculation: SpeculationStats | undefined;
+  try {
+    const iterator = sequence.evaluateWithMetadata(
+      input,
+      { probabilities: sampling.logprobs !== undefined },
+      evaluateOptions(nlc, loaded, request, penalties),
+    );
+    for await (const step of iterator) {
+      if (generated === 0) firstTokenAt = performance.now();
+      const token = step.token;
+      if (endTokens.has(token) || stopTokens.includes(token)) break;
+      generated++;
+      penalties?.push(token);
+      context?.push(token);
+      if (!output.token(token, (step as { probabilities?: Map<Token, number> }).probabilities)) break;
+      if (generated >= maxTokens) {
+        finishReason = "length";
+        break;
+      }
+      if (signal.aborted) {
+        finishReason = "abort";
+        break;
+      }
     }
-    if (signal.aborted) {
-      finishReason = "abort";
-      break;
-    }
+  } finally {
+    speculation = predictor?.end();
   }
   const ended = performance.now();
   output.end();
@@ -104,7 +114,19 @@ export async function decode(
     promptMs: firstTokenAt - started,
     generateMs: ended - firstTokenAt,
     context,
+    speculation,
   };
+}
+
+/**
+ * The sequence's prompt-lookup predictor, if this request may use it. Not with penalties: node-llama-cpp samples every
+ * predicted position with the penalty window as it was before the step (a stale window changes the tokens even at
+ * temperature 0), and DRY keeps its own history, into which refuted predictions would go.
+ */
+function promptLookupFor(sequence: LlamaContextSequence, sampling: Sampling, penalties: PenaltyWindow | undefined) {
+  const predictor = sequence.tokenPredictor;
+  if (!(predictor instanceof PromptLookupPredictor) || penalties || sampling.dry) return undefined;
+  return predictor;
 }
 
 /**

@@ -57,6 +57,17 @@ const toolCaller: SyntheticChat = {
   ],
 };
 
+const smollmShape = {
+  embedding: 576,
+  layers: 30,
+  heads: 9,
+  kvHeads: 3,
+  feedForward: 1536,
+  contextLength: 2048,
+  vocabSize: 32000,
+  tensorType: "Q8_0",
+} as const;
+
 export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   demo: { name: "synthetic-demo", seed: 1, ...tinyShape, tensorType: "Q8_0" },
   "tiny-f32": { name: "synthetic-tiny-f32", seed: 1, ...tinyShape, tensorType: "F32" },
@@ -70,18 +81,11 @@ export const syntheticPresets: Record<string, SyntheticLlamaSpec> = {
   // A chat model with a tool-calling template (node-llama-cpp reads its syntax from the template) that always calls.
   "tiny-tools": { name: "synthetic-tiny-tools", seed: 1, ...tinyShape, tensorType: "Q8_0", chat: toolCaller },
   // Same shape as SmolLM2-135M, so benchmarks exercise realistic matmul sizes without a download.
-  "smollm2-135m": {
-    name: "synthetic-smollm2-135m",
-    seed: 1,
-    embedding: 576,
-    layers: 30,
-    heads: 9,
-    kvHeads: 3,
-    feedForward: 1536,
-    contextLength: 2048,
-    vocabSize: 32000,
-    tensorType: "Q8_0",
-  },
+  "smollm2-135m": { name: "synthetic-smollm2-135m", seed: 1, ...smollmShape },
+  // Models that repeat a cycle of 64 words (SyntheticLlamaSpec.cycle): continuing their own text, every token is in the
+  // prompt, so prompt-lookup speculative decoding can be measured at full acceptance, on the tiny and a realistic shape.
+  "tiny-cycle": { name: "synthetic-tiny-cycle", seed: 1, ...tinyShape, tensorType: "Q8_0", cycle: 64 },
+  "smollm2-135m-cycle": { name: "synthetic-smollm2-135m-cycle", seed: 1, ...smollmShape, cycle: 64 },
 };
 
 /** Hash of every field in a fixed order plus the writer version, so any change to spec or generator gets a new file. */
@@ -102,6 +106,7 @@ function specHash(spec: SyntheticLlamaSpec): string {
     ...(spec.tokenizer && spec.tokenizer !== "spm" ? [spec.tokenizer] : []),
     ...(spec.fim ? ["fim"] : []),
     ...(spec.chat ? [spec.chat] : []),
+    ...(spec.cycle ? [`cycle${spec.cycle}`] : []),
   ]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 12);
 }

@@ -23,6 +23,14 @@ export interface SyntheticLlamaSpec {
   tokenizer?: "spm" | "bpe";
   /** Add fill-in-the-middle tokens (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`) as the last three ids. */
   fim?: boolean;
+  /**
+   * A model that repeats a fixed cycle of this many English words, whatever came before: every block's attention and
+   * feed-forward outputs are zero, so the last hidden state is the current token's embedding, and the output row of
+   * each cycle word is the embedding of the word before it. All the matrices are still multiplied, so a step costs
+   * what the shape costs with real weights; the model then continues text it generated, token for token, which is
+   * what prompt-lookup speculative decoding needs to be measured at full acceptance. SentencePiece vocabularies only.
+   */
+  cycle?: number;
   /** A chat template with its own special tokens, and weights that make some of them follow others. */
   chat?: SyntheticChat;
 }
@@ -409,6 +417,8 @@ interface TensorPlan {
   rowStd: ((row: number) => number) | null;
   /** Overwrites some values of a row after it is filled (the bigram rules). */
   patchRow?: (row: number, values: Float32Array) => void;
+  /** Rows with values of their own (the cycle model's output rows); they take no noise. */
+  rowValues?: ReadonlyMap<number, Float32Array>;
   offset: number;
   byteSize: number;
 }
@@ -438,6 +448,8 @@ function validateSpec(spec: SyntheticLlamaSpec): void {
   const smallest =
     (spec.tokenizer === "bpe" ? 256 + 1 : FIRST_PIECE_ID + 1) + (spec.fim ? FIM_TOKENS.length : 0) + (spec.chat?.specialTokens.length ?? 0);
   if (spec.vocabSize < smallest) throw new Error(`synthetic GGUF: vocabSize must be at least ${smallest}`);
+  if (spec.cycle !== undefined && (!Number.isSafeInteger(spec.cycle) || spec.cycle < 2 || spec.tokenizer === "bpe"))
+    throw new Error("synthetic GGUF: cycle must be an integer >= 2, with the SentencePiece vocabulary");
   if (spec.tensorType === "Q8_0" && (spec.embedding % Q8_0_BLOCK !== 0 || spec.feedForward % Q8_0_BLOCK !== 0))
     throw new Error("synthetic GGUF: Q8_0 needs embedding and feedForward divisible by 32");
 }
@@ -474,6 +486,8 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
   const bigrams = bigramPatches(spec, vocab);
   // Layers never write into a bigram rule's dimension, so it carries the current token's rule to the output.
   const residualWrite = (row: number): number => (row < bigrams.count ? 0 : WEIGHT_SCALE);
+  // The cycle model's blocks add nothing to the residual stream.
+  const blockOutput = spec.cycle ? () => 0 : residualWrite;
   const wordStd = WORD_LOGIT_STD / Math.sqrt(embd);
   const plans: Omit<TensorPlan, "offset" | "byteSize">[] = [];
   const matrix = (name: string, rowLength: number, rows: number, rowStd: (row: number) => number = uniform): void => {
@@ -491,17 +505,21 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
     matrix(`${p}attn_q.weight`, embd, embd);
     matrix(`${p}attn_k.weight`, embd, kvDim);
     matrix(`${p}attn_v.weight`, embd, kvDim);
-    matrix(`${p}attn_output.weight`, embd, embd, residualWrite);
+    matrix(`${p}attn_output.weight`, embd, embd, blockOutput);
     norm(`${p}ffn_norm.weight`);
     matrix(`${p}ffn_gate.weight`, embd, ff);
     matrix(`${p}ffn_up.weight`, embd, ff);
-    matrix(`${p}ffn_down.weight`, ff, embd, residualWrite);
+    matrix(`${p}ffn_down.weight`, ff, embd, blockOutput);
   }
   norm("output_norm.weight");
   // llama has no output bias, so zeroing the rows of bytes/control/sub-word tokens pins their logits at 0 while
   // word rows spread far above and below it; sampling then almost always lands on a whole word.
-  matrix("output.weight", embd, spec.vocabSize, (row) => (vocab.favoured[row] ? wordStd : 0));
-  plans.at(-1)!.patchRow = bigrams.output;
+  if (spec.cycle)
+    plans.push({ name: "output.weight", dims: [embd, spec.vocabSize], type, rowStd: () => 0, rowValues: cycleRows(spec, vocab) });
+  else {
+    matrix("output.weight", embd, spec.vocabSize, (row) => (vocab.favoured[row] ? wordStd : 0));
+    plans.at(-1)!.patchRow = bigrams.output;
+  }
 
   let offset = 0;
   return plans.map((plan) => {
@@ -512,6 +530,44 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
     offset += (GGUF_ALIGNMENT - (offset % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
     return placed;
   });
+}
+
+/** The first `spec.cycle` favoured word tokens, in vocabulary order: the words the cycle model repeats. */
+export function cycleTokens(spec: SyntheticLlamaSpec, vocab: Vocabulary = vocabularyOf(spec)): number[] {
+  const words: number[] = [];
+  for (let id = 0; id < vocab.tokens.length && words.length < (spec.cycle ?? 0); id++)
+    if (vocab.favoured[id] && vocab.tokens[id]!.startsWith("\u2581")) words.push(id);
+  if (words.length < (spec.cycle ?? 0))
+    throw new Error(`synthetic GGUF: the vocabulary has fewer than ${spec.cycle} words to cycle through`);
+  return words;
+}
+
+/**
+ * The cycle model's output rows: word i's row is the embedding of word i-1, scaled so that its logit after word i-1 is
+ * about 20 while every other word's stays near 0 (random embeddings are nearly orthogonal). The embedding rows are the
+ * token_embd tensor's own noise, replayed from its seed.
+ */
+function cycleRows(spec: SyntheticLlamaSpec, vocab: Vocabulary): Map<number, Float32Array> {
+  const words = cycleTokens(spec, vocab);
+  const wanted = new Set(words);
+  const embeddings = new Map<number, Float32Array>();
+  const row = new Float32Array(spec.embedding);
+  let state = tensorSeed(spec.seed, "token_embd.weight");
+  for (let id = 0; id <= Math.max(...words); id++) {
+    state = fillNoise(row, spec.embedding, WEIGHT_SCALE, state);
+    if (wanted.has(id)) embeddings.set(id, row.slice());
+  }
+  // rms_norm makes the hidden state's norm sqrt(n_embd); an embedding's norm is about WEIGHT_SCALE * sqrt(n_embd).
+  const scale = 20 / (WEIGHT_SCALE * spec.embedding);
+  const rows = new Map<number, Float32Array>();
+  words.forEach((word, i) => {
+    const before = embeddings.get(words[(i + words.length - 1) % words.length]!)!;
+    rows.set(
+      word,
+      before.map((value) => value * scale),
+    );
+  });
+  return rows;
 }
 
 /** FNV-1a over the tensor name mixed with the seed, so each tensor's stream is independent of write order. */
@@ -589,7 +645,9 @@ async function writeTensorData(file: FileHandle, plan: TensorPlan, seed: number,
     const count = Math.min(rowsPerChunk, rows - first);
     for (let r = 0; r < count; r++) {
       const std = plan.rowStd === null ? null : plan.rowStd(first + r);
-      if (std === null) row.fill(1);
+      const values = plan.rowValues?.get(first + r);
+      if (values) row.set(values);
+      else if (std === null) row.fill(1);
       else if (std === 0) row.fill(0);
       else state = fillNoise(row, rowLength, std, state);
       plan.patchRow?.(first + r, row);

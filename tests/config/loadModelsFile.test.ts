@@ -39,6 +39,7 @@ models:
     chat_template: llama3.1
     keep_alive: 1h30m
     max_queue: 16
+    speculative: "off"
     defaults:
       temperature: 0.8
       top_p: 0.9
@@ -70,6 +71,7 @@ models:
           chatTemplate: { kind: "wrapper", name: "llama3.1" },
           keepAliveMs: 90 * 60_000,
           maxQueue: 16,
+          speculative: "off",
           defaults: {
             temperature: 0.8,
             topP: 0.9,
@@ -121,9 +123,16 @@ models:
       chatTemplate: { kind: "auto" },
       keepAliveMs: 5 * 60_000,
       maxQueue: 512,
+      speculative: "auto",
       defaults: {},
     });
     expect("threads" in tiny!).toBe(false);
+    // Unquoted on/off are strings in YAML 1.2, not booleans.
+    const unquoted = parseModelsYaml(
+      "models:\n  a:\n    source: a.gguf\n    speculative: off\n  b:\n    source: b.gguf\n    speculative: on\n",
+      FILE,
+    );
+    expect(unquoted.models.map((m) => m.speculative)).toEqual(["off", "on"]);
     expect(abs!.source).toBe("/opt/models/abs.gguf");
     expect(abs!.gpuLayers).toBe(0);
     expect(abs!.keepAliveMs).toBe(-1);
@@ -227,7 +236,7 @@ models:
 `,
     );
     expect(error.message).toBe(
-      'models.yaml:7:5: models.demo.contex: unknown key; expected one of source, aliases, context, parallel, threads, gpu_layers, chat_template, keep_alive, max_queue, use_mmap, defaults (did you mean "context"?)',
+      'models.yaml:7:5: models.demo.contex: unknown key; expected one of source, aliases, context, parallel, threads, speculative, gpu_layers, chat_template, keep_alive, max_queue, use_mmap, defaults (did you mean "context"?)',
     );
     expect(error.file).toBe("models.yaml");
     expect([error.line, error.column, error.key]).toEqual([7, 5, "models.demo.contex"]);
@@ -305,6 +314,13 @@ models:
       'expected "auto", "max" or an integer >= 0, got "all"',
     ],
     ["models:\n  m:\n    source: x.gguf\n    keep_alive: 5 minutes\n", 4, 17, "models.m.keep_alive", 'expected a duration such as "5m"'],
+    [
+      "models:\n  m:\n    source: x.gguf\n    speculative: yes\n",
+      4,
+      18,
+      "models.m.speculative",
+      'expected "auto", "on" or "off", got "yes"',
+    ],
     [
       "models:\n  m:\n    source: x.gguf\n    chat_template: llama4\n",
       4,

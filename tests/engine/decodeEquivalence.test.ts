@@ -39,6 +39,7 @@ beforeAll(async () => {
       chatTemplate: { kind: "auto" },
       keepAliveMs: -1,
       maxQueue: 1,
+      speculative: "off",
       defaults: {},
     };
     models.set(name, await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 }));
