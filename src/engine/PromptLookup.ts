@@ -89,6 +89,7 @@ export class PromptLookupPredictor implements TokenPredictor {
   /** The step in flight since the last `predictTokens` call: its draft length (-1: a step not to time), and start. */
   private stepDraft = -1;
   private stepStartedAt = 0;
+  private promptStep = false;
   private request: SpeculationStats = { predicted: 0, accepted: 0 };
   private single = new StepTimes();
   private drafted = new StepTimes();
@@ -100,6 +101,7 @@ export class PromptLookupPredictor implements TokenPredictor {
     private readonly setting: SpeculativeSetting,
     /** Whether this sequence is the only one of its context generating now (`auto` drafts only then). */
     private readonly alone: () => boolean = () => true,
+    private readonly clock: () => number = () => performance.now(),
   ) {
     this.lookup = new nlc.InputLookupTokenPredictor({
       patternLength: { min: promptLookupPolicy.pattern.min, max: promptLookupPolicy.pattern.max },
@@ -131,8 +133,8 @@ export class PromptLookupPredictor implements TokenPredictor {
   reset(params: { targetSequence: LlamaContextSequence; stateTokens: Token[]; evaluateOptions: Readonly<SequenceEvaluateOptions> }) {
     this.sequence = params.targetSequence;
     this.seen = { ...params.targetSequence.tokenPredictions };
-    // The first step after a reset evaluates the prompt: not a step to time.
     this.stepDraft = -1;
+    this.promptStep = true;
     return this.lookup.reset(params);
   }
 
@@ -144,10 +146,13 @@ export class PromptLookupPredictor implements TokenPredictor {
   /** Called by node-llama-cpp before each decode step that has no validated predictions left to hand out. */
   predictTokens(): Token[] {
     if (!this.enabled) return [];
-    const now = performance.now();
+    const now = this.clock();
     this.settle(now);
     const draft = this.wantsDraft() ? this.lookup.predictTokens().slice(0, this.draft) : [];
-    this.stepDraft = this.setting === "auto" && !this.alone() ? -1 : draft.length;
+    // The first step after a reset evaluates the prompt too, and a step shared with other sequences is theirs as much
+    // as this one's: neither is a step to time.
+    this.stepDraft = this.promptStep || (this.setting === "auto" && !this.alone()) ? -1 : draft.length;
+    this.promptStep = false;
     this.stepStartedAt = now;
     return draft;
   }

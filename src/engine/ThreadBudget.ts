@@ -105,7 +105,9 @@ export class ThreadBudget {
     const others = Math.max(0, (reading.busyMs - this.last.busyMs - (reading.ownMs - this.last.ownMs)) / wallMs);
     this.last = reading;
     this.othersCores = others;
-    const free = Math.max(1, Math.min(this.cores, Math.floor(this.cores - others + (1 - threadBudgetPolicy.takenCoreShare))));
+    // Others' time counts in whole cores, each past the share that leaves a core free (0.2 -> 0 cores, 0.6 -> 1).
+    const taken = Math.max(0, Math.ceil(others - threadBudgetPolicy.takenCoreShare));
+    const free = Math.max(1, this.cores - taken);
     if (free < this.allowed) {
       this.allowed = free;
       this.higherReadings = 0;
