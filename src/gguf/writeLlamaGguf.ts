@@ -533,7 +533,11 @@ function planTensors(spec: SyntheticLlamaSpec, vocab: Vocabulary): TensorPlan[] 
 }
 
 /** The first `spec.cycle` favoured word tokens, in vocabulary order: the words the cycle model repeats. */
-export function cycleTokens(spec: SyntheticLlamaSpec, vocab: Vocabulary = vocabularyOf(spec)): number[] {
+export function cycleTokens(spec: SyntheticLlamaSpec): number[] {
+  return cycleTokensOf(spec, vocabularyOf(spec));
+}
+
+function cycleTokensOf(spec: SyntheticLlamaSpec, vocab: Vocabulary): number[] {
   const words: number[] = [];
   for (let id = 0; id < vocab.tokens.length && words.length < (spec.cycle ?? 0); id++)
     if (vocab.favoured[id] && vocab.tokens[id]!.startsWith("\u2581")) words.push(id);
@@ -548,7 +552,7 @@ export function cycleTokens(spec: SyntheticLlamaSpec, vocab: Vocabulary = vocabu
  * token_embd tensor's own noise, replayed from its seed.
  */
 function cycleRows(spec: SyntheticLlamaSpec, vocab: Vocabulary): Map<number, Float32Array> {
-  const words = cycleTokens(spec, vocab);
+  const words = cycleTokensOf(spec, vocab);
   const wanted = new Set(words);
   const embeddings = new Map<number, Float32Array>();
   const row = new Float32Array(spec.embedding);

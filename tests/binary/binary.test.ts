@@ -145,6 +145,15 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     const unpacked = log.text.indexOf("node-llama-cpp runtime unpacked");
     expect(unpacked, log.text).toBeGreaterThan(log.text.indexOf("listening on"));
     expect(log.text).toContain(`models from ${join(folder.path, "models.yaml")}`);
+    // The embedded runtime is node_modules as patch-package left it: both node-llama-cpp patches travel with the binary.
+    const runtimes = readdirSync(join(cache.path, "runtime")).filter((name) => !name.includes(".tmp-"));
+    expect(runtimes).toHaveLength(1);
+    const patched = readFileSync(
+      join(cache.path, "runtime", runtimes[0]!, "node_modules", "node-llama-cpp", "dist", "evaluator", "LlamaContext", "LlamaContext.js"),
+      "utf8",
+    );
+    expect(patched).toContain("llamaport batching patch");
+    expect(patched).toContain("llamaport speculative patch");
     console.log(
       `fresh cache: start -> listening ${listeningMs.toFixed(0)} ms, -> first streamed answer complete ${firstAnswerMs.toFixed(0)} ms`,
     );

@@ -7,7 +7,13 @@ import { join } from "node:path";
 import type { Llama } from "node-llama-cpp";
 import { defaultCacheDir } from "../../src/config/environment.ts";
 import { ensureSyntheticModel, syntheticModelPath, syntheticPresets } from "../../src/gguf/syntheticModels.ts";
-import { float32ToFloat16Bits, writeLlamaGguf, type GgufTensorType, type SyntheticLlamaSpec } from "../../src/gguf/writeLlamaGguf.ts";
+import {
+  cycleTokens,
+  float32ToFloat16Bits,
+  writeLlamaGguf,
+  type GgufTensorType,
+  type SyntheticLlamaSpec,
+} from "../../src/gguf/writeLlamaGguf.ts";
 
 const ggmlType: Record<GgufTensorType, number> = { F32: 0, F16: 1, Q8_0: 8 };
 const fileType: Record<GgufTensorType, number> = { F32: 0, F16: 1, Q8_0: 7 };
@@ -199,6 +205,28 @@ describe("tokenizer variants", () => {
       expect(model.detokenize([size - 3] as never, true)).toBe("<fim_prefix>");
       expect(model.isSpecialToken((size - 1) as never)).toBe(true);
     } finally {
+      await model.dispose();
+    }
+  });
+
+  test("tiny-cycle: after any prompt the model walks its cycle of 64 words, each followed by the next, forever", async () => {
+    const spec = syntheticPresets["tiny-cycle"]!;
+    const words = cycleTokens(spec);
+    expect(words).toHaveLength(64);
+    const model = await llama.loadModel({ modelPath: await ensureSyntheticModel("tiny-cycle", join(dir, "variants")) });
+    const context = await model.createContext({ contextSize: 512, threads: 1 });
+    try {
+      for (const prompt of ["Story: the of and", "xyz 123 hello", "table table table"]) {
+        const sequence = context.getSequence();
+        const generated: number[] = [];
+        for await (const token of sequence.evaluate(model.tokenize(prompt), { temperature: 0 })) if (generated.push(token) >= 150) break;
+        const start = words.indexOf(generated[0]!);
+        expect(start).toBeGreaterThanOrEqual(0);
+        expect(generated).toEqual(generated.map((_, i) => words[(start + i) % words.length]!));
+        sequence.dispose();
+      }
+    } finally {
+      await context.dispose();
       await model.dispose();
     }
   });
