@@ -63,11 +63,19 @@ export class LoadedModel {
       const { threads, adaptive } = threadsFor(entry, model.size, options.defaultThreads);
       const contextSize = options.contextSize ?? entry.context;
       const chatWrapper = chatWrapperFor(nlc, model, entry.chatTemplate);
-      const context = await model.createContext({ contextSize, sequences: entry.parallel, threads });
-      if (adaptive) options.threadBudget?.attach(context);
-      const speculative = speculates(entry.speculative, model);
       let pool: SequencePool | undefined;
       const alone = () => (pool?.inUse ?? 0) <= 1;
+      const context = await model.createContext({
+        contextSize,
+        sequences: entry.parallel,
+        threads,
+        // node-llama-cpp waits a macrotask for other sequences to queue their tokens before it decodes (unless every
+        // sequence of the context has). A request alone on its context has nobody to wait for: decoding at once lets
+        // the next token compute while this thread streams the last one out.
+        batching: { dispatchSchedule: (dispatch) => (alone() ? dispatch() : setImmediate(dispatch)) },
+      });
+      if (adaptive) options.threadBudget?.attach(context);
+      const speculative = speculates(entry.speculative, model);
       const sequences = Array.from({ length: entry.parallel }, () =>
         context.getSequence(speculative ? { tokenPredictor: new PromptLookupPredictor(nlc, entry.speculative, alone) } : {}),
       );

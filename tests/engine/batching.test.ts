@@ -5,7 +5,14 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
+import { decode } from "../../src/engine/decode.ts";
+import { LoadedModel } from "../../src/engine/LoadedModel.ts";
+import { ModelWeights } from "../../src/engine/ModelWeights.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../../src/engine/nodeLlamaCpp.ts";
+import { renderRaw } from "../../src/engine/renderPrompt.ts";
+import { resolveSampling } from "../../src/engine/sampling.ts";
+import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { testCacheDir } from "../support/testServer.ts";
 
@@ -62,3 +69,100 @@ test("4 concurrent generations take one decode step per token, each step carryin
     await model.dispose();
   }
 });
+
+test("the engine's own loop: 4 requests on one model decode in step, and a request alone decodes without waiting a macrotask", async () => {
+  const nlc = await importNodeLlamaCpp();
+  const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
+  const path = await ensureSyntheticModel("demo", testCacheDir);
+  const entry: ModelEntry = {
+    name: "demo",
+    source: path,
+    aliases: [],
+    context: 256,
+    parallel: 4,
+    threads: 1,
+    gpuLayers: 0,
+    chatTemplate: { kind: "auto" },
+    keepAliveMs: -1,
+    maxQueue: 4,
+    speculative: "off",
+    defaults: {},
+  };
+  const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 });
+  const counts = countDecodes(loaded.context);
+  const tokens = 48;
+  // Each piece of text schedules a macrotask marker; a decode that starts after the marker of the latest piece ran
+  // waited for a turn of the event loop.
+  let pieces = 0;
+  let markerRan = 0;
+  const run = async (prompt: string) => {
+    const lease = await loaded.pool.acquire(undefined);
+    try {
+      const sampling = resolveSampling({ model: "demo", maxTokens: tokens, temperature: 0, ignoreEos: true }, {});
+      const sink = {
+        start() {},
+        text() {
+          const piece = ++pieces;
+          setImmediate(() => {
+            markerRan = piece;
+          });
+        },
+        signal: new AbortController().signal,
+      };
+      return await decode(nlc, loaded, lease.sequence, {
+        prompt: renderRaw(loaded, prompt),
+        sampling,
+        tokenBias: tokenBiasFor(nlc, loaded, sampling),
+        cachedTokens: 0,
+        window: loaded.contextSize,
+        signal: sink.signal,
+        sink,
+      });
+    } finally {
+      lease.release();
+    }
+  };
+  try {
+    // Leased before any decodes, as requests arriving together are.
+    const results = await Promise.all(["once upon a time", "the little dog", "a happy day", "she said hello"].map(run));
+    expect(results.map((r) => r.completionTokens)).toEqual([tokens, tokens, tokens, tokens]);
+    expect(counts.decodes).toBeLessThan(tokens * 1.15);
+    expect(counts.items / counts.decodes).toBeGreaterThan(3.5);
+    // Alone, a request's next decode starts as soon as its token is queued, before a macrotask scheduled with the
+    // last piece of text (node-llama-cpp's default waits one: its "nextCycle" dispatch).
+    const before = counts.decodes;
+    let waited = 0;
+    counts.onDecode = () => {
+      if (markerRan === pieces) waited++;
+    };
+    await run("once upon a time");
+    const steps = counts.decodes - before;
+    expect(steps).toBeGreaterThanOrEqual(tokens);
+    expect(waited).toBeLessThan(steps / 10);
+  } finally {
+    await loaded.dispose();
+  }
+});
+
+/** Counts decodeBatch calls and the items added to batches, through a proxy on the context's native object. */
+function countDecodes(context: unknown): { decodes: number; items: number; onDecode?: () => void } {
+  const holder = context as { _ctx: Record<string, unknown> };
+  const native = holder._ctx;
+  const counts: { decodes: number; items: number; onDecode?: () => void } = { decodes: 0, items: 0 };
+  holder._ctx = new Proxy(native, {
+    get(target, key) {
+      const value = Reflect.get(target, key);
+      if (typeof value !== "function") return value;
+      if (key === "decodeBatch" || key === "addToBatch")
+        return (...args: unknown[]) => {
+          if (key === "decodeBatch") {
+            counts.decodes++;
+            counts.onDecode?.();
+          } else counts.items++;
+          return value.apply(target, args);
+        };
+      return value.bind(target);
+    },
+  });
+  return counts;
+}
