@@ -7,31 +7,52 @@ import type { Subprocess } from "bun";
 import type { Token } from "node-llama-cpp";
 import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
+import type { ModelEntry } from "../src/config/loadModelsFile.ts";
+import { threadsFor } from "../src/engine/LoadedModel.ts";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
+import { physicalCores } from "../src/engine/physicalCores.ts";
 import { startLlamaport, type RunningLlamaport } from "../src/server/startLlamaport.ts";
+import { BackgroundLoad } from "./backgroundLoad.ts";
 import { ensureLlamaServer, type LlamaServerBuild } from "./buildLlamaServer.ts";
+import { DecodeCounter, type DecodeCounts } from "./decodeCounter.ts";
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Options
 
-type ModelKey = "tiny" | "smollm";
+/**
+ * tiny: the writer's demo model (1000-token vocabulary); tiny32k: the same shape with a real-size (llama-2-like) 32k
+ * vocabulary; smollm: SmolLM2-135M's shape, 32k vocabulary; cycle: the smollm shape with weights that continue their
+ * own text (the writer's `cycle` models), for scenario 6 only.
+ */
+const MODEL_KEYS = ["tiny", "tiny32k", "smollm", "cycle"] as const;
+type ModelKey = (typeof MODEL_KEYS)[number];
+const PRESETS: Record<ModelKey, string> = { tiny: "demo", tiny32k: "tiny-32k", smollm: "smollm2-135m", cycle: "smollm2-135m-cycle" };
+/** A fixed thread count on both sides, or each side's default (llamaport: its thread policy; llama-server: no -t). */
+type Threads = number | "default";
 
 interface Options {
   quick: boolean;
   models: ModelKey[];
   scenarios: Set<number>;
-  threads: number[];
+  threads: Threads[];
+  /** Busy processes kept running while measuring (fractions: one more process busy that share of the time). */
+  backgroundLoad: number;
   out: string | undefined;
 }
+
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6];
 
 function parseOptions(argv: string[]): Options {
   const options: Options = {
     quick: false,
-    models: ["tiny", "smollm"],
-    scenarios: new Set([1, 2, 3, 4, 5]),
-    threads: [1, 2],
+    models: ["tiny", "tiny32k", "smollm", "cycle"],
+    scenarios: new Set(ALL_SCENARIOS),
+    threads: [1, 2, "default"],
+    backgroundLoad: 0,
     out: resolve(import.meta.dir, "results.md"),
   };
+  let modelsGiven = false;
+  let threadsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -42,37 +63,60 @@ function parseOptions(argv: string[]): Options {
     if (arg === "--quick") options.quick = true;
     else if (arg === "--model") {
       const v = value();
+      modelsGiven = true;
       if (v === "both") options.models = ["tiny", "smollm"];
-      else if (v === "tiny" || v === "smollm") options.models = [v];
-      else throw new Error(`--model must be tiny, smollm or both, not ${v}`);
+      else if (v === "all") options.models = [...MODEL_KEYS];
+      else {
+        const keys = v.split(",").map((k) => k.trim());
+        for (const key of keys)
+          if (!(MODEL_KEYS as readonly string[]).includes(key))
+            throw new Error(`--model takes ${MODEL_KEYS.join(", ")}, both or all, not ${key}`);
+        options.models = keys as ModelKey[];
+      }
     } else if (arg === "--scenarios") {
       options.scenarios = new Set(
         value()
           .split(",")
           .map((s) => Number(s.trim())),
       );
-      for (const s of options.scenarios) if (![1, 2, 3, 4, 5].includes(s)) throw new Error(`unknown scenario ${s}`);
+      for (const s of options.scenarios) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
     } else if (arg === "--threads") {
+      threadsGiven = true;
       options.threads = value()
         .split(",")
-        .map((s) => Number(s.trim()));
-      if (options.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error("--threads takes e.g. 1,2");
+        .map((s) => (s.trim() === "default" ? "default" : Number(s.trim())));
+      if (options.threads.some((t) => t !== "default" && (!Number.isInteger(t) || t < 1)))
+        throw new Error("--threads takes e.g. 1,2,default");
+    } else if (arg === "--background-load") {
+      options.backgroundLoad = Number(value());
+      if (!(options.backgroundLoad >= 0)) throw new Error("--background-load takes a number of busy processes, e.g. 1 or 2.5");
     } else if (arg === "--out") {
       const v = value();
       options.out = v === "-" ? undefined : resolve(v);
     } else if (arg === "--help" || arg === "-h") {
       console.log(
-        "bun run bench [--quick] [--model tiny|smollm|both] [--scenarios 1,2,3,4,5] [--threads 1,2] [--out file|-]\n" +
-          "  --quick   fewer repetitions and shorter scenario 3 (smoke run)\n" +
-          "  --out -   do not write bench/results.md",
+        "bun run bench [--quick] [--model tiny,tiny32k,smollm,cycle|both|all] [--scenarios 1,2,3,4,5,6] [--threads 1,2,default]\n" +
+          "              [--background-load N] [--out file|-]\n" +
+          "  --quick              the default threads only, fewer repetitions, models tiny, smollm and cycle (under 3 minutes\n" +
+          "                       once llama-server is built; the first build takes 20-60 minutes on 2 cores)\n" +
+          "  --threads            thread settings to compare; default = each side's own default (llamaport: its thread\n" +
+          "                       policy, llama-server: no -t); with default and fixed counts, a table compares them\n" +
+          "  --background-load N  keep N busy processes running while measuring (2.5: two, and one busy half the time)\n" +
+          "  --out -              do not write bench/results.md",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
+  if (options.quick && !modelsGiven) options.models = ["tiny", "smollm", "cycle"];
+  if (options.quick && !threadsGiven) options.threads = ["default"];
   return options;
 }
 
 const options = parseOptions(process.argv.slice(2));
+/** Counts the in-process llamaport's decode steps (installed once the engine has started, before any model loads). */
+const decodeCounter = new DecodeCounter();
+/** The engine's log lines (one per request: scenario 6 reads speculation counts from them). */
+const engineLog: string[] = [];
 
 /** Shared by both servers; per-slot context equal on both sides (llama-server divides -c by -np). */
 const CONTEXT = 2048;
@@ -91,12 +135,14 @@ const S4_TURN1_TOKENS = 16;
 const SYSTEM_WORDS = 250;
 const S4_TURN2_TOKENS = 4;
 const S5_TOKENS = 256;
+const S6_TOKENS = 256;
 const REPS = {
   s1: options.quick ? 2 : 5,
   s2: options.quick ? 1 : 3,
   s3: 1,
   s4: options.quick ? 2 : 3,
   s5: options.quick ? 2 : 5,
+  s6: options.quick ? 1 : 3,
 };
 
 /**
@@ -267,7 +313,7 @@ interface Peer {
 }
 
 /** Argument list, kept in one place so results.md can quote it. */
-function peerArgs(modelPath: string, port: number, threads: number): string[] {
+function peerArgs(modelPath: string, port: number, threads: Threads): string[] {
   return [
     "-m",
     modelPath,
@@ -275,11 +321,9 @@ function peerArgs(modelPath: string, port: number, threads: number): string[] {
     "127.0.0.1",
     "--port",
     String(port),
-    // -tb too: llamaport passes one thread count to node-llama-cpp, which uses it for prompt batches as well.
-    "-t",
-    String(threads),
-    "-tb",
-    String(threads),
+    // -tb too: llamaport passes one thread count to node-llama-cpp, which uses it for prompt batches as well. Without
+    // them llama-server uses its default (the physical cores) for both.
+    ...(threads === "default" ? [] : ["-t", String(threads), "-tb", String(threads)]),
     // llama-server splits -c across -np slots; llamaport's `context` is per sequence. Non-unified KV on both sides
     // (node-llama-cpp never enables kv_unified).
     "-c",
@@ -334,7 +378,7 @@ async function probePeerSystemInfo(binary: string, modelPath: string): Promise<s
   }
 }
 
-async function startPeer(binary: string, modelPath: string, threads: number, logDir: string): Promise<Peer> {
+async function startPeer(binary: string, modelPath: string, threads: Threads, logDir: string): Promise<Peer> {
   const port = await freePort();
   const args = peerArgs(modelPath, port, threads);
   const logPath = join(logDir, `llama-server-${port}.log`);
@@ -392,7 +436,7 @@ type Kind = "rate" | "time" | "info";
 
 interface Row {
   model: ModelKey;
-  threads: number;
+  threads: Threads;
   scenario: string;
   metric: string;
   unit: string;
@@ -482,6 +526,7 @@ async function scenario1(ctx: BlockContext): Promise<void> {
 }
 
 async function concurrent(target: Target, clients: number, tokens: number, seedBase: number) {
+  const before = decodeCounter.snapshot();
   const started = performance.now();
   const results = await Promise.all(
     Array.from({ length: clients }, (_, i) =>
@@ -489,15 +534,36 @@ async function concurrent(target: Target, clients: number, tokens: number, seedB
     ),
   );
   for (const r of results) checkCount(target, r, tokens);
-  return { wallMs: performance.now() - started, ttfts: results.map((r) => r.ttftMs) };
+  // Only llamaport decodes in this process (llama-server is a child process).
+  const decodes = target.name === "llamaport" ? DecodeCounter.since(before, decodeCounter.snapshot()) : undefined;
+  return { wallMs: performance.now() - started, ttfts: results.map((r) => r.ttftMs), decodes };
+}
+
+/** llamaport's decode steps and the sequences' tokens they carried, summed over a scenario's repetitions. */
+function itemsPerDecodeRow(ctx: BlockContext, scenario: string, counts: DecodeCounts[], ideal: number): void {
+  const decodes = counts.reduce((sum, c) => sum + c.decodes, 0);
+  const items = counts.reduce((sum, c) => sum + c.items, 0);
+  addRow({
+    model: ctx.model,
+    threads: ctx.threads,
+    scenario,
+    metric: `llamaport items per decode step (prompt steps included; ${ideal} = every sequence in every step)`,
+    unit: "items",
+    kind: "info",
+    llamaport: items / decodes,
+    peer: NaN,
+    note: `${decodes} decodes, ${items} items`,
+  });
 }
 
 async function scenario2(ctx: BlockContext): Promise<void> {
   const rates = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const counts: DecodeCounts[] = [];
   for (let rep = 0; rep < REPS.s2; rep++) {
     for (const target of orderFor(rep, ctx.targets)) {
-      const { wallMs } = await concurrent(target, PARALLEL, S2_TOKENS, 2000 + rep * 10);
+      const { wallMs, decodes } = await concurrent(target, PARALLEL, S2_TOKENS, 2000 + rep * 10);
       rates[target.name].push((PARALLEL * S2_TOKENS) / (wallMs / 1000));
+      if (decodes) counts.push(decodes);
     }
   }
   addRow({
@@ -511,16 +577,19 @@ async function scenario2(ctx: BlockContext): Promise<void> {
     llamaport: median(rates.llamaport),
     peer: median(rates["llama-server"]),
   });
+  itemsPerDecodeRow(ctx, `2 ${PARALLEL} streams`, counts, PARALLEL);
 }
 
 async function scenario3(ctx: BlockContext): Promise<void> {
   const total = { llamaport: [] as number[], "llama-server": [] as number[] };
   const ttfts = { llamaport: [] as number[], "llama-server": [] as number[] };
+  const counts: DecodeCounts[] = [];
   for (let rep = 0; rep < REPS.s3; rep++) {
     for (const target of orderFor(rep, ctx.targets)) {
       const r = await concurrent(target, S3_CLIENTS, S3_TOKENS, 3000 + rep * 100);
       total[target.name].push(r.wallMs);
       ttfts[target.name].push(...r.ttfts);
+      if (r.decodes) counts.push(r.decodes);
     }
   }
   const base = {
@@ -551,6 +620,7 @@ async function scenario3(ctx: BlockContext): Promise<void> {
     llamaport: quantile(ttfts.llamaport, 0.99),
     peer: quantile(ttfts["llama-server"], 0.99),
   });
+  itemsPerDecodeRow(ctx, `3 ${S3_CLIENTS} clients/${PARALLEL} slots`, counts, PARALLEL);
 }
 
 /** A conversation whose system message is long, so re-evaluating it is what a missing prefix reuse costs. */
@@ -635,11 +705,17 @@ async function scenario5(ctx: BlockContext): Promise<void> {
   const model = await llama.loadModel({ modelPath: ctx.modelPath });
   // min = ideal: node-llama-cpp's ThreadsSplitter shares the Llama's maxThreads between contexts and, with a plain
   // number, may hand this second context fewer threads than asked while llamaport's context exists (seen: 1 of 2).
+  // Default threads: what LoadedModel chooses (threadsFor), under the same ThreadBudget when it would be.
+  const policy =
+    ctx.threads === "default"
+      ? threadsFor({ threads: undefined } as ModelEntry, model.size, physicalCores())
+      : { threads: ctx.threads, adaptive: false };
   const context = await model.createContext({
     contextSize: CONTEXT,
     sequences: PARALLEL,
-    threads: { ideal: ctx.threads, min: ctx.threads },
+    threads: { ideal: policy.threads, min: policy.threads },
   });
+  if (policy.adaptive) ctx.engine.threadBudget.attach(context);
   const sequence = context.getSequence();
   const bias = new nlc.TokenBias(model.tokenizer);
   if (model.tokens.eos != null) bias.set(model.tokens.eos, "never");
@@ -647,33 +723,27 @@ async function scenario5(ctx: BlockContext): Promise<void> {
   const llamaport = ctx.targets.find((t) => t.name === "llamaport")!;
 
   const direct = async (prompt: string) => {
-    // What the engine does per request: tokenize, a LlamaCompletion on the sequence, stream text chunks out.
+    // node-llama-cpp's own generation loop, as a program using it directly would stream text: tokenize the prompt as
+    // llamaport and llama-server do (special tokens parsed, BOS first), evaluate, detokenize each token.
     const started = performance.now();
     let firstAt = 0;
     let tokens = 0;
     let text = "";
-    const input = model.tokenize(prompt, false, "trimLeadingSpace") as Token[];
-    const completion = new nlc.LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
-    try {
-      await completion.generateCompletionWithMeta(input, {
-        maxTokens: S5_TOKENS,
-        temperature: SAMPLING.temperature,
-        topK: SAMPLING.top_k,
-        topP: SAMPLING.top_p,
-        minP: SAMPLING.min_p,
-        seed: SAMPLING.seed,
-        repeatPenalty: false,
-        tokenBias: bias,
-        onTextChunk: (chunk) => {
-          text += chunk;
-        },
-        onToken: (generated) => {
-          if (tokens === 0) firstAt = performance.now();
-          tokens += generated.length;
-        },
-      });
-    } finally {
-      completion.dispose({ disposeSequence: false });
+    const bos = model.tokens.bos;
+    const input = [...(bos == null ? [] : [bos]), ...model.tokenize(prompt, true)] as Token[];
+    await sequence.clearHistory();
+    const options = {
+      temperature: SAMPLING.temperature,
+      topK: SAMPLING.top_k,
+      topP: SAMPLING.top_p,
+      minP: SAMPLING.min_p,
+      seed: SAMPLING.seed,
+      tokenBias: bias,
+    };
+    for await (const token of sequence.evaluate(input, options)) {
+      if (tokens === 0) firstAt = performance.now();
+      text += model.detokenize([token]);
+      if (++tokens >= S5_TOKENS) break;
     }
     return { totalMs: performance.now() - started, ttftMs: firstAt - started, tokens, text };
   };
@@ -754,6 +824,97 @@ async function scenario5(ctx: BlockContext): Promise<void> {
   ctx.direct = { ms: median(directMs), serverMs: median(serverMs), overheadUs: overhead };
 }
 
+/** Predicted and accepted tokens of an entry's requests logged since line `from` of the engine's log. */
+function speculationSince(from: number, entry: string): { predicted: number; accepted: number } {
+  const totals = { predicted: 0, accepted: 0 };
+  for (const line of engineLog.slice(from)) {
+    if (!line.startsWith(`${entry}:`)) continue;
+    const match = /speculative (\d+)\/(\d+) predicted tokens accepted/.exec(line);
+    if (match) {
+      totals.accepted += Number(match[1]);
+      totals.predicted += Number(match[2]);
+    }
+  }
+  return totals;
+}
+
+const percent = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / whole).toFixed(0)}%` : "none predicted");
+
+/**
+ * The prompts of scenario 6, as token ids (so both servers see exactly the tokens the model generated): the model's own
+ * output after a short seed, the same with some of its words swapped for others of it, and a scenario-1 prompt.
+ */
+async function speculativeWorkloads(ctx: BlockContext): Promise<{ name: string; prompt: string | number[]; goal?: number }[]> {
+  const first = await ctx.engine
+    .complete({
+      model: ctx.targets[0].model,
+      prompt: "Story 6: the of and to",
+      raw: true,
+      maxTokens: 320,
+      temperature: 0,
+      ignoreEos: true,
+      reportContext: true,
+    })
+    .collect();
+  const own = first.summary.context!;
+  const changed = (every: number) => own.map((token, i) => (i > 8 && i % every === 0 ? own[(i + 7) % own.length]! : token));
+  return [
+    // The 1.5x goal is for the model whose text is entirely predictable (the cycle model); elsewhere it is a record.
+    { name: "continues its own text", prompt: own, ...(ctx.model === "cycle" && { goal: 1.5 }) },
+    { name: "own text, 1 in 16 words changed", prompt: changed(16) },
+    { name: "own text, 1 in 4 words changed", prompt: changed(4) },
+    { name: "scenario-1 prompt", prompt: shortPrompt(1000) },
+  ];
+}
+
+/** Scenario 6: prompt-lookup speculative decoding, llamaport auto / on / off against llama-server's default. */
+async function scenario6(ctx: BlockContext): Promise<void> {
+  const [auto, peer] = ctx.targets;
+  const { off, on } = ctx.speculative;
+  for (const workload of await speculativeWorkloads(ctx)) {
+    const rates = new Map<Target, number[]>([auto, peer, off, on].map((t) => [t, []]));
+    const logFrom = engineLog.length;
+    for (let rep = 0; rep < REPS.s6; rep++) {
+      const order = [auto, peer, off, on];
+      for (let i = 0; i < order.length; i++) {
+        const target = order[(i + rep) % order.length]!;
+        const r = await streamRequest(target, "/v1/completions", { prompt: workload.prompt, max_tokens: S6_TOKENS });
+        checkCount(target, r, S6_TOKENS);
+        rates.get(target)!.push(S6_TOKENS / (r.totalMs / 1000));
+      }
+    }
+    const rate = (t: Target) => median(rates.get(t)!);
+    const autoCounts = speculationSince(logFrom, auto.model);
+    const onCounts = speculationSince(logFrom, on.model);
+    const base = { model: ctx.model, threads: ctx.threads, scenario: `6 speculative: ${workload.name}`, unit: "tok/s" };
+    const vsPeer = rate(auto) / rate(peer);
+    addRow({
+      ...base,
+      metric: `tokens/s, llamaport auto (accepted ${percent(autoCounts.accepted, autoCounts.predicted)} of ${autoCounts.predicted} predicted)`,
+      kind: "rate",
+      llamaport: rate(auto),
+      peer: rate(peer),
+      ...(workload.goal !== undefined && { goal: `>= ${workload.goal}`, pass: vsPeer >= workload.goal }),
+    });
+    addRow({
+      ...base,
+      metric: "llamaport auto vs off (off in the llama-server column)",
+      kind: "rate",
+      llamaport: rate(auto),
+      peer: rate(off),
+      goal: ">= 0.97",
+      pass: rate(auto) / rate(off) >= 0.97,
+    });
+    addRow({
+      ...base,
+      metric: `llamaport on vs off (off in the llama-server column): speed-up at ${percent(onCounts.accepted, onCounts.predicted)} accepted of ${onCounts.predicted}`,
+      kind: "rate",
+      llamaport: rate(on),
+      peer: rate(off),
+    });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Checks done once per block: both servers produce the fixed length, and see the same prompt
 
@@ -771,10 +932,15 @@ function checkCount(target: Target, r: StreamResult, expected: number): void {
 interface BlockContext {
   model: ModelKey;
   modelPath: string;
-  threads: number;
+  threads: Threads;
   targets: [Target, Target];
+  /** The block's model with `speculative: off` and `on` (scenario 6); the main llamaport target has the default. */
+  speculative: { off: Target; on: Target };
+  engine: RunningLlamaport["engine"];
   verification?: string;
   direct?: { ms: number; serverMs: number; overheadUs: number };
+  /** Decode steps per thread count the ThreadBudget allowed during the block (default threads only). */
+  threadsUsed?: string;
 }
 
 async function verify(ctx: BlockContext): Promise<void> {
@@ -837,43 +1003,73 @@ function machineInfo(commit: string) {
 // ---------------------------------------------------------------------------------------------------------------------
 // Main
 
+/** The models.yaml entry of a model and thread setting; with scenario 6 also its `speculative: off` and `on` twins. */
+const entryName = (model: ModelKey, threads: Threads, speculative = "") => `${model}-t${threads}${speculative && `-${speculative}`}`;
+
+function modelsYaml(modelPaths: Partial<Record<ModelKey, string>>): string {
+  const variants = options.scenarios.has(6) ? ["", "off", "on"] : [""];
+  const entry = (model: ModelKey, threads: Threads, speculative: string) =>
+    [
+      `  ${entryName(model, threads, speculative)}:`,
+      `    source: ${JSON.stringify(modelPaths[model])}`,
+      `    context: ${CONTEXT}`,
+      `    parallel: ${PARALLEL}`,
+      // No threads key: llamaport's own policy (ThreadBudget), which is what "default" measures.
+      ...(threads === "default" ? [] : [`    threads: ${threads}`]),
+      ...(speculative ? [`    speculative: ${speculative}`] : []),
+      `    keep_alive: -1`,
+      `    chat_template: chatML`,
+    ].join("\n");
+  return [
+    "# Written by bench/run.ts for one benchmark run.",
+    "max_loaded_models: 4",
+    "models:",
+    ...options.models.flatMap((model) => options.threads.flatMap((threads) => variants.map((v) => entry(model, threads, v)))),
+    "",
+  ].join("\n");
+}
+
+/** The cycle model exists for scenario 6; the others run every scenario asked for. */
+const scenariosFor = (model: ModelKey) => new Set([...options.scenarios].filter((s) => model !== "cycle" || s === 6));
+
+async function runBlock(ctx: BlockContext): Promise<void> {
+  const scenarios = scenariosFor(ctx.model);
+  ctx.engine.threadBudget.steps.clear();
+  await verify(ctx);
+  console.error(`  verification: ${ctx.verification}`);
+  if (scenarios.has(1)) await scenario1(ctx);
+  if (scenarios.has(2)) await scenario2(ctx);
+  if (scenarios.has(3)) await scenario3(ctx);
+  if (scenarios.has(4)) await scenario4(ctx);
+  if (scenarios.has(5)) await scenario5(ctx);
+  if (scenarios.has(6)) await scenario6(ctx);
+  const steps = [...ctx.engine.threadBudget.steps.entries()].sort((a, b) => b[0] - a[0]);
+  const total = steps.reduce((sum, [, n]) => sum + n, 0);
+  if (ctx.threads === "default")
+    ctx.threadsUsed = total
+      ? `${steps.map(([threads, n]) => `${threads} thread(s) ${((100 * n) / total).toFixed(0)}%`).join(", ")} of ${total} decode steps`
+      : "no step asked the ThreadBudget (the models' default is 1 thread: under 64 MB, or 1 core)";
+  if (ctx.threadsUsed) console.error(`  threads used: ${ctx.threadsUsed}`);
+}
+
 async function main(): Promise<void> {
   const runStarted = performance.now();
   const workDir = join(tmpdir(), `llamaport-bench-${process.pid}`);
   mkdirSync(workDir, { recursive: true });
+  const loadAtStart = sh("cat /proc/loadavg");
+  console.error(`load average at start: ${loadAtStart}`);
 
   const cacheDir = defaultCacheDir(process.env);
-  console.error("preparing llama-server (built once from node-llama-cpp's llama.cpp bundle, cached)...");
+  console.error(
+    "preparing llama-server (built once from node-llama-cpp's llama.cpp bundle, cached; the first build takes 20-60 min on 2 cores)...",
+  );
   const build = await ensureLlamaServer({ cacheDir, log: (line) => console.error(`  ${line}`) });
   console.error("preparing models...");
-  const modelPaths: Record<ModelKey, string> = {
-    tiny: await ensureSyntheticModel("demo", cacheDir),
-    smollm: await ensureSyntheticModel("smollm2-135m", cacheDir),
-  };
-
-  // One entry per model and thread count; each block loads its entry, and unloads it when done.
-  const entryName = (model: ModelKey, threads: number) => `${model}-t${threads}`;
-  const yaml = [
-    "# Written by bench/run.ts for one benchmark run.",
-    "max_loaded_models: 2",
-    "models:",
-    ...options.models.flatMap((model) =>
-      options.threads.map((threads) =>
-        [
-          `  ${entryName(model, threads)}:`,
-          `    source: ${JSON.stringify(modelPaths[model])}`,
-          `    context: ${CONTEXT}`,
-          `    parallel: ${PARALLEL}`,
-          `    threads: ${threads}`,
-          `    keep_alive: -1`,
-          `    chat_template: chatML`,
-        ].join("\n"),
-      ),
-    ),
-    "",
-  ].join("\n");
+  const modelPaths: Partial<Record<ModelKey, string>> = {};
+  for (const model of new Set<ModelKey>(["tiny", ...options.models]))
+    modelPaths[model] = await ensureSyntheticModel(PRESETS[model], cacheDir);
   const modelsFile = join(workDir, "models.yaml");
-  writeFileSync(modelsFile, yaml);
+  writeFileSync(modelsFile, modelsYaml(modelPaths));
 
   const llamaport: RunningLlamaport = await startLlamaport({
     port: 0,
@@ -881,20 +1077,24 @@ async function main(): Promise<void> {
     cacheDir,
     plugins: join(workDir, "no-plugins"),
     watch: false,
-    log: () => {},
+    log: (_level, message) => {
+      engineLog.push(message);
+    },
   });
   await llamaport.ready;
   const llama = await getLlamaRuntime();
+  decodeCounter.install(llama);
   const backend = `gpu=${String(llama.gpu)}, ${llama.buildType} binary, ${llama.systemInfo.trim()}`;
   const info = machineInfo(build.commit);
-  const peerSystemInfo = await probePeerSystemInfo(build.binary, modelPaths.tiny);
+  info.loadavg = loadAtStart;
+  const peerSystemInfo = await probePeerSystemInfo(build.binary, modelPaths.tiny!);
   console.error(`llamaport ${llamaport.url}; ${backend}`);
-  console.error(`machine: ${info.cpu}, ${info.cpus} CPUs; load ${info.loadavg}`);
+  console.error(`machine: ${info.cpu}, ${info.cpus} CPUs`);
 
   const blocks: BlockContext[] = [];
   let peerArgsExample: string[] = [];
-
-  const cleanup: (() => Promise<void>)[] = [];
+  const background = new BackgroundLoad(options.backgroundLoad);
+  const cleanup: (() => Promise<void>)[] = [() => background.stop()];
   const onSignal = async () => {
     for (const fn of cleanup) await fn().catch(() => {});
     process.exit(130);
@@ -902,48 +1102,56 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
+  background.start();
+  if (options.backgroundLoad > 0) console.error(`background load: ${background.describe()}`);
   try {
     for (const model of options.models) {
       for (const threads of options.threads) {
-        console.error(`\n== ${model}, ${threads} thread(s)`);
-        const peer = await startPeer(build.binary, modelPaths[model], threads, workDir);
+        console.error(`\n== ${model}, threads: ${threads}`);
+        const peer = await startPeer(build.binary, modelPaths[model]!, threads, workDir);
         const stopPeer = () => peer.stop();
         cleanup.push(stopPeer);
         peerArgsExample = peer.args;
+        const lp = (speculative = ""): Target => ({
+          name: "llamaport",
+          url: llamaport.url,
+          model: entryName(model, threads, speculative),
+          extra: {},
+        });
         const ctx: BlockContext = {
           model,
-          modelPath: modelPaths[model],
+          modelPath: modelPaths[model]!,
           threads,
           targets: [
-            { name: "llamaport", url: llamaport.url, model: entryName(model, threads), extra: {} },
+            lp(),
             // cache_prompt is llama-server's default too; sent so the comparison does not depend on it.
             { name: "llama-server", url: peer.url, model: "peer", extra: { cache_prompt: true } },
           ],
+          speculative: { off: lp("off"), on: lp("on") },
+          engine: llamaport.engine,
         };
         blocks.push(ctx);
         try {
-          await verify(ctx);
-          console.error(`  verification: ${ctx.verification}`);
-          if (options.scenarios.has(1)) await scenario1(ctx);
-          if (options.scenarios.has(2)) await scenario2(ctx);
-          if (options.scenarios.has(3)) await scenario3(ctx);
-          if (options.scenarios.has(4)) await scenario4(ctx);
-          if (options.scenarios.has(5)) await scenario5(ctx);
+          await runBlock(ctx);
         } finally {
           await stopPeer();
           cleanup.splice(cleanup.indexOf(stopPeer), 1);
-          await llamaport.engine.unload(entryName(model, threads)).catch(() => {});
+          for (const speculative of ["", "off", "on"])
+            await llamaport.engine.unload(entryName(model, threads, speculative)).catch(() => {});
         }
       }
     }
   } finally {
+    await background.stop();
     await llamaport.stop();
   }
 
   const elapsedS = (performance.now() - runStarted) / 1000;
-  info.loadavg = `${info.loadavg} (start) / ${sh("cat /proc/loadavg")} (end)`;
+  const loadAtEnd = sh("cat /proc/loadavg");
+  console.error(`load average at end: ${loadAtEnd}`);
+  info.loadavg = `${loadAtStart} (start) / ${loadAtEnd} (end); ${background.describe()}`;
   const threadChoice = chooseThreads();
-  printTable(threadChoice, elapsedS);
+  printTable(threadChoice, elapsedS, blocks);
   if (options.out) {
     // Hand-written analysis below the marker survives reruns; everything above it is regenerated.
     const previous = existsSync(options.out) ? readFileSync(options.out, "utf8") : "";
@@ -961,9 +1169,52 @@ async function main(): Promise<void> {
 
 interface ThreadChoice {
   model: ModelKey;
-  perThreads: { threads: number; llamaport: number; peer: number }[];
-  llamaportBest: number;
-  peerBest: number;
+  perThreads: { threads: Threads; llamaport: number; peer: number }[];
+  llamaportBest: Threads;
+  peerBest: Threads;
+}
+
+/** One line of the thread-default table: llamaport with its default threads against its best fixed count. */
+interface ThreadDefault {
+  model: ModelKey;
+  scenario: string;
+  metric: string;
+  unit: string;
+  byDefault: number;
+  best: number;
+  bestThreads: number;
+  /** Speed of the default relative to the best fixed count (>= 0.9 is the goal). */
+  ratio: number;
+}
+
+/**
+ * "No collapse": with defaults, no scenario may be more than 10% slower than the best fixed thread count for it. Made
+ * from the llamaport column of scenarios 1-4 when the run has `default` and fixed counts in --threads.
+ */
+function threadDefaults(): ThreadDefault[] {
+  const fixed = options.threads.filter((t): t is number => t !== "default");
+  if (!options.threads.includes("default") || fixed.length === 0) return [];
+  const out: ThreadDefault[] = [];
+  for (const row of rows) {
+    if (row.threads !== "default" || (row.kind !== "rate" && row.kind !== "time") || !/^[1-4] /.test(row.scenario)) continue;
+    const same = (r: Row) => r.model === row.model && r.scenario === row.scenario && r.metric.split(" (")[0] === row.metric.split(" (")[0];
+    const candidates = rows.filter((r) => same(r) && typeof r.threads === "number" && Number.isFinite(r.llamaport));
+    if (candidates.length === 0) continue;
+    const better = (a: Row, b: Row) => (row.kind === "rate" ? b.llamaport > a.llamaport : b.llamaport < a.llamaport);
+    const best = candidates.reduce((a, b) => (better(a, b) ? b : a));
+    const ratio = row.kind === "rate" ? row.llamaport / best.llamaport : best.llamaport / row.llamaport;
+    out.push({
+      model: row.model,
+      scenario: row.scenario,
+      metric: row.metric,
+      unit: row.unit,
+      byDefault: row.llamaport,
+      best: best.llamaport,
+      bestThreads: best.threads as number,
+      ratio,
+    });
+  }
+  return out;
 }
 
 /** For each model, the thread count with the best single-stream and 4-stream speed (sum of both ratios to the best). */
@@ -988,7 +1239,7 @@ function chooseThreads(): ThreadChoice[] {
   return choices;
 }
 
-function printTable(threadChoice: ThreadChoice[], elapsedS: number): void {
+function printTable(threadChoice: ThreadChoice[], elapsedS: number, blocks: BlockContext[]): void {
   const header = ["model", "thr", "scenario", "metric", "llamaport", "llama-server", "ratio", "goal"];
   const lines = rows.map((r) => {
     const ratio = speedRatio(r);
@@ -1021,6 +1272,15 @@ function printTable(threadChoice: ThreadChoice[], elapsedS: number): void {
         ` -> faster: llamaport ${c.llamaportBest}, llama-server ${c.peerBest} thread(s)`,
     );
   }
+  const defaults = threadDefaults();
+  if (defaults.length) {
+    console.log("\nthread defaults: llamaport with its default threads vs its best fixed count (goal: >= 0.90 everywhere)");
+    for (const d of defaults)
+      console.log(
+        `  ${d.model.padEnd(7)} ${d.scenario.padEnd(22)} ${d.metric.split(" (")[0]!.padEnd(34)} default ${fmt(d.byDefault)} ${d.unit}, best ${fmt(d.best)} ${d.unit} at ${d.bestThreads} thread(s): ${d.ratio.toFixed(2)} ${d.ratio >= 0.9 ? "ok" : "MISSED"}`,
+      );
+  }
+  for (const b of blocks) if (b.threadsUsed) console.log(`threads used, ${b.model} default: ${b.threadsUsed}`);
   console.log(`(run took ${elapsedS.toFixed(0)} s)`);
 }
 
@@ -1058,10 +1318,10 @@ function renderMarkdown(
       .replace(/--port \d+/, "--port <free>")}\` (-t/-tb per block)`,
   );
   out.push(
-    `- llamaport: in-process \`startLlamaport\`, one models.yaml entry per model and thread count: context ${CONTEXT} per sequence, parallel ${PARALLEL}, chat_template chatML`,
+    `- llamaport: in-process \`startLlamaport\`, one models.yaml entry per model and thread setting (no \`threads\` key for "default"): context ${CONTEXT} per sequence, parallel ${PARALLEL}, chat_template chatML, \`speculative\` left at its default (auto); scenario 6 adds twins with \`speculative: off\` and \`on\``,
   );
   out.push(
-    `- Run: \`bun run bench${options.quick ? " --quick" : ""}\` (models: ${options.models.join(", ")}; threads: ${options.threads.join(", ")}; scenarios: ${[...options.scenarios].join(", ")}), ${elapsedS.toFixed(0)} s`,
+    `- Run: \`bun run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\` (models: ${options.models.join(", ")}; threads: ${options.threads.join(", ")}; scenarios: ${[...options.scenarios].join(", ")}; ${options.backgroundLoad > 0 ? `background load ${options.backgroundLoad}` : "no background load"}), ${elapsedS.toFixed(0)} s`,
   );
   out.push("");
   out.push("## Method");
@@ -1074,7 +1334,7 @@ function renderMarkdown(
     "- Each block (model x threads) verifies both servers first (exact completion token count; same prompt token count) and warms them up; repetitions alternate which server goes first; medians are reported.",
   );
   out.push(
-    `- Scenarios: (1) one stream, ${S1_TOKENS} tokens, ${REPS.s1} reps; (2) ${PARALLEL} concurrent streams of ${S2_TOKENS}, ${REPS.s2} reps; (3) ${S3_CLIENTS} concurrent clients of ${S3_TOKENS} tokens on ${PARALLEL} slots (TTFT includes queueing); (4) a two-turn chat (system message of ${SYSTEM_WORDS} words, about 1000 tokens, + question, ${S4_TURN1_TOKENS}-token answer, then the whole conversation + a new question), turn-2 TTFT, ${REPS.s4} reps; also the same-length turn with nothing cached; (5) llamaport streaming ${S5_TOKENS} tokens vs node-llama-cpp's LlamaCompletion called directly in the same process (same model file, context, threads, sampling), overhead = (server - direct) / tokens, ${REPS.s5} paired reps.`,
+    `- Scenarios: (1) one stream, ${S1_TOKENS} tokens, ${REPS.s1} reps; (2) ${PARALLEL} concurrent streams of ${S2_TOKENS}, ${REPS.s2} reps; (3) ${S3_CLIENTS} concurrent clients of ${S3_TOKENS} tokens on ${PARALLEL} slots (TTFT includes queueing); (4) a two-turn chat (system message of ${SYSTEM_WORDS} words, about 1000 tokens, + question, ${S4_TURN1_TOKENS}-token answer, then the whole conversation + a new question), turn-2 TTFT, ${REPS.s4} reps; also the same-length turn with nothing cached; (5) llamaport streaming ${S5_TOKENS} tokens vs node-llama-cpp's \`sequence.evaluate\` loop called directly in the same process, detokenizing each token (same model file, context, threads, sampling), overhead = (server - direct) / tokens, ${REPS.s5} paired reps; (6) speculative decoding: llamaport with \`speculative\` auto (its default), on and off, against llama-server's default, on ${S6_TOKENS}-token single streams whose prompt is the model's own earlier output (token ids), with 1 in 16 or 1 in 4 of its words changed, and a scenario-1 prompt, ${REPS.s6} reps; acceptance = predicted tokens the model also generated.`,
   );
   out.push(
     "- ratio = llamaport speed / llama-server speed: for rates llamaport / llama-server, for times llama-server / llamaport; >= 1.0 means llamaport is at least as fast.",
@@ -1105,9 +1365,32 @@ function renderMarkdown(
     );
   }
   out.push("");
+  const defaults = threadDefaults();
+  if (defaults.length) {
+    out.push("## Thread defaults");
+    out.push("");
+    out.push(
+      "llamaport with its default threads (no `threads` in models.yaml: 1 under 64 MB, else the physical cores limited per decode step by the ThreadBudget) against its best fixed count, per scenario. Goal: >= 0.90 everywhere, quiet and with `--background-load`.",
+    );
+    out.push("");
+    out.push("| model | scenario | metric | default | best fixed | at threads | ratio | goal |");
+    out.push("|---|---|---|---|---|---|---|---|");
+    for (const d of defaults)
+      out.push(
+        `| ${d.model} | ${d.scenario} | ${d.metric.split(" (")[0]} | ${fmt(d.byDefault)} ${d.unit} | ${fmt(d.best)} ${d.unit} | ${d.bestThreads} | ${d.ratio.toFixed(2)} | >= 0.90 ${d.ratio >= 0.9 ? "ok" : "**missed**"} |`,
+      );
+    out.push("");
+  }
+  const used = blocks.filter((b) => b.threadsUsed);
+  if (used.length) {
+    out.push("Threads the ThreadBudget allowed per decode step, default-thread blocks:");
+    out.push("");
+    for (const b of used) out.push(`- ${b.model}: ${b.threadsUsed}`);
+    out.push("");
+  }
   out.push("## Verification per block");
   out.push("");
-  for (const b of blocks) out.push(`- ${b.model}, ${b.threads} thread(s): ${b.verification ?? "-"}`);
+  for (const b of blocks) out.push(`- ${b.model}, threads ${b.threads}: ${b.verification ?? "-"}`);
   if (countProblems.length) out.push(`- token count problems: ${countProblems.join("; ")}`);
   out.push("");
   return out.join("\n");

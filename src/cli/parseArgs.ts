@@ -51,8 +51,8 @@ Options (environment variable in brackets; flags win):
   --models FILE            the model registry [LLAMAPORT_MODELS] (default ./models.yaml, else the one beside the
                            executable, else a built-in registry with the offline demo model)
   --plugins DIR            protocol plugins folder [LLAMAPORT_PLUGINS] (default plugins/ beside models.yaml)
-  --threads N              CPU threads for models that do not set their own [LLAMAPORT_THREADS] (default: the
-                           physical cores; models under 64 MB use 1)
+  --threads N              most CPU threads for models that do not set their own [LLAMAPORT_THREADS] (default:
+                           the physical cores; models under 64 MB use 1; fewer while other programs keep cores busy)
 
 Access (every route but /health needs a key once any key is set):
   --api-key KEY            an API key clients must send as "Authorization: Bearer KEY" or "x-api-key: KEY";
