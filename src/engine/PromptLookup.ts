@@ -82,6 +82,7 @@ class StepTimes {
 export class PromptLookupPredictor implements TokenPredictor {
   private readonly lookup: InputLookupTokenPredictor;
   private enabled = false;
+  private disposed = false;
   private sequence?: LlamaContextSequence;
   /** The sequence's prediction counters at the last look, to tell what happened to the last draft. */
   private seen = { validated: 0, refuted: 0 };
@@ -111,6 +112,7 @@ export class PromptLookupPredictor implements TokenPredictor {
 
   /** Switches predictions on for one request whose prompt is `prompt`; `end()` switches them off again. */
   begin(prompt: readonly Token[]): void {
+    if (this.disposed) return;
     this.lookup.updateInputTokens(prompt as Token[]);
     this.enabled = true;
     this.draft = promptLookupPolicy.draft.start;
@@ -126,7 +128,7 @@ export class PromptLookupPredictor implements TokenPredictor {
   end(): SpeculationStats {
     this.settle(Number.NaN);
     this.enabled = false;
-    this.lookup.updateInputTokens([]);
+    if (!this.disposed) this.lookup.updateInputTokens([]);
     return this.request;
   }
 
@@ -167,6 +169,7 @@ export class PromptLookupPredictor implements TokenPredictor {
 
   dispose(): void {
     this.enabled = false;
+    this.disposed = true;
     this.lookup.dispose();
   }
 
