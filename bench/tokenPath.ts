@@ -15,7 +15,8 @@ import type { ModelEntry } from "../src/config/loadModelsFile.ts";
 import { decode } from "../src/engine/decode.ts";
 import { LoadedModel } from "../src/engine/LoadedModel.ts";
 import { ModelWeights } from "../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
+import { OffThreadTokenizer } from "../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../src/engine/sampling.ts";
 import type { GenerationSink } from "../src/engine/StreamingGeneration.ts";
@@ -50,13 +51,14 @@ const entry: ModelEntry = {
 const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });
 const sampling = resolveSampling({ model: "m", maxTokens: tokens, temperature: 0, ignoreEos: true }, {});
 const tokenBias = tokenBiasFor(nlc, loaded, sampling);
+const rendered = await renderRaw(loaded, prompt, { tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier), limit: loaded.contextSize });
 
 /** node-llama-cpp alone: evaluate, detokenize each token (what streaming text needs at least). */
 async function nodeLlamaCpp(): Promise<void> {
   const { sequence, release } = await loaded.pool.acquire(undefined);
   try {
     await sequence.clearHistory();
-    const input = renderRaw(loaded, prompt).tokens as Token[];
+    const input = rendered.tokens as Token[];
     let text = "";
     let count = 0;
     const options = { temperature: 0, topK: 40, topP: 0.95, minP: 0.05, seed: 1, tokenBias };
@@ -77,7 +79,7 @@ async function decodeLoop(): Promise<void> {
     await sequence.clearHistory();
     const sink: GenerationSink = { start() {}, text() {}, signal: new AbortController().signal };
     const result = await decode(nlc, loaded, sequence, {
-      prompt: renderRaw(loaded, prompt),
+      prompt: rendered,
       sampling,
       tokenBias,
       cachedTokens: 0,

@@ -9,7 +9,8 @@ import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { decode } from "../../src/engine/decode.ts";
 import { LoadedModel } from "../../src/engine/LoadedModel.ts";
 import { ModelWeights } from "../../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp } from "../../src/engine/nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
+import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../../src/engine/sampling.ts";
 import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
@@ -90,6 +91,7 @@ test("the engine's own loop: 4 requests on one model decode in step, and a reque
   };
   const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 });
   const counts = countDecodes(loaded.context);
+  const tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
   const tokens = 48;
   // Each piece of text schedules a macrotask marker; a decode that starts after the marker of the latest piece ran
   // waited for a turn of the event loop.
@@ -110,7 +112,7 @@ test("the engine's own loop: 4 requests on one model decode in step, and a reque
         signal: new AbortController().signal,
       };
       return await decode(nlc, loaded, lease.sequence, {
-        prompt: renderRaw(loaded, prompt),
+        prompt: await renderRaw(loaded, prompt, { tokenizer, limit: loaded.contextSize }),
         sampling,
         tokenBias: tokenBiasFor(nlc, loaded, sampling),
         cachedTokens: 0,
@@ -140,6 +142,7 @@ test("the engine's own loop: 4 requests on one model decode in step, and a reque
     expect(steps).toBeGreaterThanOrEqual(tokens);
     expect(waited).toBeLessThan(steps / 10);
   } finally {
+    tokenizer.dispose();
     await loaded.dispose();
   }
 });

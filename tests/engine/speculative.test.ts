@@ -12,9 +12,10 @@ import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { type DecodeResult, decode } from "../../src/engine/decode.ts";
 import { LoadedModel } from "../../src/engine/LoadedModel.ts";
 import { ModelWeights } from "../../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule } from "../../src/engine/nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
 import { PromptLookupPredictor, promptLookupPolicy } from "../../src/engine/PromptLookup.ts";
-import { renderRaw } from "../../src/engine/renderPrompt.ts";
+import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
+import { type RenderedPrompt, renderRaw } from "../../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../../src/engine/sampling.ts";
 import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import type { GeneratedToken, GenerateOptions } from "../../src/engine/types.ts";
@@ -25,6 +26,12 @@ noteSharedModels("tests/engine/speculative.test.ts");
 
 let nlc: NodeLlamaCppModule;
 const loadedModels: LoadedModel[] = [];
+const tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
+
+/** A raw prompt as the engine renders one (texts tokenized with special tokens parsed, BOS first). */
+function render(loaded: LoadedModel, prompt: readonly (string | number)[]): Promise<RenderedPrompt> {
+  return renderRaw(loaded, prompt, { tokenizer, limit: loaded.contextSize });
+}
 
 async function load(path: string, speculative: ModelEntry["speculative"], parallel = 1): Promise<LoadedModel> {
   const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
@@ -65,7 +72,7 @@ async function generate(
   try {
     if (!options.keep) await sequence.clearHistory();
     const sampling = resolveSampling({ model: "m", maxTokens, temperature: 0, ignoreEos: true, reportContext: true, ...options }, {});
-    const rendered = renderRaw(loaded, prompt);
+    const rendered = await render(loaded, prompt);
     const reported: GeneratedToken[] = [];
     const signal = options.signal ?? new AbortController().signal;
     const sink = { start() {}, text: (_: string, tokens?: GeneratedToken[]) => reported.push(...(tokens ?? [])), signal };
@@ -91,7 +98,7 @@ async function generate(
 /** A prompt the model retells: its own greedy continuation of `seed`, then `seed` again (as tokens, so nothing re-tokenizes). */
 async function retellPrompt(loaded: LoadedModel, seed: string, length: number): Promise<number[]> {
   const first = await generate(loaded, [seed], length);
-  const again = renderRaw(loaded, [`\n${seed}`]).tokens.slice(1);
+  const again = (await render(loaded, [`\n${seed}`])).tokens.slice(1);
   return [...(first.result.context as number[]), ...(again as number[])];
 }
 
@@ -105,6 +112,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const loaded of loadedModels) await loaded.dispose();
+  tokenizer.dispose();
 });
 
 test("the speculative validation patch is installed (npm ci runs patch-package from postinstall)", () => {
@@ -214,7 +222,7 @@ describe("on a model that continues its own text (tiny-cycle)", () => {
           signal: controller.signal,
         };
         result = await decode(nlc, on, sequence, {
-          prompt: renderRaw(on, prompt),
+          prompt: await render(on, prompt),
           sampling,
           tokenBias: tokenBiasFor(nlc, on, sampling),
           cachedTokens: 0,
@@ -255,7 +263,7 @@ describe("on a model that continues its own text (tiny-cycle)", () => {
         signal: new AbortController().signal,
       };
       const outcome = await decode(nlc, loaded, sequence, {
-        prompt: renderRaw(loaded, prompt),
+        prompt: await render(loaded, prompt),
         sampling,
         tokenBias: tokenBiasFor(nlc, loaded, sampling),
         cachedTokens: 0,
