@@ -115,8 +115,6 @@ function parseOptions(argv: string[]): Options {
 const options = parseOptions(process.argv.slice(2));
 /** Counts the in-process llamaport's decode steps (installed once the engine has started, before any model loads). */
 const decodeCounter = new DecodeCounter();
-/** The engine's log lines (one per request: scenario 6 reads speculation counts from them). */
-const engineLog: string[] = [];
 
 /** Shared by both servers; per-slot context equal on both sides (llama-server divides -c by -np). */
 const CONTEXT = 2048;
@@ -824,18 +822,19 @@ async function scenario5(ctx: BlockContext): Promise<void> {
   ctx.direct = { ms: median(directMs), serverMs: median(serverMs), overheadUs: overhead };
 }
 
-/** Predicted and accepted tokens of an entry's requests logged since line `from` of the engine's log. */
-function speculationSince(from: number, entry: string): { predicted: number; accepted: number } {
-  const totals = { predicted: 0, accepted: 0 };
-  for (const line of engineLog.slice(from)) {
-    if (!line.startsWith(`${entry}:`)) continue;
-    const match = /speculative (\d+)\/(\d+) predicted tokens accepted/.exec(line);
-    if (match) {
-      totals.accepted += Number(match[1]);
-      totals.predicted += Number(match[2]);
-    }
-  }
-  return totals;
+/**
+ * What speculation did on this prompt for an entry: the same greedy request once more, in process, whose summary counts
+ * predicted and accepted tokens (greedy and alone, it drafts as the timed requests did).
+ */
+async function speculationOf(
+  ctx: BlockContext,
+  entry: string,
+  prompt: string | number[],
+): Promise<{ predicted: number; accepted: number }> {
+  const { summary } = await ctx.engine
+    .complete({ model: entry, prompt, raw: true, maxTokens: S6_TOKENS, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, ignoreEos: true })
+    .collect();
+  return summary.speculation ?? { predicted: 0, accepted: 0 };
 }
 
 const percent = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / whole).toFixed(0)}%` : "none predicted");
@@ -905,7 +904,6 @@ async function speculativeWorkload(ctx: BlockContext, workload: { name: string; 
   const [auto, peer] = ctx.targets;
   const { off, on } = ctx.speculative;
   const rates = new Map<Target, number[]>([auto, peer, off, on].map((t) => [t, []]));
-  const logFrom = engineLog.length;
   for (let rep = 0; rep < REPS.s6; rep++) {
     const order = [auto, peer, off, on];
     for (let i = 0; i < order.length; i++) {
@@ -916,8 +914,8 @@ async function speculativeWorkload(ctx: BlockContext, workload: { name: string; 
     }
   }
   const rate = (t: Target) => median(rates.get(t)!);
-  const autoCounts = speculationSince(logFrom, auto.model);
-  const onCounts = speculationSince(logFrom, on.model);
+  const autoCounts = await speculationOf(ctx, auto.model, workload.prompt);
+  const onCounts = await speculationOf(ctx, on.model, workload.prompt);
   const base = { model: ctx.model, threads: ctx.threads, scenario: `6 speculative: ${workload.name}`, unit: "tok/s" };
   const vsPeer = rate(auto) / rate(peer);
   addRow({
@@ -1108,9 +1106,7 @@ async function main(): Promise<void> {
     cacheDir,
     plugins: join(workDir, "no-plugins"),
     watch: false,
-    log: (_level, message) => {
-      engineLog.push(message);
-    },
+    log: () => {},
   });
   await llamaport.ready;
   const llama = await getLlamaRuntime();

@@ -331,6 +331,14 @@ declare module "llamaport/internal/engine/types" {
         timings: GenerationTimings;
         /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
         context?: number[];
+        /**
+         * Prompt-lookup speculative decoding (models.yaml `speculative`), when the generation used it: tokens predicted from
+         * the prompt that the model evaluated, and how many of those it generated too.
+         */
+        speculation?: {
+            predicted: number;
+            accepted: number;
+        };
     }
     export type GenerationEvent = GenerationStart | TextDelta | ToolCallEvent | GenerationSummary;
     /**

@@ -20,7 +20,7 @@ import { resolveSampling } from "../../src/engine/sampling.ts";
 import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import type { GeneratedToken, GenerateOptions } from "../../src/engine/types.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
-import { hasSharedModels, noteSharedModels, storiesModel, testCacheDir } from "../support/testServer.ts";
+import { hasSharedModels, noteSharedModels, startTestServer, storiesModel, testCacheDir } from "../support/testServer.ts";
 
 noteSharedModels("tests/engine/speculative.test.ts");
 
@@ -414,4 +414,22 @@ test("auto gives small models no predictor (a decode step is too cheap to win); 
   expect(await predictors(auto)).toEqual([false, false]);
   expect(await predictors(on)).toEqual([true, true]);
   expect(await predictors(off)).toEqual([false, false]);
+});
+
+test("a generation's summary counts what speculation did (and a request that did not speculate has no count)", async () => {
+  await using server = await startTestServer({
+    cycle: { source: "synthetic:tiny-cycle", context: 1024, parallel: 1, speculative: "on" },
+    plain: { source: "synthetic:tiny-cycle", context: 1024, parallel: 1, speculative: "off" },
+  });
+  const seed = await server.engine
+    .complete({ model: "plain", prompt: "Story: the of and", raw: true, maxTokens: 150, temperature: 0, reportContext: true })
+    .collect();
+  const prompt = seed.summary.context!;
+  const request = { prompt, raw: true, maxTokens: 100, temperature: 0, ignoreEos: true };
+  const drafted = await server.engine.complete({ model: "cycle", ...request }).collect();
+  const plain = await server.engine.complete({ model: "plain", ...request }).collect();
+  expect(drafted.text).toBe(plain.text);
+  expect(drafted.summary.speculation?.accepted).toBeGreaterThan(80);
+  expect(drafted.summary.speculation?.predicted).toBe(drafted.summary.speculation?.accepted);
+  expect(plain.summary.speculation).toBeUndefined();
 });
