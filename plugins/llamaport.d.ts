@@ -545,6 +545,19 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
             includes?: string;
         };
     }
+    /**
+     * A route that answers exactly as another served route does, under its own path: the host serves it with whatever
+     * route serves `sameAs` at the time (another plugin's included), so it follows hot reloads and replacements. Body
+     * checks, errors and streaming are the target's. Path parameters are passed on by position. Without a target (its
+     * plugin removed) it answers 404 in this plugin's error format.
+     * @example { method: "POST", path: "/chat/completions", sameAs: "/v1/chat/completions" }
+     */
+    export interface RouteAlias {
+        method: HttpMethod;
+        path: string;
+        /** The path of the route to answer as, with the same method; a route with a handler, not another alias. */
+        sameAs: string;
+    }
     export interface PluginSetupContext {
         engine: EngineFacade;
         log: PluginLogger;
@@ -553,7 +566,7 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         /** Used in logs, errors and `GET /plugins`. */
         name: string;
         version?: string;
-        routes: RouteDefinition<any>[];
+        routes: (RouteDefinition<any> | RouteAlias)[];
         /**
          * Path prefixes this protocol speaks for (e.g. `["/v1"]`): a request to an unknown route under one of them, and any
          * error the host answers itself there (bad JSON, body too large), is rendered with this plugin's `error`. The
@@ -752,7 +765,7 @@ declare module "llamaport" {
     export type { Problem, ProblemCode, ProblemOptions } from "llamaport/internal/engine/EngineError";
     export type * from "llamaport/internal/engine/types";
     export { definePlugin, route } from "llamaport/internal/pluginApi/definePlugin";
-    export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
+    export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteAlias, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
     export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "llamaport/internal/pluginApi/streams";
     export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "llamaport/internal/pluginApi/frames";
     export { nullable } from "llamaport/internal/pluginApi/nullable";

@@ -52,6 +52,20 @@ export interface RouteDefinition<Schema extends TSchema = TSchema> {
   when?: { header: string; includes?: string };
 }
 
+/**
+ * A route that answers exactly as another served route does, under its own path: the host serves it with whatever
+ * route serves `sameAs` at the time (another plugin's included), so it follows hot reloads and replacements. Body
+ * checks, errors and streaming are the target's. Path parameters are passed on by position. Without a target (its
+ * plugin removed) it answers 404 in this plugin's error format.
+ * @example { method: "POST", path: "/chat/completions", sameAs: "/v1/chat/completions" }
+ */
+export interface RouteAlias {
+  method: HttpMethod;
+  path: string;
+  /** The path of the route to answer as, with the same method; a route with a handler, not another alias. */
+  sameAs: string;
+}
+
 export interface PluginSetupContext {
   engine: EngineFacade;
   log: PluginLogger;
@@ -62,7 +76,7 @@ export interface PluginDefinition {
   name: string;
   version?: string;
   // biome-ignore lint/suspicious/noExplicitAny: each route has its own body type; the list holds them all.
-  routes: RouteDefinition<any>[];
+  routes: (RouteDefinition<any> | RouteAlias)[];
   /**
    * Path prefixes this protocol speaks for (e.g. `["/v1"]`): a request to an unknown route under one of them, and any
    * error the host answers itself there (bad JSON, body too large), is rendered with this plugin's `error`. The

@@ -14,6 +14,7 @@ export type {
   PluginDefinition,
   PluginLogger,
   PluginSetupContext,
+  RouteAlias,
   RouteContext,
   RouteDefinition,
   RouteHandler,

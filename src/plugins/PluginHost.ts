@@ -7,6 +7,7 @@ import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.t
 import { checkPluginDefinition, type CompiledRoute, describeCondition } from "./checkPluginDefinition.ts";
 import { describeLoadError, type LoadErrorInfo } from "./describeLoadError.ts";
 import { registerApiModule } from "./registerApiModule.ts";
+import { samePath } from "./routePath.ts";
 
 export type LogLevel = "info" | "warn" | "error";
 
@@ -339,11 +340,6 @@ function isPluginFile(name: string): boolean {
 
 function pluginId(file: string): string {
   return basename(file, extname(file));
-}
-
-/** `/a/:x` and `/a/:y` collide: the parameter names do not matter to the router. */
-export function samePath(a: string, b: string): boolean {
-  return a.replace(/:[^/]+/g, ":") === b.replace(/:[^/]+/g, ":");
 }
 
 function pluginLogger(name: string, log: Log): PluginLogger {

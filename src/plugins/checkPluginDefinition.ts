@@ -1,8 +1,9 @@
 /** Checks a plugin module's default export once, at load time, so a broken plugin fails loudly instead of at its first request. */
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import type { TSchema } from "@sinclair/typebox";
-import type { HttpMethod, PluginDefinition, RouteDefinition } from "../pluginApi/definePlugin.ts";
+import type { HttpMethod, PluginDefinition, RouteAlias, RouteDefinition } from "../pluginApi/definePlugin.ts";
 import { compileDecoder, type Decoder } from "./compileDecoder.ts";
+import { paramNames } from "./routePath.ts";
 
 const methods = new Set<HttpMethod>(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
 
@@ -10,7 +11,10 @@ const methods = new Set<HttpMethod>(["GET", "POST", "PUT", "PATCH", "DELETE", "H
 export interface CompiledRoute {
   method: HttpMethod;
   path: string;
-  definition: RouteDefinition;
+  /** The handler route, or for an alias (`sameAs`) the alias itself: the host serves it with its target's route. */
+  definition: RouteDefinition | RouteAlias;
+  /** Set for an alias: the path of the route it answers as. */
+  sameAs?: string;
   bodyCheck?: TypeCheck<TSchema>;
   /** Runs the body schema's transforms on a checked body. */
   bodyDecode?: Decoder;
@@ -43,21 +47,23 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
     const where = `plugin "${plugin.name}", routes[${index}]`;
     if (!methods.has(route?.method)) throw new Error(`${where}: method must be one of ${[...methods].join(", ")}`);
     if (typeof route.path !== "string" || !route.path.startsWith("/")) throw new Error(`${where}: path must start with "/"`);
-    if (typeof route.handler !== "function") throw new Error(`${where}: handler must be a function`);
+    const when = "sameAs" in route ? undefined : route.when;
     if (
-      route.when !== undefined &&
+      when !== undefined &&
       !(
-        typeof route.when?.header === "string" &&
-        /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(route.when.header) &&
-        (route.when.includes === undefined || (typeof route.when.includes === "string" && route.when.includes !== ""))
+        typeof when?.header === "string" &&
+        /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(when.header) &&
+        (when.includes === undefined || (typeof when.includes === "string" && when.includes !== ""))
       )
     )
       throw new Error(`${where}: when must be { header: "<header name>", includes?: "<text>" }`);
-    const header = route.when?.header.toLowerCase();
-    const headerIncludes = route.when?.includes?.toLowerCase();
+    const header = when?.header.toLowerCase();
+    const headerIncludes = when?.includes?.toLowerCase();
     const key = `${route.method} ${route.path}${header ? ` with ${describeCondition(header, headerIncludes)}` : ""}`;
     if (seen.has(key)) throw new Error(`${where}: ${key} is declared twice`);
     seen.add(key);
+    if ("sameAs" in route) return checkAlias(route, where, plugin);
+    if (typeof route.handler !== "function") throw new Error(`${where}: handler must be a function`);
     let bodyCheck: TypeCheck<TSchema> | undefined;
     let bodyDecode: Decoder | undefined;
     if (route.body !== undefined) {
@@ -80,6 +86,17 @@ export function checkPluginDefinition(value: unknown): { plugin: PluginDefinitio
     };
   });
   return { plugin, routes };
+}
+
+/** An alias names another path, with as many parameters as its own (they are passed on by position), and nothing else. */
+function checkAlias(route: RouteAlias, where: string, plugin: PluginDefinition): CompiledRoute {
+  const { sameAs } = route;
+  if (typeof sameAs !== "string" || !sameAs.startsWith("/")) throw new Error(`${where}: sameAs must be a path starting with "/"`);
+  if (sameAs === route.path) throw new Error(`${where}: sameAs names the route itself`);
+  if ("handler" in route || "body" in route) throw new Error(`${where}: a route with sameAs has no handler or body of its own`);
+  if (paramNames(sameAs).length !== paramNames(route.path).length)
+    throw new Error(`${where}: ${route.path} and its sameAs ${sameAs} must have the same number of :parameters`);
+  return { method: route.method, path: route.path, definition: route, sameAs, fields: { ...plugin.fields } };
 }
 
 /** `x-special-version`, or `accept: text/html` for a header that must hold a text. */

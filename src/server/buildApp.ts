@@ -4,9 +4,10 @@ import { LlamaportError, type Problem, toProblem } from "../engine/EngineError.t
 import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import type { PluginStatus, ServedRoute } from "../plugins/PluginHost.ts";
+import { aliasTargets } from "../plugins/routePath.ts";
 import { renderProblem, wireProblem } from "./renderProblem.ts";
 import { currentRequestRecord } from "./RequestRecord.ts";
-import { type RouteLimits, runRoute } from "./runRoute.ts";
+import { type RouteLimits, type RouteRequest, runRoute } from "./runRoute.ts";
 
 export interface HostState {
   engine: EngineFacade;
@@ -40,31 +41,51 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
       if (problem.code === "internal") host.log("error", `${request.method} ${path}: ${(error as Error)?.stack ?? problem.message}`);
       return renderFor(problem, path, request.headers);
     })
-    .get("/health", () => {
-      const health = host.health();
-      return Response.json(health, { status: health.status === "ok" ? 200 : 503 });
-    })
+    .get("/health", () => healthResponse(host.health()))
     .get("/plugins", () => Response.json({ plugins: host.plugins() }))
     .get("/metrics", () => host.metrics())
     .get("/openapi.json", () => Response.json(host.openApi()));
   // A plugin (Ollama's) may answer `/` the way its clients probe a server; otherwise the host says what it is.
   const hostRoot = () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } });
   if (!routes.some((r) => r.method === "GET" && r.path === "/")) app.get("/", hostRoot);
+  // An alias (`sameAs`) is served by whatever serves its target in this route set, resolved when the set changes.
+  const targets = new Map(routes.filter((r) => r.sameAs !== undefined).map((alias) => [alias, aliasTargets(alias, routes)]));
+  const dispatch = (group: ServedRoute[], matched: string, input: RouteRequest): Response | Promise<Response> => {
+    const route = routeFor(group, input.request.headers);
+    const path = new URL(input.request.url).pathname;
+    // Only routes with a condition (the web page, for browsers) serve `/`: the rest get the host's own answer.
+    if (!route && path === "/" && group[0]!.method === "GET") return hostRoot();
+    if (!route)
+      return renderFor(
+        toProblem(new LlamaportError("not_found", `no route for ${input.request.method} ${path}`)),
+        path,
+        input.request.headers,
+      );
+    const named = { ...input, params: renameParams(input.params, matched, route.path) };
+    if (route.sameAs === undefined) return runRoute(route, named, host.engine, host.limits);
+    // The request's log line and metrics name the alias the client called (its target's route serves it).
+    const record = currentRequestRecord();
+    if (record) record.route = route.path;
+    const served = targets.get(route) ?? [];
+    if (served.length === 0) {
+      const problem = toProblem(
+        new LlamaportError("not_found", `no route serves ${route.method} ${route.sameAs} (which ${route.path} answers as)`),
+      );
+      if (record) {
+        record.plugin = route.plugin.name;
+        record.error = problem.message;
+      }
+      return renderProblem(wireProblem(problem, route.plugin.fields), route.plugin);
+    }
+    return dispatch(served, route.path, named);
+  };
   for (const group of routeGroups(routes)) {
     const [first] = group;
     app.route(
       first!.method,
       first!.path,
-      ({ request, params, query }) => {
-        const route = routeFor(group, request.headers);
-        const path = new URL(request.url).pathname;
-        // Only routes with a condition (the web page, for browsers) serve `/`: the rest get the host's own answer.
-        if (!route && path === "/" && first!.method === "GET") return hostRoot();
-        if (!route)
-          return renderFor(toProblem(new LlamaportError("not_found", `no route for ${request.method} ${path}`)), path, request.headers);
-        const named = renameParams(params as Record<string, string>, first!.path, route.path);
-        return runRoute(route, { request, params: named, query: query as Record<string, string> }, host.engine, host.limits);
-      },
+      ({ request, params, query }) =>
+        dispatch(group, first!.path, { request, params: params as Record<string, string>, query: query as Record<string, string> }),
       // The host reads and checks bodies itself, so errors come out in the plugin's own format.
       { parse: "none" },
     );
@@ -127,6 +148,21 @@ function pathPattern(path: string): RegExp {
     .map((part) => (part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
     .join("/");
   return new RegExp(`^${source}$`);
+}
+
+/**
+ * `{"status": "ok"}` once llama.cpp is ready; before that, if it failed, or while shutting down, a 503 whose body also
+ * carries the error object llama-server sends then (`unavailable_error`), so clients of either kind read it.
+ */
+function healthResponse(health: ReturnType<HostState["health"]>): Response {
+  if (health.status === "ok") return Response.json({ status: "ok" });
+  const message =
+    health.status === "loading"
+      ? "Loading model"
+      : health.status === "stopping"
+        ? "Server is shutting down"
+        : (health.error ?? "engine failed to start");
+  return Response.json({ status: health.status, error: { code: 503, message, type: "unavailable_error" } }, { status: 503 });
 }
 
 /** Each plugin's declared prefixes, longest first, so `/v1/messages/x` finds the plugin of `/v1/messages` before that of `/v1`. */

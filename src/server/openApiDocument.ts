@@ -2,8 +2,10 @@
  * `GET /openapi.json`: an OpenAPI 3.1 document of the routes served now, plugins included, rebuilt whenever the plugin
  * set changes. Request bodies are the routes' TypeBox schemas, which are JSON Schema (OpenAPI 3.1's schema dialect).
  */
+import type { RouteDefinition } from "../pluginApi/definePlugin.ts";
 import type { ServedRoute } from "../plugins/PluginHost.ts";
 import { describeCondition } from "../plugins/checkPluginDefinition.ts";
+import { aliasTargets } from "../plugins/routePath.ts";
 
 type JsonObject = Record<string, unknown>;
 
@@ -44,7 +46,7 @@ export class OpenApiDocument {
     }
     for (const group of groupByOperation(routes)) {
       const path = openApiPath(group[0]!.path);
-      paths[path] = { ...(paths[path] as JsonObject | undefined), [group[0]!.method.toLowerCase()]: operation(group) };
+      paths[path] = { ...(paths[path] as JsonObject | undefined), [group[0]!.method.toLowerCase()]: operation(group, routes) };
     }
     this.paths = paths;
   }
@@ -85,10 +87,12 @@ function groupByOperation(routes: readonly ServedRoute[]): ServedRoute[][] {
 
 /**
  * One operation: the route without a header condition (or the first), with its body schema; routes that serve only
- * requests with a header are named in the description and as header parameters.
+ * requests with a header are named in the description and as header parameters. An alias (`sameAs`) documents the
+ * body of the route that answers it now, and names that route.
  */
-function operation(group: ServedRoute[]): JsonObject {
+function operation(group: ServedRoute[], routes: readonly ServedRoute[]): JsonObject {
   const main = group.find((r) => r.header === undefined) ?? group[0]!;
+  const target = main.sameAs === undefined ? main : documentedTarget(main, routes);
   const conditional = group.filter((r) => r !== main && r.header !== undefined);
   const params = [...main.path.matchAll(/:([^/]+)/g)].map((match) => ({
     name: match[1],
@@ -107,20 +111,38 @@ function operation(group: ServedRoute[]): JsonObject {
     (r) => `Requests with \`${describeCondition(r.header!, r.headerIncludes)}\` are served by plugin "${r.plugin.name}".`,
   );
   const summary = main.header === undefined ? undefined : `Requests with ${describeCondition(main.header, main.headerIncludes)}`;
-  const body = main.definition.body;
+  const body = target && (target.definition as RouteDefinition).body;
+  const served = `Served by plugin "${main.plugin.name}"${main.plugin.version ? ` ${main.plugin.version}` : ""}`;
   return {
     operationId: `${main.plugin.name}.${main.method.toLowerCase()}${operationName(main.path)}`,
     tags: [main.plugin.name],
     ...(summary && { summary }),
-    description: [`Served by plugin "${main.plugin.name}"${main.plugin.version ? ` ${main.plugin.version}` : ""}.`, ...variants].join(" "),
+    description: [main.sameAs === undefined ? `${served}.` : `${served}: ${describeAlias(main, target)}`, ...variants].join(" "),
     ...(params.length + headers.length > 0 && { parameters: [...params, ...headers] }),
     ...(body !== undefined && {
       requestBody: { required: true, content: { "application/json": { schema: jsonSchema(body) } } },
     }),
     responses: {
-      default: { description: `The plugin's answer; errors in its error format (see plugin "${main.plugin.name}")` },
+      default: {
+        description: target
+          ? `The plugin's answer; errors in its error format (see plugin "${target.plugin.name}")`
+          : `404 in plugin "${main.plugin.name}"'s error format while no route serves ${main.method} ${main.sameAs}`,
+      },
     },
   };
+}
+
+/** The route that answers an alias for most requests (the one without a header condition), as the host dispatches it. */
+function documentedTarget(alias: ServedRoute, routes: readonly ServedRoute[]): ServedRoute | undefined {
+  const targets = aliasTargets(alias, routes);
+  return targets.find((r) => r.header === undefined) ?? targets[0];
+}
+
+function describeAlias(alias: ServedRoute, target: ServedRoute | undefined): string {
+  const same = `${alias.method} ${alias.sameAs}`;
+  return target
+    ? `the same as ${same} (plugin "${target.plugin.name}"), with that route's body and answers.`
+    : `the same as ${same}, which no plugin serves now (answers 404).`;
 }
 
 /** `/v1/models/:model` -> `/v1/models/{model}` */

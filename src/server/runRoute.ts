@@ -1,6 +1,7 @@
 /** Serves one request with a plugin route: read and check the body, call the handler, turn what it returns into a Response. */
 import { clip, LlamaportError, type Problem, toProblem } from "../engine/EngineError.ts";
 import type { EngineFacade } from "../engine/types.ts";
+import type { RouteDefinition } from "../pluginApi/definePlugin.ts";
 import { StreamBody } from "../pluginApi/streams.ts";
 import type { ServedRoute } from "../plugins/PluginHost.ts";
 import { bodyProblem } from "./bodyProblem.ts";
@@ -25,11 +26,13 @@ export interface RouteLimits {
   admit?(request: Request): () => void;
 }
 
+/** Serves a route with a handler (an alias is served with its target's route, see `buildApp`). */
 export async function runRoute(route: ServedRoute, input: RouteRequest, engine: EngineFacade, limits: RouteLimits): Promise<Response> {
   const { plugin, log } = route;
   const record = currentRequestRecord();
   if (record) {
-    record.route = route.path;
+    // An alias named itself already (buildApp): the line names the path the client called.
+    record.route ??= route.path;
     record.plugin = plugin.name;
   }
   // Problems are rendered in the plugin's format; the request's log line gives the reason.
@@ -42,7 +45,7 @@ export async function runRoute(route: ServedRoute, input: RouteRequest, engine: 
     finish = limits.admit?.(input.request);
     if (route.bodyCheck) checkContentType(input.request);
     const body = route.bodyCheck ? decodeBody(route, await readJsonBody(input.request, limits.maxBodyBytes)) : undefined;
-    const result = await route.definition.handler({
+    const result = await (route.definition as RouteDefinition).handler({
       body,
       params: input.params,
       query: input.query,

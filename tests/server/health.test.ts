@@ -1,4 +1,7 @@
-/** The server listens before llama.cpp is ready: /health says loading (503) until the engine has started, then ok (200). */
+/**
+ * The server listens before llama.cpp is ready: /health says loading (503) until the engine has started, then ok (200).
+ * The 503 bodies also carry llama-server's error object, which its clients read.
+ */
 import { expect, test } from "bun:test";
 import type { Engine } from "../../src/engine/Engine.ts";
 import { AccessPolicy } from "../../src/server/accessPolicy.ts";
@@ -24,13 +27,17 @@ test("/health: 503 loading while the engine starts, 200 ok after, 503 error if i
     await server.start();
     const loading = await fetch(`${server.url}/health`);
     expect(loading.status).toBe(503);
-    expect(await loading.json()).toEqual({ status: "loading" });
+    expect(await loading.json()).toEqual({ status: "loading", error: { code: 503, message: "Loading model", type: "unavailable_error" } });
     if (outcome === "ok") finish();
     else fail(new Error("no binary for this CPU"));
     await server.ready;
     const after = await fetch(`${server.url}/health`);
     expect(after.status).toBe(outcome === "ok" ? 200 : 503);
-    expect(await after.json()).toEqual(outcome === "ok" ? { status: "ok" } : { status: "error", error: "no binary for this CPU" });
+    expect(await after.json()).toEqual(
+      outcome === "ok"
+        ? { status: "ok" }
+        : { status: "error", error: { code: 503, message: "no binary for this CPU", type: "unavailable_error" } },
+    );
     await server.stop();
   }
 });

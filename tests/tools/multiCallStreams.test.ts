@@ -10,7 +10,7 @@ import openai from "../../plugins/openai.ts";
 import responses from "../../plugins/responses.ts";
 import { StreamingGeneration } from "../../src/engine/StreamingGeneration.ts";
 import type { EngineFacade, GenerationSummary, ToolCall } from "../../src/engine/types.ts";
-import type { PluginDefinition } from "../../src/pluginApi/definePlugin.ts";
+import type { PluginDefinition, RouteDefinition } from "../../src/pluginApi/definePlugin.ts";
 import { SseMessage, StreamBody } from "../../src/pluginApi/streams.ts";
 
 const calls: ToolCall[] = [
@@ -49,7 +49,7 @@ const engine = {
 
 /** Runs a plugin route's handler and reads its stream as [event, data] pairs (data parsed from JSON). */
 async function stream(plugin: PluginDefinition, path: string, body: object): Promise<[string | undefined, any][]> {
-  const route = plugin.routes.find((r) => r.path === path)!;
+  const route = plugin.routes.find((r): r is RouteDefinition => r.path === path && "handler" in r)!;
   const signal = new AbortController().signal;
   const log = { info() {}, warn() {}, error() {} };
   const result = await route.handler({
