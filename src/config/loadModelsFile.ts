@@ -68,6 +68,8 @@ export interface ModelRegistryConfig {
   memoryBudget: "auto" | number;
   /** `api_keys`: keys clients may use, besides those from the command line. */
   apiKeys: string[];
+  /** The registry name of the model for requests that name none: `default_model`, else the only model. */
+  defaultModel?: string;
 }
 
 /** A problem in models.yaml. `message` is the whole sentence, `<file>:<line>:<col>: <key path>: <problem>`. */
@@ -129,13 +131,28 @@ export function parseModelsYaml(text: string, file: string): ModelRegistryConfig
     }
     return normalizeEntry(name, entry, { keepAliveMs, chatTemplate }, baseDir);
   });
+  const defaultModel = defaultModelOf(yaml, parsed, models);
   return {
     file: resolve(file),
     models,
     maxLoadedModels: parsed.max_loaded_models ?? MODEL_DEFAULTS.maxLoadedModels,
     memoryBudget: memoryBudgetOf(yaml, parsed),
     apiKeys: [...(parsed.api_keys ?? [])],
+    ...(defaultModel !== undefined && { defaultModel }),
   };
+}
+
+/** `default_model` must name a model or alias of this file; without it, a file with exactly one model defaults to it. */
+function defaultModelOf(yaml: YamlFile, parsed: ModelsFile, models: readonly ModelEntry[]): string | undefined {
+  const wanted = parsed.default_model;
+  if (wanted === undefined) return models.length === 1 ? models[0]!.name : undefined;
+  const entry = models.find((m) => m.name === wanted || m.aliases.includes(wanted));
+  if (!entry)
+    throw yaml.problemAt(
+      ["default_model"],
+      `no model or alias is named ${JSON.stringify(wanted)}; models: ${models.map((m) => m.name).join(", ") || "(none)"}`,
+    );
+  return entry.name;
 }
 
 /** A parsed YAML document with line positions, and a way to report a problem at a key path. */

@@ -202,6 +202,11 @@ export const ModelsFileSchema = Type.Object(
           "API keys clients must send (`Authorization: Bearer <key>` or `x-api-key`), added to those given by --api-key, LLAMAPORT_API_KEY or --api-key-file. With none, no key is needed.",
       }),
     ),
+    default_model: Type.Optional(
+      ModelName(
+        "The model (name or alias) for requests that name none, as llama-server's clients send (llama-server serves one model). Default: the only model, when there is exactly one.",
+      ),
+    ),
     models: Type.Optional(
       Type.Record(Type.String({ pattern: MODEL_NAME_PATTERN }), ModelEntrySchema, {
         additionalProperties: false,

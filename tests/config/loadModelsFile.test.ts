@@ -59,6 +59,7 @@ models:
       maxLoadedModels: 2,
       memoryBudget: 8 * 1024 ** 3,
       apiKeys: [],
+      defaultModel: "demo", // the only model
       models: [
         {
           name: "demo",
@@ -164,6 +165,18 @@ models:
     expect(budget('"1048576"')).toBe(1048576);
   });
 
+  test("default_model: a name or alias (resolved to the name); without it the only model, or none when there are several", () => {
+    const two = "models:\n  a:\n    source: synthetic:demo\n    aliases: [alpha]\n  b:\n    source: synthetic:demo\n";
+    expect(parseModelsYaml(two, FILE).defaultModel).toBeUndefined();
+    expect(parseModelsYaml(`default_model: b\n${two}`, FILE).defaultModel).toBe("b");
+    expect(parseModelsYaml(`default_model: alpha\n${two}`, FILE).defaultModel).toBe("a");
+    expect(parseModelsYaml("models:\n  only:\n    source: synthetic:demo\n", FILE).defaultModel).toBe("only");
+    expect(parseModelsYaml("", FILE).defaultModel).toBeUndefined();
+    const error = configError(`default_model: c\n${two}`);
+    expect([error.line, error.column, error.key]).toEqual([1, 16, "default_model"]);
+    expect(error.problem).toBe('no model or alias is named "c"; models: a, b');
+  });
+
   test("every hard-coded chat template name is accepted, in any letter case", () => {
     const templateOf = (value: string) =>
       parseModelsYaml(`models:\n  m:\n    source: synthetic:demo\n    chat_template: ${JSON.stringify(value)}\n`, FILE).models[0]!
@@ -219,7 +232,7 @@ describe("parseModelsYaml: errors", () => {
     expect(error.column).toBe(1);
     expect(error.key).toBe("max_loaded_model");
     expect(error.message).toStartWith(
-      "models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, api_keys, models",
+      "models.yaml:2:1: max_loaded_model: unknown key; expected one of max_loaded_models, memory_budget, api_keys, default_model, models",
     );
     expect(error.message).toContain('did you mean "max_loaded_models"?');
   });
