@@ -17,11 +17,13 @@ import { OffThreadTokenizer } from "./OffThreadTokenizer.ts";
 import { physicalCores } from "./physicalCores.ts";
 import { readModelFacts } from "./readModelFacts.ts";
 import {
+  beginningToken,
   checkPromptChars,
   type PromptBudget,
   promptTokenLimit,
   type RenderedPrompt,
   renderChat,
+  renderChatText,
   renderCompletion,
   renderToolChat,
 } from "./renderPrompt.ts";
@@ -32,16 +34,21 @@ import { tokenBiasFor } from "./tokenBias.ts";
 import { type GenerationSink, StreamingGeneration, type ToolCallSink } from "./StreamingGeneration.ts";
 import { checkToolGrammars, planTools, type ToolPlan } from "./tools/toolPlan.ts";
 import type {
+  ChatMessage,
+  ChatPrompt,
+  ChatPromptRequest,
   ChatRequest,
   CompletionRequest,
   EmbedRequest,
   EmbedResult,
   EngineFacade,
+  GeneratedToken,
   GenerateOptions,
   Generation,
   GenerationSummary,
   LoadedModelStatus,
   ModelInfo,
+  TokenizeOptions,
 } from "./types.ts";
 
 /** One generation on a leased sequence: plain decoding (decode.ts) or chat with tools (decodeWithTools.ts). */
@@ -148,12 +155,15 @@ export class Engine implements EngineFacade {
     return this.digests.digest(path);
   }
 
+  defaultModel(): string | undefined {
+    return this.registry.current.defaultModel;
+  }
+
   /** Messages and tools are checked at once (a bad tool schema throws here); the rest happens on first read. */
   chat(request: ChatRequest): Generation {
     const history = toChatHistory(request.messages);
     const tools = planTools(request);
-    let chars = 0;
-    for (const message of request.messages) chars += message.content.length;
+    const chars = contentChars(request.messages);
     if (!tools) return this.generation(request, "messages", (loaded, budget) => renderChat(loaded, history, budget, chars));
     return this.generation(
       request,
@@ -204,7 +214,7 @@ export class Engine implements EngineFacade {
         let tokens =
           typeof input === "string"
             ? await this.tokenizer.text(loaded, fitted(loaded, input, index, request.truncate), false)
-            : checkedTokens(loaded, input, index);
+            : checkedTokens(loaded, input, `input[${index}]`, "input");
         // node-llama-cpp adds the model's beginning and end tokens, and needs one more place: what is left for the input.
         const usable = loaded.embeddingContextSize - 1 - (context.calculateInputLength(tokens.slice()) - tokens.length);
         if (tokens.length > usable && request.truncate) tokens = tokens.slice(0, usable);
@@ -212,9 +222,7 @@ export class Engine implements EngineFacade {
           throw new LlamaportError(
             "context_exceeded",
             `input[${index}] is ${tokens.length} tokens, the embedding context holds ${usable}`,
-            {
-              param: "input",
-            },
+            { param: "input", tokens: { prompt: tokens.length, context: usable } },
           );
         promptTokens += tokens.length;
         const { vector } = await context.getEmbeddingFor(tokens);
@@ -225,16 +233,41 @@ export class Engine implements EngineFacade {
     });
   }
 
-  tokenize(model: string, text: string): Promise<number[]> {
+  tokenize(model: string, text: string, options: TokenizeOptions = {}): Promise<number[]> {
     return this.withModel(model, undefined, async (loaded) => {
       // What cannot fit the context is no prompt for this model: refused before the (slow) counting.
       checkPromptChars(loaded, text.length, loaded.contextSize, "text", "text");
-      return (await this.tokenizer.text(loaded, text, false)) as number[];
+      const tokens: number[] = await this.tokenizer.text(loaded, text, options.specialTokens === true);
+      const bos = options.bos ? beginningToken(loaded) : undefined;
+      return bos === undefined ? tokens : [bos, ...tokens];
     });
   }
 
   detokenize(model: string, tokens: number[]): Promise<string> {
     return this.withModel(model, undefined, async (loaded) => loaded.model.detokenize(tokens as never));
+  }
+
+  tokenPieces(model: string, tokens: number[]): Promise<GeneratedToken[]> {
+    return this.withModel(model, undefined, async (loaded) =>
+      checkedTokens(loaded, tokens, "tokens").map((token) => {
+        const { text, bytes } = loaded.pieces.get(token);
+        // Special tokens have no text of their own in generated output; here they are written out, as token-to-piece does.
+        if (text !== "" || !loaded.model.isSpecialToken(token)) return { id: token, text, bytes };
+        const special = loaded.model.detokenize([token], true);
+        return { id: token, text: special, bytes: Array.from(new TextEncoder().encode(special)) };
+      }),
+    );
+  }
+
+  chatPrompt(request: ChatPromptRequest): Promise<ChatPrompt> {
+    const history = toChatHistory(request.messages);
+    // As chat() renders it: with the tools documented when it would generate with them.
+    const functions = planTools(request)?.functions;
+    const chars = contentChars(request.messages);
+    return this.withModel(request.model, undefined, (loaded) =>
+      // Counted as tokenize() counts: what cannot fit the model's context is refused before the counting.
+      renderChatText(loaded, history, functions, { tokenizer: this.tokenizer, limit: loaded.contextSize }, chars),
+    );
   }
 
   async load(model: string, options: { keepAliveMs?: number; contextSize?: number } = {}): Promise<void> {
@@ -408,9 +441,11 @@ export class Engine implements EngineFacade {
       const grammar = await grammarFor(llama, request);
       await prepare?.(llama);
       const tokenBias = tokenBiasFor(nlc, loaded, sampling);
-      const lease = await loaded.pool.acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal).catch((error: unknown) => {
-        throw interruption() ?? error;
-      });
+      const lease = await loaded.pool
+        .acquire(sampling.reusePrompt ? prompt.tokens : undefined, signal, request.sequence)
+        .catch((error: unknown) => {
+          throw interruption() ?? error;
+        });
       try {
         const cachedTokens = sampling.reusePrompt ? cachedPromptTokens(lease.sequence, prompt) : 0;
         const result = await decoder(nlc, loaded, lease.sequence, {
@@ -436,6 +471,7 @@ export class Engine implements EngineFacade {
           promptTokens: prompt.tokens.length,
           cachedTokens,
           completionTokens: result.completionTokens,
+          sequence: lease.index,
           timings: {
             queueMs: lease.queueMs,
             loadMs: use.loadMs,
@@ -456,14 +492,12 @@ export class Engine implements EngineFacade {
   }
 }
 
-/** Token ids for an embedding input, checked against the vocabulary. */
-function checkedTokens(loaded: LoadedModel, tokens: number[], index: number): Token[] {
+/** Token ids from a request (`what` names them in the message, `param` is the field), checked against the vocabulary. */
+function checkedTokens(loaded: LoadedModel, tokens: number[], what: string, param = what): Token[] {
   const size = loaded.vocabularySize;
   for (const token of tokens)
     if (!Number.isInteger(token) || token < 0 || token >= size)
-      throw new LlamaportError("invalid_request", `input[${index}] has token id ${token}, the vocabulary has ids 0 to ${size - 1}`, {
-        param: "input",
-      });
+      throw new LlamaportError("invalid_request", `${what} has token id ${token}, the vocabulary has ids 0 to ${size - 1}`, { param });
   return tokens as Token[];
 }
 
@@ -509,6 +543,13 @@ function toolDecoder(history: ChatHistoryItem[], plan: ToolPlan): Decoder {
   };
 }
 
+/** The length of a chat's message texts, which decides whether its prompt can fit at all and where it is tokenized. */
+function contentChars(messages: readonly ChatMessage[]): number {
+  let chars = 0;
+  for (const message of messages) chars += message.content.length;
+  return chars;
+}
+
 /** Renders a request's prompt on a loaded model, within a budget of tokens. */
 type Render = (loaded: LoadedModel, budget: PromptBudget) => Promise<RenderedPrompt>;
 
@@ -522,7 +563,7 @@ function checkedPrompt(loaded: LoadedModel, prompt: RenderedPrompt, window: numb
     throw new LlamaportError(
       "context_exceeded",
       `prompt too long for the context: ${prompt.tokens.length} tokens, the limit for model "${loaded.entry.name}" is ${limit} (context ${window} per sequence, 10% kept for the reply)`,
-      { param },
+      { param, tokens: { prompt: prompt.tokens.length, context: window } },
     );
   return prompt;
 }

@@ -39,6 +39,8 @@ export interface ProblemOptions {
   param?: string;
   /** Seconds a client should wait before trying again (busy / unavailable). */
   retryAfter?: number;
+  /** For `context_exceeded`: the prompt's tokens and the tokens a sequence holds. */
+  tokens?: { prompt: number; context: number };
   cause?: unknown;
 }
 
@@ -48,6 +50,7 @@ export class LlamaportError extends Error {
   readonly status: number;
   readonly param?: string;
   readonly retryAfter?: number;
+  readonly tokens?: { prompt: number; context: number };
 
   constructor(code: ProblemCode, message: string, options: ProblemOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -56,6 +59,7 @@ export class LlamaportError extends Error {
     this.status = statusOf[code];
     this.param = options.param;
     this.retryAfter = options.retryAfter;
+    this.tokens = options.tokens;
   }
 }
 
@@ -66,12 +70,21 @@ export interface Problem {
   message: string;
   param?: string;
   retryAfter?: number;
+  /** For `context_exceeded`: the prompt's tokens and the tokens a sequence holds. */
+  tokens?: { prompt: number; context: number };
 }
 
 /** Turns anything thrown into a Problem; unknown errors become `internal` without leaking their stack. */
 export function toProblem(error: unknown): Problem {
   if (error instanceof LlamaportError)
-    return { code: error.code, status: error.status, message: clip(error.message, 2000), param: error.param, retryAfter: error.retryAfter };
+    return {
+      code: error.code,
+      status: error.status,
+      message: clip(error.message, 2000),
+      param: error.param,
+      retryAfter: error.retryAfter,
+      ...(error.tokens && { tokens: error.tokens }),
+    };
   const message = error instanceof Error ? error.message : String(error);
   return { code: "internal", status: 500, message: clip(`internal error: ${message}`, 2000) };
 }

@@ -137,8 +137,13 @@ export class ModelManager {
         expiresAt: expiresAt === undefined ? undefined : new Date(expiresAt).toISOString(),
         activeSequences: loaded.pool.inUse,
         queuedRequests: loaded.pool.waiting,
-        sequences: loaded.entry.parallel,
-        kvCacheTokens: loaded.contextSize * loaded.entry.parallel,
+        sequences: loaded.pool.sequences.map((sequence, id) => ({
+          id,
+          busy: !loaded.pool.isFree(sequence),
+          contextSize: sequence.contextSize,
+          cachedTokens: sequence.nextTokenIndex,
+        })),
+        kvCacheTokens: loaded.contextSize * loaded.pool.sequences.length,
         kvCacheUsedTokens: loaded.pool.usedTokens,
         memoryBytes: contextBytes + weightBytes,
       };

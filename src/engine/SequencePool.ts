@@ -5,12 +5,16 @@ import { LlamaportError } from "./EngineError.ts";
 /** A sequence lent to one request. Call `release()` exactly once, in a `finally`. */
 export interface SequenceLease {
   readonly sequence: LlamaContextSequence;
+  /** Its place among the pool's sequences (0 to `parallel` - 1). */
+  readonly index: number;
   /** Milliseconds spent waiting in the queue. */
   readonly queueMs: number;
   release(): void;
 }
 
 interface Waiter {
+  /** Waits for this sequence only. */
+  only?: LlamaContextSequence;
   resolve(lease: SequenceLease): void;
   reject(error: unknown): void;
   enqueuedAt: number;
@@ -18,6 +22,10 @@ interface Waiter {
   onAbort?: () => void;
 }
 
+/**
+ * Invariant: no waiter could take a free sequence (a released one goes to the first waiter that takes it), so a
+ * request finds a sequence free exactly when it need not queue.
+ */
 export class SequencePool {
   private readonly free: LlamaContextSequence[];
   private readonly waiters: Waiter[] = [];
@@ -25,10 +33,16 @@ export class SequencePool {
   private readonly leased = new Set<LlamaContextSequence>();
 
   constructor(
-    sequences: LlamaContextSequence[],
+    /** Every sequence, in id order. */
+    readonly sequences: readonly LlamaContextSequence[],
     private readonly maxQueue: number,
   ) {
     this.free = sequences.slice();
+  }
+
+  /** Whether a sequence is free right now. */
+  isFree(sequence: LlamaContextSequence): boolean {
+    return this.free.includes(sequence);
   }
 
   /** Sequences leased out right now. */
@@ -52,9 +66,17 @@ export class SequencePool {
    * Lease a sequence. With `promptTokens`, the free sequence whose cached tokens share the longest prefix with the
    * prompt is chosen, so a follow-up chat turn only evaluates its new tokens.
    */
-  acquire(promptTokens: readonly Token[] | undefined, signal?: AbortSignal): Promise<SequenceLease> {
+  acquire(promptTokens: readonly Token[] | undefined, signal?: AbortSignal, only?: number): Promise<SequenceLease> {
     if (signal?.aborted) return Promise.reject(new LlamaportError("aborted", "request aborted before it started"));
-    if (this.free.length > 0 && this.waiters.length === 0) return Promise.resolve(this.lease(this.takeBest(promptTokens), 0));
+    const wanted = only === undefined ? undefined : this.sequences[only];
+    if (only !== undefined && !wanted)
+      return Promise.reject(
+        new LlamaportError("invalid_request", `sequence must be between 0 and ${this.sequences.length - 1}, got ${only}`, {
+          param: "sequence",
+        }),
+      );
+    if (wanted ? this.free.includes(wanted) : this.free.length > 0)
+      return Promise.resolve(this.lease(wanted ? this.take(wanted) : this.takeBest(promptTokens), 0));
     if (this.waiters.length >= this.maxQueue)
       return Promise.reject(
         new LlamaportError("busy", `server busy: ${this.waiters.length} requests are already waiting for this model`, {
@@ -62,7 +84,7 @@ export class SequencePool {
         }),
       );
     return new Promise<SequenceLease>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, enqueuedAt: performance.now(), signal };
+      const waiter: Waiter = { only: wanted, resolve, reject, enqueuedAt: performance.now(), signal };
       if (signal) {
         waiter.onAbort = () => {
           const index = this.waiters.indexOf(waiter);
@@ -104,11 +126,17 @@ export class SequencePool {
     return sequence!;
   }
 
+  private take(sequence: LlamaContextSequence): LlamaContextSequence {
+    this.free.splice(this.free.indexOf(sequence), 1);
+    return sequence;
+  }
+
   private lease(sequence: LlamaContextSequence, queueMs: number): SequenceLease {
     this.leased.add(sequence);
     let released = false;
     return {
       sequence,
+      index: this.sequences.indexOf(sequence),
       queueMs,
       release: () => {
         if (released) return;
@@ -120,7 +148,8 @@ export class SequencePool {
   }
 
   private handBack(sequence: LlamaContextSequence): void {
-    const waiter = this.waiters.shift();
+    const index = this.waiters.findIndex((w) => w.only === undefined || w.only === sequence);
+    const waiter = index < 0 ? undefined : this.waiters.splice(index, 1)[0];
     if (waiter) {
       if (waiter.onAbort) waiter.signal?.removeEventListener("abort", waiter.onAbort);
       waiter.resolve(this.lease(sequence, performance.now() - waiter.enqueuedAt));

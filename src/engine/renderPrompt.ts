@@ -45,6 +45,35 @@ export async function renderChat(
 }
 
 /**
+ * The chat prompt as text, special tokens written as their text (`<s>`, `<|im_start|>`), with the beginning-of-sequence
+ * token `renderChat` adds when the template has none, so that tokenizing the text with special tokens gives its tokens.
+ * With `functions`, the prompt `renderToolChat` makes (which adds nothing). Checked and tokenized as those two do.
+ */
+export async function renderChatText(
+  loaded: LoadedModel,
+  history: readonly ChatHistoryItem[],
+  functions: ChatModelFunctions | undefined,
+  budget: PromptBudget,
+  chars: number,
+): Promise<{ text: string; tokens: Token[] }> {
+  checkPromptChars(loaded, chars, budget.limit, "messages");
+  const { contextText } = contextState(loaded.chatWrapper, history, functions);
+  const { model } = loaded;
+  // Off the event loop when long, tools or not: nothing decodes this prompt afterwards (the same tokens either way).
+  const tokens = await budget.tokenizer.llamaText(loaded, contextText, chars);
+  let text = "";
+  for (const value of contextText.values) {
+    if (typeof value === "string") text += value;
+    else if (value.toJSON().type === "specialToken") text += model.detokenize(value.tokenize(model.tokenizer), true);
+    else text += value.value;
+  }
+  if (functions) return { text, tokens };
+  const bos = beginningToken(loaded);
+  if (bos !== undefined && tokens[0] !== bos) text = model.detokenize([bos], true) + text;
+  return { text, tokens: withBos(loaded, tokens) };
+}
+
+/**
  * The prompt for a chat with tools, with the documentation of `functions`, exactly as LlamaChat evaluates it: the
  * chat wrapper's text, tokenized, and nothing added (a template without a beginning-of-sequence token gets none).
  */

@@ -120,6 +120,12 @@ export interface GenerateOptions {
    * `CompletionRequest.context` to continue the exchange (and reuse the sequence's cache).
    */
   reportContext?: boolean;
+  /**
+   * Run on this one of the model's sequences (0 to `parallel` - 1), waiting for it if it is busy, e.g. to keep a
+   * conversation's cache in one place (llama-server's `id_slot`). By default the engine picks the free sequence that
+   * holds the longest prefix of the prompt.
+   */
+  sequence?: number;
   /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
   keepAliveMs?: number;
   /**
@@ -244,6 +250,8 @@ export interface GenerationSummary {
   /** Prompt tokens served from a sequence's cache instead of being evaluated again. */
   cachedTokens: number;
   completionTokens: number;
+  /** Which of the model's sequences ran it (0 to `parallel` - 1). */
+  sequence: number;
   timings: GenerationTimings;
   /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
   context?: number[];
@@ -336,6 +344,18 @@ export interface ModelInfo {
   facts?: ModelFacts;
 }
 
+/** One of a loaded model's sequences (llama-server's "slots"). */
+export interface SequenceStatus {
+  /** 0 to `parallel` - 1, as `GenerateOptions.sequence` and `GenerationSummary.sequence` name it. */
+  id: number;
+  /** Leased to a request right now. */
+  busy: boolean;
+  /** Tokens it can hold. */
+  contextSize: number;
+  /** Tokens it holds now (the last request's prompt and output, reusable by a request that continues them). */
+  cachedTokens: number;
+}
+
 /** A model in memory and what it is doing now. */
 export interface LoadedModelStatus {
   name: string;
@@ -348,9 +368,9 @@ export interface LoadedModelStatus {
   activeSequences: number;
   /** Requests waiting for a free sequence. */
   queuedRequests: number;
-  /** Sequences of this context (`parallel`). */
-  sequences: number;
-  /** KV cache capacity in tokens: `contextSize` x `sequences`. */
+  /** Each of this context's sequences (`parallel` of them), with what it holds now. */
+  sequences: SequenceStatus[];
+  /** KV cache capacity in tokens: `contextSize` x the number of `sequences`. */
   kvCacheTokens: number;
   /** Tokens that running requests hold in the KV cache now (idle sequences keep their cache for reuse; not counted). */
   kvCacheUsedTokens: number;
@@ -380,6 +400,25 @@ export interface EmbedResult {
   promptTokens: number;
 }
 
+/** How `EngineFacade.tokenize` reads a text. */
+export interface TokenizeOptions {
+  /** Texts of special tokens (`<|eot_id|>`, `<s>`) become those tokens; default false: they are plain text. */
+  specialTokens?: boolean;
+  /** Start with the beginning-of-sequence token, when the model wants one. Default false. */
+  bos?: boolean;
+}
+
+/** What decides a chat request's prompt: its messages and, with tools (unless the tool choice is none), their documentation. */
+export type ChatPromptRequest = Pick<ChatRequest, "model" | "messages" | "tools" | "toolChoice">;
+
+/** A chat request's prompt as the model sees it. */
+export interface ChatPrompt {
+  /** The chat template's output, special tokens written as their text (`<|im_start|>`, `<s>`). */
+  text: string;
+  /** The tokens `chat()` evaluates for the same messages and tools. */
+  tokens: number[];
+}
+
 /** The engine as protocol plugins see it. Everything returns neutral types; no plugin touches node-llama-cpp. */
 export interface EngineFacade {
   /** Every model in the registry, with its GGUF facts when the file is on disk. */
@@ -392,6 +431,11 @@ export interface EngineFacade {
    * hash, so the first call for a large file takes seconds but never blocks other requests; kept across restarts.
    */
   digest(model: string): Promise<string | undefined>;
+  /**
+   * The registry name of the model for requests that name none (models.yaml's `default_model`, else the only model), or
+   * undefined. For protocols whose clients may leave the model out (llama-server's serve one model).
+   */
+  defaultModel(): string | undefined;
   chat(request: ChatRequest): Generation;
   complete(request: CompletionRequest): Generation;
   /**
@@ -401,8 +445,18 @@ export interface EngineFacade {
   chatChoices(request: ChatRequest, count: number): Generation[];
   completeChoices(request: CompletionRequest, count: number): Generation[];
   embed(request: EmbedRequest): Promise<EmbedResult>;
-  tokenize(model: string, text: string): Promise<number[]>;
+  tokenize(model: string, text: string, options?: TokenizeOptions): Promise<number[]>;
   detokenize(model: string, tokens: number[]): Promise<string>;
+  /**
+   * Each token's own text and bytes, as llama.cpp's token-to-piece gives them: with its leading space, special tokens
+   * as their text (`<s>`), a byte-fallback token as its one byte. Ids outside the vocabulary are a 400 naming `tokens`.
+   */
+  tokenPieces(model: string, tokens: number[]): Promise<GeneratedToken[]>;
+  /**
+   * The prompt `chat()` would evaluate for these messages and tools, as text and tokens, without generating anything.
+   * Messages and tools are checked as `chat()` checks them.
+   */
+  chatPrompt(request: ChatPromptRequest): Promise<ChatPrompt>;
   /** Load a model now (with `contextSize`, a context of that size, as `GenerateOptions.contextSize`); resolves when it is ready. */
   load(model: string, options?: { keepAliveMs?: number; contextSize?: number }): Promise<void>;
   /** Unload a model once its running requests end. */

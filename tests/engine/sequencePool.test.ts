@@ -83,6 +83,29 @@ describe("SequencePool", () => {
     expect(idOf(await pool.acquire(undefined))).toBe(0);
   });
 
+  test("a request for one sequence takes it when free and otherwise waits for it, letting others pass to the rest", async () => {
+    const pool = new SequencePool([fakeSequence(0, [1, 2, 3]), fakeSequence(1)], 4);
+    // Asked for by index, even though sequence 0 holds this prompt's prefix.
+    const one = await pool.acquire(tokens(1, 2, 3, 4), undefined, 1);
+    expect([idOf(one), one.index]).toEqual([1, 1]);
+    const zero = await pool.acquire(undefined, undefined, 0);
+    const order: string[] = [];
+    const wantsZero = pool.acquire(undefined, undefined, 0).then((lease) => (order.push("zero"), lease));
+    const anyOne = pool.acquire(undefined).then((lease) => (order.push("any"), lease));
+    expect(pool.waiting).toBe(2);
+    // Sequence 1 comes back: the first waiter that takes it is the one behind, which asked for any.
+    one.release();
+    expect(idOf(await anyOne)).toBe(1);
+    expect(pool.waiting).toBe(1);
+    zero.release();
+    expect(idOf(await wantsZero)).toBe(0);
+    expect(order).toEqual(["any", "zero"]);
+    expect(await pool.acquire(undefined, undefined, 2).catch((e: unknown) => e)).toMatchObject({
+      code: "invalid_request",
+      param: "sequence",
+    });
+  });
+
   test("unloading rejects everyone waiting", async () => {
     const pool = new SequencePool([fakeSequence(0)], 4);
     await pool.acquire(undefined);

@@ -10,6 +10,7 @@ const summary: GenerationSummary = {
   promptTokens: 3,
   cachedTokens: 0,
   completionTokens: 2,
+  sequence: 0,
   timings: { queueMs: 0, loadMs: 0, promptMs: 0, generateMs: 0, totalMs: 0 },
 };
 

@@ -138,6 +138,7 @@ const summary: GenerationSummary = {
   promptTokens: 1,
   cachedTokens: 0,
   completionTokens: 3,
+  sequence: 0,
   timings: { queueMs: 0, loadMs: 0, promptMs: 0, generateMs: 0, totalMs: 0 },
 };
 

@@ -41,6 +41,7 @@ const engine = {
         promptTokens: 10,
         cachedTokens: 0,
         completionTokens: 20,
+        sequence: 0,
         timings: { queueMs: 0, loadMs: 0, promptMs: 0, generateMs: 0, totalMs: 0 },
       } satisfies GenerationSummary;
     }),
