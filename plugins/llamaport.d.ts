@@ -13,6 +13,11 @@ declare module "llamaport/internal/engine/EngineError" {
         param?: string;
         /** Seconds a client should wait before trying again (busy / unavailable). */
         retryAfter?: number;
+        /** For `context_exceeded`: the prompt's tokens and the tokens a sequence holds. */
+        tokens?: {
+            prompt: number;
+            context: number;
+        };
         cause?: unknown;
     }
     /** An error that knows its problem code and HTTP status. Anything else thrown is reported as `internal`. */
@@ -21,6 +26,10 @@ declare module "llamaport/internal/engine/EngineError" {
         readonly status: number;
         readonly param?: string;
         readonly retryAfter?: number;
+        readonly tokens?: {
+            prompt: number;
+            context: number;
+        };
         constructor(code: ProblemCode, message: string, options?: ProblemOptions);
     }
     /** A plain description of a problem, as handed to a plugin's `error` hook. */
@@ -30,6 +39,11 @@ declare module "llamaport/internal/engine/EngineError" {
         message: string;
         param?: string;
         retryAfter?: number;
+        /** For `context_exceeded`: the prompt's tokens and the tokens a sequence holds. */
+        tokens?: {
+            prompt: number;
+            context: number;
+        };
     }
     /** Turns anything thrown into a Problem; unknown errors become `internal` without leaking their stack. */
     export function toProblem(error: unknown): Problem;
@@ -213,6 +227,12 @@ declare module "llamaport/internal/engine/types" {
          * `CompletionRequest.context` to continue the exchange (and reuse the sequence's cache).
          */
         reportContext?: boolean;
+        /**
+         * Run on this one of the model's sequences (0 to `parallel` - 1), waiting for it if it is busy, e.g. to keep a
+         * conversation's cache in one place (llama-server's `id_slot`). By default the engine picks the free sequence that
+         * holds the longest prefix of the prompt.
+         */
+        sequence?: number;
         /** How long the model stays loaded once idle after this request, in ms: 0 = unload at once, negative = never. */
         keepAliveMs?: number;
         /**
@@ -328,6 +348,8 @@ declare module "llamaport/internal/engine/types" {
         /** Prompt tokens served from a sequence's cache instead of being evaluated again. */
         cachedTokens: number;
         completionTokens: number;
+        /** Which of the model's sequences ran it (0 to `parallel` - 1). */
+        sequence: number;
         timings: GenerationTimings;
         /** With `reportContext`: the prompt's tokens, then the generated ones (as generated: a stop string's tokens included). */
         context?: number[];
@@ -418,6 +440,17 @@ declare module "llamaport/internal/engine/types" {
         /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
         facts?: ModelFacts;
     }
+    /** One of a loaded model's sequences (llama-server's "slots"). */
+    export interface SequenceStatus {
+        /** 0 to `parallel` - 1, as `GenerateOptions.sequence` and `GenerationSummary.sequence` name it. */
+        id: number;
+        /** Leased to a request right now. */
+        busy: boolean;
+        /** Tokens it can hold. */
+        contextSize: number;
+        /** Tokens it holds now (the last request's prompt and output, reusable by a request that continues them). */
+        cachedTokens: number;
+    }
     /** A model in memory and what it is doing now. */
     export interface LoadedModelStatus {
         name: string;
@@ -430,9 +463,9 @@ declare module "llamaport/internal/engine/types" {
         activeSequences: number;
         /** Requests waiting for a free sequence. */
         queuedRequests: number;
-        /** Sequences of this context (`parallel`). */
-        sequences: number;
-        /** KV cache capacity in tokens: `contextSize` x `sequences`. */
+        /** Each of this context's sequences (`parallel` of them), with what it holds now. */
+        sequences: SequenceStatus[];
+        /** KV cache capacity in tokens: `contextSize` x the number of `sequences`. */
         kvCacheTokens: number;
         /** Tokens that running requests hold in the KV cache now (idle sequences keep their cache for reuse; not counted). */
         kvCacheUsedTokens: number;
@@ -459,6 +492,22 @@ declare module "llamaport/internal/engine/types" {
         embeddings: number[][];
         promptTokens: number;
     }
+    /** How `EngineFacade.tokenize` reads a text. */
+    export interface TokenizeOptions {
+        /** Texts of special tokens (`<|eot_id|>`, `<s>`) become those tokens; default false: they are plain text. */
+        specialTokens?: boolean;
+        /** Start with the beginning-of-sequence token, when the model wants one. Default false. */
+        bos?: boolean;
+    }
+    /** What decides a chat request's prompt: its messages and, with tools (unless the tool choice is none), their documentation. */
+    export type ChatPromptRequest = Pick<ChatRequest, "model" | "messages" | "tools" | "toolChoice">;
+    /** A chat request's prompt as the model sees it. */
+    export interface ChatPrompt {
+        /** The chat template's output, special tokens written as their text (`<|im_start|>`, `<s>`). */
+        text: string;
+        /** The tokens `chat()` evaluates for the same messages and tools. */
+        tokens: number[];
+    }
     /** The engine as protocol plugins see it. Everything returns neutral types; no plugin touches node-llama-cpp. */
     export interface EngineFacade {
         /** Every model in the registry, with its GGUF facts when the file is on disk. */
@@ -471,6 +520,11 @@ declare module "llamaport/internal/engine/types" {
          * hash, so the first call for a large file takes seconds but never blocks other requests; kept across restarts.
          */
         digest(model: string): Promise<string | undefined>;
+        /**
+         * The registry name of the model for requests that name none (models.yaml's `default_model`, else the only model), or
+         * undefined. For protocols whose clients may leave the model out (llama-server's serve one model).
+         */
+        defaultModel(): string | undefined;
         chat(request: ChatRequest): Generation;
         complete(request: CompletionRequest): Generation;
         /**
@@ -480,8 +534,18 @@ declare module "llamaport/internal/engine/types" {
         chatChoices(request: ChatRequest, count: number): Generation[];
         completeChoices(request: CompletionRequest, count: number): Generation[];
         embed(request: EmbedRequest): Promise<EmbedResult>;
-        tokenize(model: string, text: string): Promise<number[]>;
+        tokenize(model: string, text: string, options?: TokenizeOptions): Promise<number[]>;
         detokenize(model: string, tokens: number[]): Promise<string>;
+        /**
+         * Each token's own text and bytes, as llama.cpp's token-to-piece gives them: with its leading space, special tokens
+         * as their text (`<s>`), a byte-fallback token as its one byte. Ids outside the vocabulary are a 400 naming `tokens`.
+         */
+        tokenPieces(model: string, tokens: number[]): Promise<GeneratedToken[]>;
+        /**
+         * The prompt `chat()` would evaluate for these messages and tools, as text and tokens, without generating anything.
+         * Messages and tools are checked as `chat()` checks them.
+         */
+        chatPrompt(request: ChatPromptRequest): Promise<ChatPrompt>;
         /** Load a model now (with `contextSize`, a context of that size, as `GenerateOptions.contextSize`); resolves when it is ready. */
         load(model: string, options?: {
             keepAliveMs?: number;
@@ -505,6 +569,13 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         warn(message: string): void;
         error(message: string): void;
     }
+    /** What the server says about itself, for protocols that report it. */
+    export interface ServerInfo {
+        /** llamaport's version, e.g. "0.1.0". */
+        version: string;
+        /** A build id in llama-server's `b<build>-<hash>` form (its `build_info` and `system_fingerprint`). */
+        buildInfo: string;
+    }
     /** What a route handler gets for one request. */
     export interface RouteContext<Body = unknown> {
         /** The JSON body, already checked against the route's `body` schema (and decoded: `nullable()` fields arrive as undefined). */
@@ -518,6 +589,7 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
         engine: EngineFacade;
         log: PluginLogger;
         request: Request;
+        server: ServerInfo;
     }
     /**
      * A handler returns a value (sent as JSON), a `Response`, a stream made with `sse()` / `ndjson()`, or an async
@@ -561,6 +633,7 @@ declare module "llamaport/internal/pluginApi/definePlugin" {
     export interface PluginSetupContext {
         engine: EngineFacade;
         log: PluginLogger;
+        server: ServerInfo;
     }
     export interface PluginDefinition {
         /** Used in logs, errors and `GET /plugins`. */
@@ -765,7 +838,7 @@ declare module "llamaport" {
     export type { Problem, ProblemCode, ProblemOptions } from "llamaport/internal/engine/EngineError";
     export type * from "llamaport/internal/engine/types";
     export { definePlugin, route } from "llamaport/internal/pluginApi/definePlugin";
-    export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteAlias, RouteContext, RouteDefinition, RouteHandler, } from "llamaport/internal/pluginApi/definePlugin";
+    export type { HttpMethod, PluginDefinition, PluginLogger, PluginSetupContext, RouteAlias, RouteContext, RouteDefinition, RouteHandler, ServerInfo, } from "llamaport/internal/pluginApi/definePlugin";
     export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "llamaport/internal/pluginApi/streams";
     export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "llamaport/internal/pluginApi/frames";
     export { nullable } from "llamaport/internal/pluginApi/nullable";

@@ -16,6 +16,7 @@ import {
   nullable,
   type Problem,
   randomId,
+  type ServerInfo,
   readFields,
   route,
   type StaticDecode,
@@ -71,7 +72,8 @@ const schemaObject = t.Record(t.String(), t.Unknown());
 
 /** Fields shared by chat and legacy completions; after OpenAI's own come llama-server's (top_k, grammar, dry_*, ...). */
 const samplingFields = {
-  model: t.String({ minLength: 1 }),
+  // Absent or null: models.yaml's default_model (or the only model), as llama-server serves one model to any request.
+  model: nullable(t.String({ minLength: 1 })),
   stream: nullable(t.Boolean()),
   stream_options: nullable(t.Object({ include_usage: t.Optional(t.Boolean()) })),
   max_tokens: nullable(t.Integer({ minimum: 1 })),
@@ -149,7 +151,7 @@ const completionBody = t.Object({
 });
 
 const embeddingsBody = t.Object({
-  model: t.String({ minLength: 1 }),
+  model: nullable(t.String({ minLength: 1 })),
   input: t.Union([t.String(), t.Array(t.String(), { minItems: 1 }), tokenList, t.Array(tokenList, { minItems: 1 })]),
   encoding_format: nullable(t.Union([t.Literal("float"), t.Literal("base64")])),
   dimensions: nullable(t.Integer({ minimum: 1 })),
@@ -191,10 +193,20 @@ const fields: FieldTable = {
   "tools[].parameters": "tools[].function.parameters",
 };
 
-function generateOptions(body: SamplingBody & { max_completion_tokens?: number }, signal: AbortSignal): GenerateOptions {
+/** The model a request names, else the registry's default model; a 400 when there is neither. */
+function modelOf(body: { model?: string }, engine: EngineFacade): string {
+  const model = body.model ?? engine.defaultModel();
+  if (model === undefined)
+    throw new LlamaportError("invalid_request", "model is required: models.yaml has several models and no default_model", {
+      param: "model",
+    });
+  return model;
+}
+
+function generateOptions(body: SamplingBody & { max_completion_tokens?: number }, model: string, signal: AbortSignal): GenerateOptions {
   return {
     ...readFields(body, directFields),
-    model: body.model,
+    model,
     maxTokens: body.max_completion_tokens ?? body.max_tokens,
     stop: typeof body.stop === "string" ? [body.stop] : body.stop,
     format: formatOf(body),
@@ -364,13 +376,12 @@ const finishReasons: Record<GenerationSummary["finishReason"], string> = {
   abort: "stop",
 };
 const finishReason = (summary: GenerationSummary) => finishReasons[summary.finishReason];
-const fingerprint = "llamaport";
 /** The stream's last event, as the seed API shows it. */
 const doneEvent = sseEvent("done", "[DONE]");
 
-/** The fields every response and chunk of one request shares. */
-function envelope(object: string, id: string, model: string) {
-  return { id, object, created: Math.floor(Date.now() / 1000), model, system_fingerprint: fingerprint };
+/** The fields every response and chunk of one request shares; the fingerprint is the build id, as llama-server sends it. */
+function envelope(object: string, id: string, model: string, server: ServerInfo) {
+  return { id, object, created: Math.floor(Date.now() / 1000), model, system_fingerprint: server.buildInfo };
 }
 
 /** A token as OpenAI's chat logprobs show it. */
@@ -476,10 +487,10 @@ export default definePlugin({
       path: "/v1/chat/completions",
       body: chatBody,
       fields: { logprobs: "top_logprobs" },
-      async handler({ body, engine, signal }) {
+      async handler({ body, engine, signal, server }) {
         refuseChatFields(body);
         const request = {
-          ...generateOptions(body, signal),
+          ...generateOptions(body, modelOf(body, engine), signal),
           ...chatRequest(body),
           ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
         };
@@ -490,7 +501,12 @@ export default definePlugin({
           (r) => engine.chat(r),
           (r, n) => engine.chatChoices(r, n),
         );
-        const base = envelope(body.stream ? "chat.completion.chunk" : "chat.completion", randomId("chatcmpl-"), generations[0]!.model);
+        const base = envelope(
+          body.stream ? "chat.completion.chunk" : "chat.completion",
+          randomId("chatcmpl-"),
+          generations[0]!.model,
+          server,
+        );
         if (!body.stream) {
           const results = await Promise.all(generations.map((g) => g.collect()));
           return {
@@ -541,7 +557,7 @@ export default definePlugin({
       method: "POST",
       path: "/v1/completions",
       body: completionBody,
-      async handler({ body, engine, signal }) {
+      async handler({ body, engine, signal, server }) {
         const prompts: (string | number[])[] =
           typeof body.prompt === "string"
             ? [body.prompt]
@@ -561,7 +577,8 @@ export default definePlugin({
               param: "prompt",
             },
           );
-        const options = generateOptions(body, signal);
+        const model = modelOf(body, engine);
+        const options = generateOptions(body, model, signal);
         const logprobs = body.logprobs ?? options.logprobs;
         // echo with logprobs scores the prompt too (what evaluation harnesses ask for, often with max_tokens 0).
         const scorePrompt = body.echo === true && logprobs !== undefined;
@@ -575,10 +592,10 @@ export default definePlugin({
         );
         // echo: the prompt's text comes first (token-id prompts are detokenized).
         const echoes = body.echo
-          ? await Promise.all(prompts.map((p) => (typeof p === "string" ? p : engine.detokenize(body.model, p))))
+          ? await Promise.all(prompts.map((p) => (typeof p === "string" ? p : engine.detokenize(model, p))))
           : prompts.map(() => "");
         const echoOf = (index: number) => echoes[Math.floor(index / n)]!;
-        const base = envelope("text_completion", randomId("cmpl-"), generations[0]!.model);
+        const base = envelope("text_completion", randomId("cmpl-"), generations[0]!.model, server);
         const choice = (index: number, text: string, logprobs: unknown, finish: string | null) => ({
           index,
           text,
@@ -644,7 +661,7 @@ export default definePlugin({
             : typeof body.input[0] === "number"
               ? [body.input as number[]]
               : (body.input as (string | number[])[]);
-        const result = await engine.embed({ model: body.model, input, dimensions: body.dimensions, signal });
+        const result = await engine.embed({ model: modelOf(body, engine), input, dimensions: body.dimensions, signal });
         const base64 = body.encoding_format === "base64";
         return {
           object: "list",

@@ -12,6 +12,14 @@ export interface PluginLogger {
   error(message: string): void;
 }
 
+/** What the server says about itself, for protocols that report it. */
+export interface ServerInfo {
+  /** llamaport's version, e.g. "0.1.0". */
+  version: string;
+  /** A build id in llama-server's `b<build>-<hash>` form (its `build_info` and `system_fingerprint`). */
+  buildInfo: string;
+}
+
 /** What a route handler gets for one request. */
 export interface RouteContext<Body = unknown> {
   /** The JSON body, already checked against the route's `body` schema (and decoded: `nullable()` fields arrive as undefined). */
@@ -25,6 +33,7 @@ export interface RouteContext<Body = unknown> {
   engine: EngineFacade;
   log: PluginLogger;
   request: Request;
+  server: ServerInfo;
 }
 
 /**
@@ -69,6 +78,7 @@ export interface RouteAlias {
 export interface PluginSetupContext {
   engine: EngineFacade;
   log: PluginLogger;
+  server: ServerInfo;
 }
 
 export interface PluginDefinition {

@@ -18,6 +18,7 @@ export type {
   RouteContext,
   RouteDefinition,
   RouteHandler,
+  ServerInfo,
 } from "./definePlugin.ts";
 export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "./streams.ts";
 export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "./frames.ts";

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, watch, type FSWatcher } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import type { EngineFacade } from "../engine/types.ts";
-import type { PluginDefinition, PluginLogger } from "../pluginApi/definePlugin.ts";
+import type { PluginDefinition, PluginLogger, ServerInfo } from "../pluginApi/definePlugin.ts";
 import { checkPluginDefinition, type CompiledRoute, describeCondition } from "./checkPluginDefinition.ts";
 import { describeLoadError, type LoadErrorInfo } from "./describeLoadError.ts";
 import { registerApiModule } from "./registerApiModule.ts";
@@ -50,6 +50,7 @@ export interface PluginHostOptions {
   dir?: string;
   builtins: Record<string, PluginDefinition>;
   engine: EngineFacade;
+  server: ServerInfo;
   log: Log;
   /** Paths the server serves itself; no plugin may take them. */
   reservedPaths: readonly string[];
@@ -253,7 +254,11 @@ export class PluginHost {
       return this.fail(id, source, new Error(`its routes cannot be served alongside the others: ${(error as Error).message}`));
     }
     try {
-      await withTimeout(Promise.resolve(plugin.setup?.({ engine: this.options.engine, log })), 10_000, "setup");
+      await withTimeout(
+        Promise.resolve(plugin.setup?.({ engine: this.options.engine, log, server: this.options.server })),
+        10_000,
+        "setup",
+      );
     } catch (error) {
       return this.fail(id, source, error);
     }

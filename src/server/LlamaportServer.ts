@@ -11,6 +11,7 @@ import { RequestRecord, currentRequestRecord, requestIdFrom, withRequestRecord }
 import { renderProblem } from "./renderProblem.ts";
 import { requestLine } from "./requestLine.ts";
 import { ServerMetrics } from "./ServerMetrics.ts";
+import { serverInfo } from "./serverInfo.ts";
 
 export interface ServerOptions {
   engine: Engine;
@@ -64,7 +65,7 @@ export class LlamaportServer {
       engine,
       plugins: () => this.plugins.list(),
       health: () => this.health,
-      version: options.version,
+      server: serverInfo(options.version),
       limits: { maxBodyBytes: options.maxBodyBytes, admit: (request) => this.admit(request) },
       metrics: async () => new Response(await metrics.render(), { headers: { "content-type": metrics.contentType } }),
       openApi: () => this.openApi.current(),
@@ -74,6 +75,7 @@ export class LlamaportServer {
       dir: options.pluginsDir,
       builtins: options.builtins,
       engine,
+      server: this.state.server,
       log,
       reservedPaths: hostPaths,
       // A route set Elysia's router refuses (e.g. `/a/:x` next to `/a/:y/b`) must fail that plugin's load, not every

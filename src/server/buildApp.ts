@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { LlamaportError, type Problem, toProblem } from "../engine/EngineError.ts";
 import type { EngineFacade } from "../engine/types.ts";
-import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
+import type { PluginDefinition, ServerInfo } from "../pluginApi/definePlugin.ts";
 import type { PluginStatus, ServedRoute } from "../plugins/PluginHost.ts";
 import { aliasTargets } from "../plugins/routePath.ts";
 import { renderProblem, wireProblem } from "./renderProblem.ts";
@@ -14,7 +14,7 @@ export interface HostState {
   plugins(): PluginStatus[];
   /** "loading" until llama.cpp is initialised, then "ok"; "error" if it could not start; "stopping" once shutting down. */
   health(): { status: "loading" | "ok" | "error" | "stopping"; error?: string };
-  version: string;
+  server: ServerInfo;
   limits: RouteLimits;
   /** `GET /metrics`: Prometheus' text format. */
   metrics(): Promise<Response>;
@@ -46,7 +46,7 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
     .get("/metrics", () => host.metrics())
     .get("/openapi.json", () => Response.json(host.openApi()));
   // A plugin (Ollama's) may answer `/` the way its clients probe a server; otherwise the host says what it is.
-  const hostRoot = () => new Response(`llamaport ${host.version} is running`, { headers: { "content-type": "text/plain" } });
+  const hostRoot = () => new Response(`llamaport ${host.server.version} is running`, { headers: { "content-type": "text/plain" } });
   if (!routes.some((r) => r.method === "GET" && r.path === "/")) app.get("/", hostRoot);
   // An alias (`sameAs`) is served by whatever serves its target in this route set, resolved when the set changes.
   const targets = new Map(routes.filter((r) => r.sameAs !== undefined).map((alias) => [alias, aliasTargets(alias, routes)]));
@@ -62,7 +62,7 @@ export function buildApp(routes: ServedRoute[], host: HostState) {
         input.request.headers,
       );
     const named = { ...input, params: renameParams(input.params, matched, route.path) };
-    if (route.sameAs === undefined) return runRoute(route, named, host.engine, host.limits);
+    if (route.sameAs === undefined) return runRoute(route, named, host);
     // The request's log line and metrics name the alias the client called (its target's route serves it).
     const record = currentRequestRecord();
     if (record) record.route = route.path;

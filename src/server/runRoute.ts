@@ -1,9 +1,9 @@
 /** Serves one request with a plugin route: read and check the body, call the handler, turn what it returns into a Response. */
 import { clip, LlamaportError, type Problem, toProblem } from "../engine/EngineError.ts";
-import type { EngineFacade } from "../engine/types.ts";
 import type { RouteDefinition } from "../pluginApi/definePlugin.ts";
 import { StreamBody } from "../pluginApi/streams.ts";
 import type { ServedRoute } from "../plugins/PluginHost.ts";
+import type { HostState } from "./buildApp.ts";
 import { bodyProblem } from "./bodyProblem.ts";
 import { currentRequestRecord } from "./RequestRecord.ts";
 import { readJsonBody } from "./readJsonBody.ts";
@@ -27,7 +27,11 @@ export interface RouteLimits {
 }
 
 /** Serves a route with a handler (an alias is served with its target's route, see `buildApp`). */
-export async function runRoute(route: ServedRoute, input: RouteRequest, engine: EngineFacade, limits: RouteLimits): Promise<Response> {
+export async function runRoute(
+  route: ServedRoute,
+  input: RouteRequest,
+  { engine, limits, server }: Pick<HostState, "engine" | "limits" | "server">,
+): Promise<Response> {
   const { plugin, log } = route;
   const record = currentRequestRecord();
   if (record) {
@@ -54,6 +58,7 @@ export async function runRoute(route: ServedRoute, input: RouteRequest, engine: 
       engine,
       log,
       request: input.request,
+      server,
     });
     if (result instanceof Response) {
       if (!result.body || !finish) return result;

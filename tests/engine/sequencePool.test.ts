@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import { LlamaportError } from "../../src/engine/EngineError.ts";
-import { SequencePool } from "../../src/engine/SequencePool.ts";
+import { type SequenceLease, SequencePool } from "../../src/engine/SequencePool.ts";
 
 /** A sequence that holds `tokens`; only what the pool reads of it. */
 function fakeSequence(id: number, tokens: number[] = []) {
@@ -90,8 +90,12 @@ describe("SequencePool", () => {
     expect([idOf(one), one.index]).toEqual([1, 1]);
     const zero = await pool.acquire(undefined, undefined, 0);
     const order: string[] = [];
-    const wantsZero = pool.acquire(undefined, undefined, 0).then((lease) => (order.push("zero"), lease));
-    const anyOne = pool.acquire(undefined).then((lease) => (order.push("any"), lease));
+    const noted = (name: string) => (lease: SequenceLease) => {
+      order.push(name);
+      return lease;
+    };
+    const wantsZero = pool.acquire(undefined, undefined, 0).then(noted("zero"));
+    const anyOne = pool.acquire(undefined).then(noted("any"));
     expect(pool.waiting).toBe(2);
     // Sequence 1 comes back: the first waiter that takes it is the one behind, which asked for any.
     one.release();

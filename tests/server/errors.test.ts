@@ -253,9 +253,11 @@ test("streams framed by the host end cleanly when the plugin's stream fails mid-
   const serve = async (plugin: typeof openai, path: string, body: unknown) => {
     const route = checkPluginDefinition(plugin).routes.find((r) => r.path === path)!;
     const request = new Request(`http://x${path}`, { method: "POST", body: JSON.stringify(body) });
-    const response = await runRoute({ ...route, pluginId: plugin.name, plugin, log }, { request, params: {}, query: {} }, failingEngine, {
-      maxBodyBytes: 1024,
-    });
+    const response = await runRoute(
+      { ...route, pluginId: plugin.name, plugin, log },
+      { request, params: {}, query: {} },
+      { engine: failingEngine, limits: { maxBodyBytes: 1024 }, server: { version: "test", buildInfo: "b0-test" } },
+    );
     expect(response.status).toBe(200);
     return (await readChunks(response)).text;
   };

@@ -211,7 +211,9 @@ describe("/openapi.json", () => {
     const chat = doc.paths["/v1/chat/completions"].post;
     expect(chat.tags).toEqual(["openai"]);
     expect(chat.requestBody.content["application/json"].schema.properties.messages.type).toBe("array");
-    expect(chat.requestBody.content["application/json"].schema.required).toContain("model");
+    // `model` is optional (the default model answers without one); `messages` is required.
+    expect(chat.requestBody.content["application/json"].schema.required).toEqual(["messages"]);
+    expect(chat.requestBody.content["application/json"].schema.properties.model).toBeDefined();
     expect(doc.paths["/v1/models/{model}"].get.parameters).toEqual([expect.objectContaining({ name: "model", in: "path" })]);
     // Two plugins share GET /v1/models by header: one operation that names both.
     expect(doc.paths["/v1/models"].get.description).toContain('Requests with `anthropic-version` are served by plugin "anthropic"');

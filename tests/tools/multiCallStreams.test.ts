@@ -62,6 +62,7 @@ async function stream(plugin: PluginDefinition, path: string, body: object): Pro
     headers: new Headers(),
     log,
     request: new Request("http://x"),
+    server: { version: "test", buildInfo: "b0-test" },
   });
   if (!(result instanceof StreamBody)) throw new Error("expected a stream");
   const items: [string | undefined, any][] = [];
