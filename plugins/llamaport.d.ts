@@ -275,6 +275,16 @@ declare module "llamaport/internal/engine/types" {
          * then the prompt (templated or raw) without its beginning-of-sequence token. Not with `suffix`.
          */
         context?: number[];
+        /**
+         * With `suffix`: other files the model sees before the text around the gap (llama-server's `input_extra`), oldest
+         * first; in the model's repo-level layout when its vocabulary has repo and file-separator tokens.
+         */
+        files?: InfillFile[];
+    }
+    /** A file shown to a fill-in-the-middle prompt for context. */
+    export interface InfillFile {
+        name?: string;
+        text: string;
     }
     /**
      * Why generation ended: the model stopped (end of sequence or a stop string), hit max tokens, made tool calls, or the

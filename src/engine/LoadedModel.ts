@@ -35,6 +35,7 @@ export class LoadedModel {
   private embedding?: Promise<LlamaEmbeddingContext>;
   private endTokens?: ReadonlySet<Token>;
   private tokenPieces?: TokenPieces;
+  private fimFileTokens?: { repo?: Token; separator?: Token };
 
   private constructor(
     readonly entry: ModelEntry,
@@ -128,6 +129,26 @@ export class LoadedModel {
       this.endTokens = tokens;
     }
     return this.endTokens;
+  }
+
+  /**
+   * The fill-in-the-middle repo and file-separator tokens, as llama.cpp finds them: the GGUF's `fim_rep`/`fim_sep` ids,
+   * else the vocabulary's `<|repo_name|>`-style entries. Looked up once per model.
+   */
+  get fileTokens(): { repo?: Token; separator?: Token } {
+    if (!this.fimFileTokens) {
+      const ggml = (this.model.fileInfo.metadata?.tokenizer?.ggml ?? {}) as Record<string, unknown>;
+      const vocabulary = (ggml.tokens ?? []) as string[];
+      const find = (key: string, texts: string[]) => {
+        const id = typeof ggml[key] === "number" ? ggml[key] : texts.map((text) => vocabulary.indexOf(text)).find((i) => i >= 0);
+        return id as Token | undefined;
+      };
+      this.fimFileTokens = {
+        repo: find("fim_rep_token_id", ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"]),
+        separator: find("fim_sep_token_id", ["<|file_sep|>"]),
+      };
+    }
+    return this.fimFileTokens;
   }
 
   /** Each token's own text and bytes, for reporting tokens (made on first use). */

@@ -3,6 +3,7 @@ import type { ChatHistoryItem, ChatModelFunctions, ChatWrapper, LlamaText, Token
 import { LlamaportError } from "./EngineError.ts";
 import type { LoadedModel } from "./LoadedModel.ts";
 import type { OffThreadTokenizer } from "./OffThreadTokenizer.ts";
+import { renderInfill } from "./renderInfill.ts";
 import type { CompletionRequest } from "./types.ts";
 
 export interface RenderedPrompt {
@@ -120,7 +121,7 @@ function renderPrompt(loaded: LoadedModel, request: CompletionRequest, budget: P
   if (request.suffix !== undefined) {
     if (typeof prompt !== "string")
       throw new LlamaportError("invalid_request", "prompt must be a text when a suffix is given (fill in the middle)", { param: "prompt" });
-    return renderInfill(loaded, prompt, request.suffix, budget);
+    return renderInfill(loaded, prompt, request.suffix, request.files ?? [], budget);
   }
   if (request.raw) return renderRaw(loaded, prompt, budget);
   if (typeof prompt !== "string")
@@ -159,24 +160,6 @@ export async function renderRaw(
 }
 
 /**
- * Fill in the middle, laid out as llama-server's `/infill` does: `[BOS] PRE prefix SUF suffix MID`, with prefix and
- * suffix tokenized as plain text. Needs the model's prefix, suffix and middle tokens.
- */
-export async function renderInfill(loaded: LoadedModel, prefix: string, suffix: string, budget: PromptBudget): Promise<RenderedPrompt> {
-  const { prefix: pre, suffix: suf, middle: mid } = loaded.model.tokens.infill;
-  if (pre == null || suf == null || mid == null)
-    throw new LlamaportError(
-      "invalid_request",
-      `suffix: model "${loaded.entry.name}" cannot fill in the middle (its vocabulary has no prefix, suffix and middle tokens)`,
-      { param: "suffix" },
-    );
-  checkPromptChars(loaded, prefix.length + suffix.length, budget.limit, "prompt");
-  const [before, after] = [await budget.tokenizer.text(loaded, prefix, false), await budget.tokenizer.text(loaded, suffix, false)];
-  const tokens: Token[] = [pre, ...before, suf, ...after, mid];
-  return { tokens: withBos(loaded, tokens), stopTokens: [], stopTexts: [] };
-}
-
-/**
  * Refuses a prompt that cannot fit before spending time on it: no token of the vocabulary covers more than
  * `maxTokenChars` characters, so a text longer than `limit` times that needs more than `limit` tokens.
  */
@@ -195,7 +178,8 @@ export function beginningToken(loaded: LoadedModel): Token | undefined {
   return tokens.shouldPrependBosToken && tokens.bos != null ? tokens.bos : undefined;
 }
 
-function withBos(loaded: LoadedModel, tokens: Token[]): Token[] {
+/** The tokens, led by the beginning-of-sequence token when the model wants one and they do not start with it. */
+export function withBos(loaded: LoadedModel, tokens: Token[]): Token[] {
   const bos = beginningToken(loaded);
   if (bos === undefined || tokens[0] === bos) return tokens;
   tokens.unshift(bos);

@@ -170,6 +170,17 @@ export interface CompletionRequest extends GenerateOptions {
    * then the prompt (templated or raw) without its beginning-of-sequence token. Not with `suffix`.
    */
   context?: number[];
+  /**
+   * With `suffix`: other files the model sees before the text around the gap (llama-server's `input_extra`), oldest
+   * first; in the model's repo-level layout when its vocabulary has repo and file-separator tokens.
+   */
+  files?: InfillFile[];
+}
+
+/** A file shown to a fill-in-the-middle prompt for context. */
+export interface InfillFile {
+  name?: string;
+  text: string;
 }
 
 /**
