@@ -34,6 +34,7 @@ export default definePlugin({
   routes: [
     { method: "GET", path: "/v1/models", handler: () => ({ replaced: true }) },
     { method: "GET", path: "/v1/models/:model", handler: ({ params }) => ({ replaced: params.model }) },
+    { method: "POST", path: "/v1/chat/completions", handler: () => ({ replaced: "chat" }) },
   ],
 });
 `;
@@ -137,4 +138,16 @@ export default definePlugin({ name: "badalias", routes: [${routes}] });`;
     await waitFor(pluginList, (l) => !l.some((p) => p.id === "badalias"));
   }
   expect((await fetch(`${server.url}/v1/models`)).status).toBe(200);
+});
+
+test("llama-server's un-prefixed routes (llamacpp plugin) follow a replaced openai plugin, and come back with the built-in", async () => {
+  const chat = () =>
+    bodyOf(postJson(`${server.url}/chat/completions`, { model: "demo", messages: [{ role: "user", content: "hi" }], max_tokens: 1 }));
+  expect((await chat()).object).toBe("chat.completion");
+  await Bun.write(join(pluginsDir, "openai.ts"), myOpenai);
+  expect(await waitFor(chat, (b) => b.replaced !== undefined)).toEqual({ replaced: "chat" });
+  expect(await bodyOf(fetch(`${server.url}/models`))).toEqual({ replaced: true });
+  rmSync(join(pluginsDir, "openai.ts"));
+  expect((await waitFor(chat, (b) => b.replaced === undefined)).object).toBe("chat.completion");
+  expect((await bodyOf(fetch(`${server.url}/models`))).object).toBe("list");
 });
