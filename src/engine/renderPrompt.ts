@@ -46,9 +46,9 @@ export async function renderChat(
 }
 
 /**
- * The chat prompt as text, special tokens written as their text (`<s>`, `<|im_start|>`), with the beginning-of-sequence
- * token `renderChat` adds when the template has none, so that tokenizing the text with special tokens gives its tokens.
- * With `functions`, the prompt `renderToolChat` makes (which adds nothing). Checked and tokenized as those two do.
+ * The chat prompt as the template writes it, special tokens as their text (`<s>`, `<|im_start|>`), and the tokens
+ * `renderChat` makes of it; with `functions`, those `renderToolChat` makes (which adds no beginning-of-sequence token).
+ * Checked as those two check a prompt; tokenized off the event loop when long, with tools too.
  */
 export async function renderChatText(
   loaded: LoadedModel,
@@ -68,10 +68,7 @@ export async function renderChatText(
     else if (value.toJSON().type === "specialToken") text += model.detokenize(value.tokenize(model.tokenizer), true);
     else text += value.value;
   }
-  if (functions) return { text, tokens };
-  const bos = beginningToken(loaded);
-  if (bos !== undefined && tokens[0] !== bos) text = model.detokenize([bos], true) + text;
-  return { text, tokens: withBos(loaded, tokens) };
+  return { text, tokens: functions ? tokens : withBos(loaded, tokens) };
 }
 
 /**
