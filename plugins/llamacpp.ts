@@ -111,16 +111,48 @@ const tokenizeBody = t.Object({
 
 const detokenizeBody = t.Object({ model: nullable(t.String({ minLength: 1 })), tokens: nullable(t.Array(t.Integer())) });
 
+/** /apply-template's and /chat/completions/input_tokens' body: the messages and tools of a /chat/completions request. */
 const messagesBody = t.Object({
   model: nullable(t.String({ minLength: 1 })),
   messages: t.Array(
     t.Object({
       role: t.Union([t.Literal("system"), t.Literal("developer"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
-      content: t.Union([t.String(), t.Array(t.Unknown()), t.Null()]),
+      // Optional: an assistant message that only calls tools may leave it out (checked in `chatMessage`).
+      content: t.Optional(t.Union([t.String(), t.Array(t.Unknown()), t.Null()])),
+      tool_calls: nullable(
+        t.Array(
+          t.Object({
+            id: t.String(),
+            type: t.Optional(t.Literal("function")),
+            function: t.Object({ name: t.String(), arguments: t.String() }),
+          }),
+        ),
+      ),
+      tool_call_id: nullable(t.String()),
     }),
     { minItems: 1 },
   ),
+  // Function tools; other types are refused by `chatPrompt`, naming `tools[i].type`.
+  tools: nullable(
+    t.Array(
+      t.Object({
+        type: t.String(),
+        function: t.Optional(
+          t.Object({ name: t.String(), description: t.Optional(t.String()), parameters: t.Optional(t.Record(t.String(), t.Unknown())) }),
+        ),
+      }),
+    ),
+  ),
+  tool_choice: nullable(
+    t.Union([
+      t.Literal("auto"),
+      t.Literal("none"),
+      t.Literal("required"),
+      t.Object({ type: t.Literal("function"), function: t.Object({ name: t.String() }) }),
+    ]),
+  ),
 });
+type MessagesBody = StaticDecode<typeof messagesBody>;
 
 const embeddingBody = t.Object({
   model: nullable(t.String({ minLength: 1 })),
@@ -154,6 +186,9 @@ const fields: FieldTable = {
   input: "content",
   tokens: "tokens",
   messages: "messages",
+  toolChoice: "tool_choice",
+  "tools[].name": "tools[].function.name",
+  "tools[].parameters": "tools[].function.parameters",
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -677,28 +712,77 @@ function pieceOf(bytes: number[]): string | number[] {
 // ---------------------------------------------------------------------------------------------------------------
 // Chat messages, /embedding, /props, /slots
 
-/** Chat messages as /v1/chat/completions takes them: text or text parts (other parts are a 400, models read text here). */
-function chatMessages(messages: StaticDecode<typeof messagesBody>["messages"]): ChatMessage[] {
-  return messages.map(({ role, content }, index) => {
-    const at = `messages[${index}].content`;
-    const text =
-      typeof content === "string" || content === null
-        ? (content ?? "")
-        : content
-            .map((part, i) => {
-              const { type, text } = (part ?? {}) as { type?: unknown; text?: unknown };
-              if (type === "text" && typeof text === "string") return text;
-              throw new LlamaportError(
-                "invalid_request",
-                `${at}[${i}] must be a {"type": "text", "text": ...} part: llamaport's models read text only`,
-                {
-                  param: "messages",
-                },
-              );
-            })
-            .join("");
-    return { role: role === "developer" ? "system" : role === "tool" ? "user" : role, content: text };
+/**
+ * The prompt a /chat/completions request with these messages and tools evaluates, read as that route (the OpenAI
+ * plugin's) reads them: text or text parts (other parts are a 400, models read text only), assistant `tool_calls`
+ * with JSON-string arguments, `tool` messages answering them by `tool_call_id`, and function tools.
+ */
+function chatPrompt(engine: EngineFacade, body: MessagesBody) {
+  const choice = body.tool_choice;
+  return engine.chatPrompt({
+    model: modelOf(body.model, engine),
+    messages: body.messages.map(chatMessage),
+    tools: body.tools?.map(({ type, function: f }, i) => {
+      if (type !== "function")
+        throw new LlamaportError("invalid_request", `tools[${i}].type: tool type "${type}" is not supported; only function tools are`, {
+          param: `tools[${i}].type`,
+        });
+      if (!f) throw new LlamaportError("invalid_request", `tools[${i}].function: required`, { param: `tools[${i}].function` });
+      return { name: f.name, description: f.description, parameters: f.parameters };
+    }),
+    toolChoice: typeof choice === "object" ? { name: choice.function.name } : choice,
   });
+}
+
+function chatMessage({ role, content, tool_calls, tool_call_id }: MessagesBody["messages"][number], index: number): ChatMessage {
+  if (content === undefined && !(role === "assistant" && tool_calls?.length))
+    throw new LlamaportError(
+      "invalid_request",
+      `messages[${index}].content: required (only an assistant message with tool_calls may leave it out)`,
+      {
+        param: "messages",
+      },
+    );
+  const at = `messages[${index}].content`;
+  const text =
+    typeof content === "string" || content == null
+      ? (content ?? "")
+      : content
+          .map((part, i) => {
+            const { type, text } = (part ?? {}) as { type?: unknown; text?: unknown };
+            if (type === "text" && typeof text === "string") return text;
+            throw new LlamaportError(
+              "invalid_request",
+              `${at}[${i}] must be a {"type": "text", "text": ...} part: llamaport's models read text only`,
+              {
+                param: "messages",
+              },
+            );
+          })
+          .join("");
+  if (role === "tool") return { role, content: text, toolCallId: tool_call_id };
+  if (role !== "assistant") return { role: role === "developer" ? "system" : role, content: text };
+  const toolCalls = tool_calls?.map((call, j) => ({
+    id: call.id,
+    name: call.function.name,
+    arguments: argumentsObject(call.function.arguments, `messages[${index}].tool_calls[${j}].function.arguments`),
+  }));
+  return { role, content: text, toolCalls };
+}
+
+/** A call's arguments: a JSON object in a string (empty: none). */
+function argumentsObject(text: string, field: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text || "{}");
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new LlamaportError("invalid_request", `${field}: expected a JSON object in a string, got ${JSON.stringify(text.slice(0, 40))}`, {
+      param: field,
+    });
+  return value as Record<string, unknown>;
 }
 
 /** llama-server's `embd_normalize`: -1 none, 0 max absolute (to the int16 range), 1 taxicab, 2 Euclidean, p > 2 p-norm. */
@@ -881,7 +965,7 @@ export default definePlugin({
       path: "/apply-template",
       body: messagesBody,
       async handler({ body, engine }) {
-        return { prompt: (await engine.chatPrompt({ model: modelOf(body.model, engine), messages: chatMessages(body.messages) })).text };
+        return { prompt: (await chatPrompt(engine, body)).text };
       },
     }),
     route({
@@ -889,7 +973,7 @@ export default definePlugin({
       path: "/chat/completions/input_tokens",
       body: messagesBody,
       async handler({ body, engine }) {
-        const { tokens } = await engine.chatPrompt({ model: modelOf(body.model, engine), messages: chatMessages(body.messages) });
+        const { tokens } = await chatPrompt(engine, body);
         return { input_tokens: tokens.length, object: "response.input_tokens" };
       },
     }),

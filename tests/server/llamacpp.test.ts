@@ -14,6 +14,7 @@ import {
   storiesModel,
   type TestServer,
 } from "../support/testServer.ts";
+import { weatherParameters } from "../support/tools.ts";
 import { waitFor } from "../support/waitFor.ts";
 
 noteSharedModels("tests/server/llamacpp.test.ts");
@@ -24,6 +25,7 @@ beforeAll(async () => {
     {
       demo: { source: "synthetic:demo", context: 256, parallel: 2, defaults: { temperature: 0.5 } },
       bpe: { source: "synthetic:tiny-bpe", context: 256, parallel: 1 },
+      tools: { source: "synthetic:tiny-tools", context: 2048, parallel: 1 },
       ...(hasSharedModels ? { stories: { source: storiesModel, context: 256, parallel: 2 } } : {}),
     },
     { top: { default_model: "demo" } },
@@ -353,6 +355,68 @@ describe("/apply-template and /chat/completions/input_tokens", () => {
     const { tokens } = await bodyOf(post("/tokenize", { model: "bpe", content: prompt }));
     const chat = await bodyOf(post("/chat/completions", { model: "bpe", messages, max_tokens: 1, cache_prompt: false }));
     expect(tokens).toHaveLength(chat.usage.prompt_tokens);
+  });
+
+  describe("with tools, as /chat/completions reads them", () => {
+    const tools = [
+      { type: "function", function: { name: "get_weather", description: "Weather in a city", parameters: weatherParameters } },
+    ];
+    const ask = [{ role: "user", content: "What is the weather in Paris?" }];
+    const count = async (body: object) => (await bodyOf(post("/chat/completions/input_tokens", { model: "tools", ...body }))).input_tokens;
+    const chatPromptTokens = async (body: object) =>
+      (await bodyOf(post("/chat/completions", { model: "tools", max_tokens: 1, cache_prompt: false, ...body }))).usage.prompt_tokens;
+
+    test("tools are documented in the template's text and counted as the chat route counts them; tool_choice none leaves them out", async () => {
+      const withTools = await count({ messages: ask, tools });
+      expect(withTools).toBe(await chatPromptTokens({ messages: ask, tools }));
+      expect(withTools).toBeGreaterThan(await count({ messages: ask }));
+      const { prompt } = await bodyOf(post("/apply-template", { model: "tools", messages: ask, tools }));
+      expect(prompt).toContain("get_weather");
+      expect(prompt).toContain("Weather in a city");
+      const none = { messages: ask, tools, tool_choice: "none" };
+      expect((await bodyOf(post("/apply-template", { model: "tools", ...none }))).prompt).not.toContain("get_weather");
+      expect(await count(none)).toBe(await count({ messages: ask }));
+      expect(await count(none)).toBe(await chatPromptTokens(none));
+      // A named tool is forced, and documented with the others, as the chat route does.
+      const named = { messages: ask, tools, tool_choice: { type: "function", function: { name: "get_weather" } } };
+      expect(await count(named)).toBe(withTools);
+    });
+
+    test("an assistant's call and its result render in the template, counted as the chat route counts them", async () => {
+      const messages = [
+        ...ask,
+        {
+          role: "assistant",
+          tool_calls: [{ id: "c1", type: "function", function: { name: "get_weather", arguments: '{"city":"Rome","unit":"c"}' } }],
+        },
+        { role: "tool", tool_call_id: "c1", content: '{"temperature": 17}' },
+      ];
+      const { prompt } = await bodyOf(post("/apply-template", { model: "tools", messages, tools }));
+      expect(prompt).toContain("Rome");
+      expect(prompt).toContain("17");
+      expect(await count({ messages, tools })).toBe(await chatPromptTokens({ messages, tools }));
+    });
+
+    test("what the chat route refuses is a 400 here too", async () => {
+      const refused = [
+        { messages: [...ask, { role: "tool", tool_call_id: "nobody", content: "x" }] },
+        { messages: [...ask, { role: "assistant", tool_calls: [{ id: "c1", function: { name: "get_weather", arguments: "{" } }] }] },
+        { messages: ask, tools: [{ type: "function", function: { name: "f", parameters: { type: "object", not: {} } } }] },
+        { messages: ask, tools: [{ type: "web_search" }] },
+        { messages: ask, tool_choice: { type: "function", function: { name: "get_time" } }, tools },
+      ];
+      const fieldsNamed = [
+        "messages",
+        "messages[1].tool_calls[0].function.arguments",
+        "tools[0].function.parameters.not",
+        "tools[0].type",
+        "tool_choice",
+      ];
+      for (const [index, body] of refused.entries()) {
+        const error = await errorOf(post("/apply-template", { model: "tools", ...body }), 400, "invalid_request_error");
+        expect(error.message).toContain(fieldsNamed[index]!);
+      }
+    });
   });
 
   test("non-text parts are a 400", async () => {
