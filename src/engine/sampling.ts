@@ -2,6 +2,7 @@
 import type { SamplingDefaults } from "../config/loadModelsFile.ts";
 import { STOP_LIMITS } from "../config/modelsSchema.ts";
 import { LlamaportError } from "./EngineError.ts";
+import { inlineTokenizeChars } from "./OffThreadTokenizer.ts";
 import type { DryPenalty, GenerateOptions, TokenBiasEntry } from "./types.ts";
 
 export interface Sampling {
@@ -111,8 +112,20 @@ function checkSampling(sampling: Sampling): void {
     const { probability, threshold } = sampling.xtc;
     check(probability >= 0 && probability <= 1 && threshold >= 0 && threshold <= 1, "xtc", "probability and threshold must be in [0, 1]");
   }
-  for (const { bias } of sampling.tokenBias)
+  // Bias texts are tokenized on the main thread as the generation starts: only as much as takes milliseconds. Each is
+  // short too, as a long run without spaces (30,000 CJK characters) takes BPE vocabularies most of a second.
+  let biasChars = 0;
+  for (const { token, bias } of sampling.tokenBias) {
     check(bias === "never" || Number.isFinite(bias), "tokenBias", 'values must be numbers or "never"');
+    if (typeof token !== "string") continue;
+    check(
+      token.length <= STOP_LIMITS.length,
+      "tokenBias",
+      `texts must be at most ${STOP_LIMITS.length} characters each, got ${token.length}`,
+    );
+    biasChars += token.length;
+  }
+  check(biasChars <= inlineTokenizeChars, "tokenBias", `texts must be at most ${inlineTokenizeChars} characters in all, got ${biasChars}`);
 }
 
 function check(ok: boolean, param: string, message: string): void {

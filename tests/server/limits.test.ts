@@ -62,6 +62,28 @@ describe("stop strings", () => {
   });
 });
 
+describe("token bias texts", () => {
+  test("each at most 1,000 characters, 32,768 in all; a 1 MB one is refused at once, without freezing the other routes", async () => {
+    const biased = (texts: string[]) =>
+      postJson(url("/v1/completions"), {
+        model: "demo",
+        prompt: "hi",
+        max_tokens: 1,
+        logit_bias: Object.fromEntries(texts.map((t) => [t, -5])),
+      });
+    const texts = (count: number, length: number) => Array.from({ length: count }, (_, i) => `${i}`.padEnd(length, "日"));
+    expect((await biased(texts(32, 1000))).status).toBe(200);
+    for (const over of [texts(1, 1001), texts(33, 1000)]) {
+      const response = await biased(over);
+      expect(response.status).toBe(400);
+      expect((await bodyOf(response)).error.param).toBe("logit_bias");
+    }
+    const { result, longestMs } = await longestHealthWait(() => biased(["s".repeat(1_000_000)]));
+    expect(result.status).toBe(400);
+    expect(longestMs).toBeLessThan(100);
+  });
+});
+
 describe("max_tokens", () => {
   test("a huge max_tokens is clamped to what the context holds: the reply ends with finish reason length", async () => {
     const response = await postJson(url("/v1/chat/completions"), { model: "demo", max_tokens: 1e308, ignore_eos: true, messages: user });
