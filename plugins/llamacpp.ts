@@ -647,6 +647,51 @@ function limitedGeneration(generation: Generation, limits: LineLimits): Generati
   };
 }
 
+/** Completions one /completion request may ask for (prompts x `n_cmpl`): they run in turns, this bounds how long. */
+const maxCompletions = 256;
+
+/**
+ * At most `size` of a request's generations run at once; the others wait here for their turn rather than in the
+ * engine's queue, so one request with many prompts never fills that queue (other clients would get 503s).
+ */
+class Turns {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly size: number) {}
+
+  /** The generation, started when its turn comes, and not at all if the request is gone by then. */
+  wrap(generation: Generation, signal: AbortSignal): Generation {
+    const turns = this;
+    return {
+      model: generation.model,
+      async *[Symbol.asyncIterator]() {
+        await turns.take();
+        try {
+          if (!signal.aborted) yield* generation;
+        } finally {
+          turns.give();
+        }
+      },
+      collect: () => Promise.reject(new Error("read a generation that takes turns by iterating it")),
+    };
+  }
+
+  private take(): Promise<void> {
+    if (this.running < this.size) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+}
+
 /** What to complete: a prompt, and for fill in the middle the text after the gap and other files. */
 interface CompletionInput {
   prompt: Prompt;
@@ -674,6 +719,11 @@ async function complete(engine: EngineFacade, run: Omit<CompletionRun, "info">, 
   const info = await engine.findModel(model);
   if (!info) throw new LlamaportError("not_found", `model "${model}" not found`, { param: "model" });
   const full: CompletionRun = { ...run, info };
+  // Several prompts take turns on the model's sequences, as llama-server queues a request's tasks.
+  if (runs.length > info.parallel) {
+    const turns = new Turns(info.parallel);
+    for (const one of runs) one.generation = turns.wrap(one.generation, signal);
+  }
   if (!body.stream) {
     const results = await Promise.all(
       runs.map(({ generation, limits }, index) =>
@@ -699,6 +749,9 @@ async function promptText(engine: EngineFacade, model: string, prompt: Prompt): 
 
 const decoder = new TextDecoder();
 const utf8 = (bytes: number[]) => decoder.decode(new Uint8Array(bytes));
+/** Texts one /tokenize `content` list may hold (token ids besides them are not counted). */
+const maxTokenizeTexts = 1024;
+
 /** A token's piece as /tokenize shows it: its text when its bytes are whole UTF-8, else the bytes. */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 function pieceOf(bytes: number[]): string | number[] {
@@ -872,8 +925,15 @@ async function completionHandler({
   refuseFields(body);
   const model = modelOf(body.model, engine);
   const prompts = promptsOf(body.prompt);
+  const perPrompt = body.n_cmpl ?? body.n ?? 1;
+  if (prompts.length * perPrompt > maxCompletions)
+    throw new LlamaportError(
+      "invalid_request",
+      `prompt: at most ${maxCompletions} completions per request (prompts x n_cmpl), got ${prompts.length} x ${perPrompt}`,
+      { param: "prompt" },
+    );
   const promptTexts = await Promise.all(prompts.map((prompt) => promptText(engine, model, prompt)));
-  const run = { body, options: optionsOf(body, model, signal), promptTexts, perPrompt: body.n_cmpl ?? body.n ?? 1 };
+  const run = { body, options: optionsOf(body, model, signal), promptTexts, perPrompt };
   return complete(
     engine,
     run,
@@ -933,16 +993,20 @@ export default definePlugin({
       async handler({ body, engine }) {
         const model = modelOf(body.model, engine);
         const parts = typeof body.content === "string" ? [body.content] : (body.content ?? []);
+        let texts = 0;
+        for (const part of parts) if (typeof part === "string") texts++;
+        // Each text is its own engine call: a list of 100,000 one-letter texts would hold the event loop.
+        if (texts > maxTokenizeTexts)
+          throw new LlamaportError("invalid_request", `content: at most ${maxTokenizeTexts} texts among its parts, got ${texts}`, {
+            param: "content",
+          });
         const tokens: number[] = [];
         for (const [index, part] of parts.entries()) {
           if (typeof part === "number") tokens.push(part);
-          else
-            tokens.push(
-              ...(await engine.tokenize(model, part, {
-                specialTokens: body.parse_special !== false,
-                bos: index === 0 && body.add_special === true,
-              })),
-            );
+          else {
+            const options = { specialTokens: body.parse_special !== false, bos: index === 0 && body.add_special === true };
+            for (const token of await engine.tokenize(model, part, options)) tokens.push(token);
+          }
         }
         if (!body.with_pieces) return { tokens };
         const pieces = await engine.tokenPieces(model, tokens);

@@ -42,6 +42,17 @@ const validBodies: Record<string, Record<string, unknown>> = {
   "/api/copy": { source: "demo", destination: "x" },
   "/api/push": { model: "demo" },
   "/api/blobs/:digest": {},
+  // llama-server's API (the llamacpp plugin): the model is optional (the only one is the default).
+  "/completion": { prompt: "hi", n_predict: 2, stream: true, temperature: 0.5, n_probs: 2, id_slot: -1 },
+  "/completions": { model: "demo", prompt: ["hi", [1, "x"]], n_predict: 2, logit_bias: [["hi", false]] },
+  "/infill": { input_prefix: "def f(", input_suffix: "):", input_extra: [{ filename: "a.py", text: "x = 1" }], n_predict: 2 },
+  "/tokenize": { content: "hi there", add_special: true, with_pieces: true },
+  "/detokenize": { tokens: [1, 2, 3] },
+  "/apply-template": { messages: user },
+  "/chat/completions/input_tokens": { model: "demo", messages: user },
+  "/chat/completions": { messages: user, max_tokens: 2 },
+  "/embedding": { content: "hi" },
+  "/embeddings": { input: ["hi", "there"], embd_normalize: 2 },
 };
 
 const postRoutes = Object.values(builtinPlugins).flatMap((plugin) =>

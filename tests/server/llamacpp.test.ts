@@ -26,6 +26,8 @@ beforeAll(async () => {
       demo: { source: "synthetic:demo", context: 256, parallel: 2, defaults: { temperature: 0.5 } },
       bpe: { source: "synthetic:tiny-bpe", context: 256, parallel: 1 },
       tools: { source: "synthetic:tiny-tools", context: 2048, parallel: 1 },
+      // One sequence and a queue of one: several prompts of one request must take turns, not queue.
+      turns: { source: "synthetic:demo", context: 256, parallel: 1, max_queue: 1 },
       ...(hasSharedModels ? { stories: { source: storiesModel, context: 256, parallel: 2 } } : {}),
     },
     { top: { default_model: "demo" } },
@@ -256,6 +258,18 @@ describe("/completion: fields and errors", () => {
     }
   });
 
+  test("several prompts take turns on the model's sequences instead of filling its queue; over 256 completions is a 400", async () => {
+    const prompt = Array.from({ length: 12 }, (_, i) => `Once upon a time ${i}`);
+    const results = await bodyOf(post("/completion", { model: "turns", prompt, n_predict: 2, temperature: 0 }));
+    expect(results.map((r: { index: number; prompt: string }) => [r.index, r.prompt])).toEqual(prompt.map((p, i) => [i, p]));
+    const events = await eventsOf(await post("/completion", { model: "turns", prompt, n_predict: 2, temperature: 0, stream: true }));
+    const finals = events.filter((e) => e.stop);
+    expect(finals.map((e) => e.index).sort((a, b) => a - b)).toEqual(prompt.map((_, i) => i));
+    for (const final of finals) expect(final.content).toBe("");
+    const error = await errorOf(post("/completion", { model: "turns", prompt: Array(257).fill("x") }), 400, "invalid_request_error");
+    expect(error.message).toContain("at most 256 completions");
+  });
+
   test("the default model serves requests that name none; an unknown name is a 404, not the default", async () => {
     expect((await bodyOf(post("/completion", { prompt: "hi", n_predict: 1 }))).model).toBe("demo");
     expect((await bodyOf(post("/chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: 1 }))).model).toBe("demo");
@@ -330,6 +344,22 @@ describe("/tokenize and /detokenize", () => {
     const mixed = (await bodyOf(post("/tokenize", { model: "demo", content: [1, "hi"] }))).tokens;
     expect(mixed[0]).toBe(1);
     await errorOf(post("/detokenize", { model: "demo", tokens: [999999] }), 400, "invalid_request_error");
+  });
+
+  test("long lists: each special token written out (BOS and EOS alternating); a content list holds at most 1,024 texts", async () => {
+    const ids = Array.from({ length: 10_000 }, (_, i) => (i % 2 === 0 ? 1 : 2));
+    expect((await bodyOf(post("/detokenize", { model: "demo", tokens: ids }))).content).toBe("<s></s>".repeat(5_000));
+    const pieces = (await bodyOf(post("/tokenize", { model: "demo", content: ids, with_pieces: true }))).tokens;
+    expect(pieces.slice(0, 3)).toEqual([
+      { id: 1, piece: "<s>" },
+      { id: 2, piece: "</s>" },
+      { id: 1, piece: "<s>" },
+    ]);
+    const texts = Array(1024).fill("hi");
+    const { tokens } = await bodyOf(post("/tokenize", { model: "demo", content: texts }));
+    expect(tokens.length).toBeGreaterThanOrEqual(1024);
+    const error = await errorOf(post("/tokenize", { model: "demo", content: [...texts, 5, "hi"] }), 400, "invalid_request_error");
+    expect(error.message).toContain("at most 1024 texts");
   });
 });
 
