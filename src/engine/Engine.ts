@@ -248,15 +248,22 @@ export class Engine implements EngineFacade {
   }
 
   tokenPieces(model: string, tokens: number[]): Promise<GeneratedToken[]> {
-    return this.withModel(model, undefined, async (loaded) =>
-      checkedTokens(loaded, tokens, "tokens").map((token) => {
+    return this.withModel(model, undefined, async (loaded) => {
+      // Special tokens have no text of their own in generated output; here they are written out, as token-to-piece
+      // does: once per id and call, so a list of 100,000 BOS tokens makes one native call, not 100,000.
+      const written = new Map<Token, GeneratedToken>();
+      return checkedTokens(loaded, tokens, "tokens").map((token) => {
         const { text, bytes } = loaded.pieces.get(token);
-        // Special tokens have no text of their own in generated output; here they are written out, as token-to-piece does.
-        if (text !== "" || !loaded.model.isSpecialToken(token)) return { id: token, text, bytes };
-        const special = loaded.model.detokenize([token], true);
-        return { id: token, text: special, bytes: Array.from(new TextEncoder().encode(special)) };
-      }),
-    );
+        if (text !== "") return { id: token, text, bytes };
+        let piece = written.get(token);
+        if (!piece) {
+          const special = loaded.model.isSpecialToken(token) ? loaded.model.detokenize([token], true) : "";
+          piece = { id: token, text: special, bytes: special ? Array.from(new TextEncoder().encode(special)) : bytes };
+          written.set(token, piece);
+        }
+        return piece;
+      });
+    });
   }
 
   chatPrompt(request: ChatPromptRequest): Promise<ChatPrompt> {
