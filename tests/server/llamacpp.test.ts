@@ -513,6 +513,19 @@ describe("/props, /slots, /models, /health", () => {
     await waitFor(slots, (list) => list[0].is_processing === false);
   });
 
+  test("/slots and /metrics read the same sequences: KV cache capacity is n_ctx over every slot", async () => {
+    await completion("demo", { n_predict: 1 });
+    const slots = await bodyOf(fetch(`${server.url}/slots?model=demo`));
+    expect(slots.map((slot: { id: number }) => slot.id)).toEqual([0, 1]);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const gauge = (name: string) => Number(metrics.match(new RegExp(`^${name}\\{model="demo"\\} (\\S+)$`, "m"))?.[1]);
+    expect(gauge("llamaport_kv_cache_tokens")).toBe(slots.reduce((sum: number, slot: { n_ctx: number }) => sum + slot.n_ctx, 0));
+    expect(gauge("llamaport_kv_cache_tokens")).toBe(512);
+    // Idle sequences keep their cache (tokens_cached) but running requests hold none of it.
+    expect(slots.some((slot: { tokens_cached: number }) => slot.tokens_cached > 0)).toBe(true);
+    expect(gauge("llamaport_kv_cache_used_tokens")).toBe(0);
+  });
+
   test("/models and /chat/completions answer as the OpenAI routes; /health as llama-server's", async () => {
     expect(await bodyOf(fetch(`${server.url}/models`))).toEqual(await bodyOf(fetch(`${server.url}/v1/models`)));
     // Whatever serves /v1/models serves /models, the route chosen by header (`when`) included: Anthropic's for its SDK.
