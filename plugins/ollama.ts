@@ -1,6 +1,6 @@
 /**
- * Ollama protocol: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/tags, /api/show, /api/ps, /api/version
- * and `/` over the llamaport engine; the model-management routes say to edit models.yaml.
+ * Ollama protocol: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/tags, /api/show, /api/ps, /api/pull,
+ * /api/version and `/` over the llamaport engine; the other model-management routes say to edit models.yaml.
  */
 import {
   type ChatMessage,
@@ -16,6 +16,7 @@ import {
   LlamaportError,
   type ModelInfo,
   NOW,
+  type PullProgress,
   ndjson,
   readFields,
   route,
@@ -364,14 +365,8 @@ function details(model: ModelInfo) {
   };
 }
 
-/** What the model can do, by Ollama's rules on its template and header (no "thinking": see `checkThink`; no "vision"). */
-function capabilities(model: ModelInfo): string[] {
-  const found = [model.facts?.embeddingModel ? "embedding" : "completion"];
-  const chatTemplate = model.chatTemplate ?? "";
-  if (chatTemplate.includes("tools") || chatTemplate.includes("tool_call")) found.push("tools");
-  if (model.facts?.infill) found.push("insert");
-  return found;
-}
+/** What the model can do (the engine reads it as Ollama does; never "thinking": see `checkThink`; no "vision"). */
+const capabilities = (model: ModelInfo): string[] => (model.capabilities.length > 0 ? model.capabilities : ["completion"]);
 
 /** One model as /api/tags lists it, under one of its names. */
 function tag(model: ModelInfo, name: string, digest: string | undefined) {
@@ -437,6 +432,69 @@ function modelInfo(model: ModelInfo): Record<string, unknown> {
   return info;
 }
 
+/** `/api/pull`'s body; `name` is what older clients send, `insecure` (a registry without TLS) changes nothing here. */
+const pullBody = t.Object({
+  model: t.Optional(t.String()),
+  name: t.Optional(t.String()),
+  stream: t.Optional(t.Boolean()),
+  insecure: t.Optional(t.Boolean()),
+});
+
+/** Ollama's line for a pull step; downloads are named by the file's SHA-256, or by the hash of its name when the server announced none. */
+async function pullLine(event: PullProgress): Promise<Record<string, unknown>> {
+  if (event.stage === "resolving") return { status: "pulling manifest" };
+  if (event.stage === "verifying") return { status: "verifying sha256 digest" };
+  if (event.stage === "registering") return { status: "writing manifest" };
+  const digest = event.sha256 ?? (await sha256Hex(event.file));
+  return {
+    status: `pulling ${digest.slice(0, 12)}`,
+    digest: `sha256:${digest}`,
+    total: event.progress.totalBytes,
+    completed: event.progress.downloadedBytes,
+  };
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A pull as Ollama streams it: `pulling manifest`, download progress, `verifying sha256 digest`, `writing manifest`,
+ * `success`. The first line waits for the engine's first step, so a source that cannot be pulled is an error response.
+ */
+async function* pullLines(engine: EngineFacade, source: string, name: string | undefined, signal: AbortSignal) {
+  const lines: Promise<Record<string, unknown>>[] = [];
+  let wake: (() => void) | undefined;
+  let finished = false;
+  const push = (line: Promise<Record<string, unknown>>) => {
+    lines.push(line);
+    wake?.();
+  };
+  const pull = engine.pull({ source, name, signal, onProgress: (event) => push(pullLine(event)) });
+  pull.then(
+    () => push(Promise.resolve({ status: "success" })),
+    () => {},
+  );
+  pull.finally(() => {
+    finished = true;
+    wake?.();
+  });
+  for (;;) {
+    if (lines.length > 0) {
+      yield await lines.shift()!;
+      continue;
+    }
+    if (finished) {
+      await pull; // throws the pull's error as the stream's last line
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+}
+
 /** What Ollama's model-management routes get: llamaport's models come from models.yaml, not from the API. */
 function managedByFile(action: string): never {
   throw new LlamaportError(
@@ -447,7 +505,7 @@ function managedByFile(action: string): never {
 
 export default definePlugin({
   name: "ollama",
-  version: "1.2.0",
+  version: "1.3.0",
   prefixes: ["/api"],
   fields: { ...fields, ...toolFields },
   error: (problem) => ({ error: problem.message }),
@@ -603,6 +661,25 @@ export default definePlugin({
       path: "/",
       handler: () => new Response("Ollama is running", { headers: { "content-type": "text/plain; charset=utf-8" } }),
     },
+    route({
+      method: "POST",
+      path: "/api/pull",
+      body: pullBody,
+      // A name in models.yaml (its file is fetched if missing), or a source: hf.co/<owner>/<repo>:<quant> (Ollama's own
+      // way to pull from Hugging Face; the name stays usable as it is), hf:..., an http(s) URL. No Ollama library.
+      async handler({ body, engine, signal }) {
+        const asked = body.model || body.name;
+        if (!asked) throw new LlamaportError("invalid_request", "model is required", { param: "model" });
+        const source = await modelName(engine, asked);
+        const name =
+          /^(hf\.co|huggingface\.co)\//.test(asked) && !(await engine.findModel(source)) ? asked.replace(/:latest$/, "") : undefined;
+        if (body.stream === false) {
+          await engine.pull({ source, name, signal });
+          return { status: "success" };
+        }
+        return ndjson(pullLines(engine, source, name, signal));
+      },
+    }),
     { method: "POST", path: "/api/create", handler: () => managedByFile("creating a model") },
     { method: "POST", path: "/api/copy", handler: () => managedByFile("copying a model") },
     { method: "DELETE", path: "/api/delete", handler: () => managedByFile("deleting a model") },

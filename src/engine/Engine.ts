@@ -27,7 +27,8 @@ import {
   renderCompletion,
   renderToolChat,
 } from "./renderPrompt.ts";
-import { localModelPath, resolveModelSource } from "./resolveModelSource.ts";
+import { pullModel } from "./pullModel.ts";
+import { localModelPath, resolveModelSource, type SourceOptions } from "./resolveModelSource.ts";
 import { resolveSampling } from "./sampling.ts";
 import { ThreadBudget } from "./ThreadBudget.ts";
 import { tokenBiasFor } from "./tokenBias.ts";
@@ -47,8 +48,11 @@ import type {
   Generation,
   GenerationSummary,
   LoadedModelStatus,
+  ModelCapability,
   ModelInfo,
   TokenizeOptions,
+  PullRequest,
+  PullResult,
 } from "./types.ts";
 
 /** One generation on a leased sequence: plain decoding (decode.ts) or chat with tools (decodeWithTools.ts). */
@@ -67,6 +71,12 @@ export interface EngineOptions {
   cacheDir: string;
   /** Base URL for `hf:` sources (default: the public hub). */
   hfEndpoint?: string;
+  /** Hugging Face token for gated and private models (sent to the hub only). */
+  hfToken?: string;
+  /** The models.yaml that `pull` adds models to; none: pulled models last until the process ends. */
+  modelsFile?: string;
+  /** A download that gets no further for this long is stopped (default 60 s). */
+  downloadStallTimeoutMs?: number;
   log?: (message: string) => void;
   /**
    * Called when a generation starts running, in its caller's async context (the host finds the request it belongs
@@ -87,7 +97,8 @@ export class Engine implements EngineFacade {
   private readonly observe: Pick<EngineOptions, "onGenerationStart" | "onEmbedding">;
   private readonly threads: number;
   private readonly gpu: "auto" | false;
-  private readonly sourceOptions: { cacheDir: string; hfEndpoint?: string };
+  private readonly sourceOptions: SourceOptions;
+  private readonly modelsFile?: string;
   private readonly digests: FileDigests;
   private readonly tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
   /** Shutting down: no new work; queued requests were answered. */
@@ -110,11 +121,20 @@ export class Engine implements EngineFacade {
     };
     this.threads = options.threads ?? physicalCores();
     this.gpu = options.gpu ?? "auto";
-    this.sourceOptions = { cacheDir: options.cacheDir, hfEndpoint: options.hfEndpoint };
     this.digests = new FileDigests({
       store: join(options.cacheDir, "digests.json"),
       onComputed: (path, bytes, ms) => this.log(`computed the sha256 of ${path} (${bytes} bytes) in ${ms.toFixed(0)} ms`),
     });
+    this.sourceOptions = {
+      cacheDir: options.cacheDir,
+      hfEndpoint: options.hfEndpoint,
+      hfToken: options.hfToken,
+      stallTimeoutMs: options.downloadStallTimeoutMs,
+      // A download's SHA-256 is checked with the digests /api/tags lists, so it is computed once.
+      sha256Of: (path) => this.digests.digest(path),
+      log: this.log,
+    };
+    this.modelsFile = options.modelsFile;
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,
@@ -122,7 +142,7 @@ export class Engine implements EngineFacade {
       memoryBudget: () => this.registry.current.memoryBudget,
       defaultThreads: this.threads,
       threadBudget: this.threadBudget,
-      ...this.sourceOptions,
+      source: this.sourceOptions,
       onUnload: (modelPath) => this.tokenizer.release(modelPath),
       onLoadProgress: options.onLoadProgress,
       log: this.log,
@@ -292,6 +312,16 @@ export class Engine implements EngineFacade {
     return this.models.loadedModels();
   }
 
+  pull(request: PullRequest): Promise<PullResult> {
+    if (this.closing) return Promise.reject(shuttingDown());
+    return pullModel(request, {
+      registry: this.registry,
+      source: this.sourceOptions,
+      modelsFile: this.modelsFile,
+      apply: (config) => this.updateRegistry(config),
+    });
+  }
+
   /** Shutting down: refuse new work and answer every queued request with 503; running generations go on. */
   beginShutdown(): void {
     this.closing = true;
@@ -319,6 +349,8 @@ export class Engine implements EngineFacade {
       modifiedAt: new Date(0).toISOString(),
       defaults: { ...entry.defaults },
       ...(entry.chatTemplate.kind === "jinja" && { chatTemplate: entry.chatTemplate.template }),
+      capabilities: [],
+      source: entry.source,
     };
     const path = localModelPath(entry, this.sourceOptions);
     const file = path === undefined ? undefined : await stat(path).catch(() => undefined);
@@ -333,6 +365,7 @@ export class Engine implements EngineFacade {
     const usesGgufTemplate =
       entry.chatTemplate.kind === "auto" || (entry.chatTemplate.kind === "wrapper" && entry.chatTemplate.name === "jinjaTemplate");
     if (usesGgufTemplate && info.facts?.chatTemplate) info.chatTemplate = info.facts.chatTemplate;
+    info.capabilities = capabilitiesOf(info);
     return info;
   }
 
@@ -497,6 +530,16 @@ export class Engine implements EngineFacade {
       use.release();
     }
   }
+}
+
+/** What a model on disk can do, from its header and template (Ollama's rules: a template mentioning tools takes them). */
+function capabilitiesOf(model: ModelInfo): ModelCapability[] {
+  if (!model.facts) return [];
+  const found: ModelCapability[] = [model.facts.embeddingModel ? "embedding" : "completion"];
+  const chatTemplate = model.chatTemplate ?? "";
+  if (chatTemplate.includes("tools") || chatTemplate.includes("tool_call")) found.push("tools");
+  if (model.facts.infill) found.push("insert");
+  return found;
 }
 
 /** Token ids from a request (`what` names them in the message, `param` is the field), checked against the vocabulary. */

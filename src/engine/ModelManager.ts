@@ -12,7 +12,7 @@ import { LlamaportError } from "./EngineError.ts";
 import { LoadedModel } from "./LoadedModel.ts";
 import { ModelWeights } from "./ModelWeights.ts";
 import type { NodeLlamaCppModule } from "./nodeLlamaCpp.ts";
-import { resolveModelSource } from "./resolveModelSource.ts";
+import { resolveModelSource, type SourceOptions } from "./resolveModelSource.ts";
 import type { ThreadBudget } from "./ThreadBudget.ts";
 import type { LoadedModelStatus } from "./types.ts";
 
@@ -26,8 +26,8 @@ export interface ModelManagerOptions {
   defaultThreads: number;
   /** Limits the decode threads of models without a fixed `threads` to the cores other programs leave free. */
   threadBudget?: ThreadBudget;
-  cacheDir: string;
-  hfEndpoint?: string;
+  /** Where model files are written and downloaded to, and how. */
+  source: SourceOptions;
   /** A model file's weights were unloaded (no context of it is left). */
   onUnload?(modelPath: string): void;
   /** Loading a model's weights: the fraction done (0 to 1), as often as node-llama-cpp reports it. */
@@ -208,7 +208,7 @@ export class ModelManager {
     const { nlc, llama } = await this.options.runtime();
     let path: string;
     try {
-      path = await resolveModelSource(entry, { cacheDir: this.options.cacheDir, hfEndpoint: this.options.hfEndpoint });
+      path = await resolveModelSource(entry, this.options.source);
     } catch (error) {
       const cause = (error as Error).cause;
       this.options.log(`model ${entry.name}: ${(error as Error).message}${cause instanceof Error ? ` (${cause.message})` : ""}`);

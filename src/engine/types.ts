@@ -353,6 +353,14 @@ export interface ModelInfo {
   chatTemplate?: string;
   /** From the GGUF header, when the file is on disk (not yet for a model that still has to be downloaded). */
   facts?: ModelFacts;
+  /**
+   * What the model can be asked for, from its header and chat template (empty while the file is not on disk):
+   * `completion` (text generation) or `embedding`, `tools` (its template documents tools), `insert` (fill in the
+   * middle: the vocabulary has prefix, suffix and middle tokens).
+   */
+  capabilities: ModelCapability[];
+  /** Where the model comes from, as models.yaml gives it (a path, `synthetic:<preset>`, `hf:...` or an http(s) URL). */
+  source: string;
 }
 
 /** One of a loaded model's sequences (llama-server's "slots"). */
@@ -366,6 +374,8 @@ export interface SequenceStatus {
   /** Tokens it holds now (the last request's prompt and output, reusable by a request that continues them). */
   cachedTokens: number;
 }
+
+export type ModelCapability = "completion" | "embedding" | "tools" | "insert";
 
 /** A model in memory and what it is doing now. */
 export interface LoadedModelStatus {
@@ -387,6 +397,54 @@ export interface LoadedModelStatus {
   kvCacheUsedTokens: number;
   /** RAM estimated for this context (KV cache, buffers) and, on the model's first context, its weights. */
   memoryBytes: number;
+}
+
+/** How far a download has got. */
+export interface DownloadProgress {
+  /** Bytes of the whole file (every part of a split model); 0 while unknown. */
+  totalBytes: number;
+  downloadedBytes: number;
+  /** Recent speed in bytes per second; 0 while unknown. */
+  bytesPerSecond: number;
+  /** Seconds left at that speed, when known. */
+  secondsLeft?: number;
+}
+
+/** Fetch a model into the cache and add it to the registry (models.yaml, when the server has one). */
+export interface PullRequest {
+  /**
+   * `hf:<owner>/<repo>:<quant>` (the file picked as node-llama-cpp picks it; no quant: Q4_K_M), Ollama's
+   * `hf.co/<owner>/<repo>:<quant>`, `hf:<owner>/<repo>/<file>.gguf`, an http(s) URL of a GGUF, or the name of a model
+   * already in the registry (its file is downloaded if it is not yet).
+   */
+  source: string;
+  /** The registry name for a new model; default: the file's name without `.gguf`. */
+  name?: string;
+  onProgress?(event: PullProgress): void;
+  /** Stops waiting; the download itself stops (resumable) once nobody else waits for it. */
+  signal?: AbortSignal;
+}
+
+/** One step of a pull. */
+export type PullProgress =
+  | { stage: "resolving"; source: string }
+  /** Bytes arriving; `sha256` when the server announced the file's hash (then it is checked at the end). */
+  | { stage: "downloading"; file: string; sha256?: string; progress: DownloadProgress }
+  | { stage: "verifying"; file: string; sha256?: string }
+  | { stage: "registering"; model: string };
+
+export interface PullResult {
+  /** The registry name that serves the model. */
+  model: string;
+  /** Its source as models.yaml has it (a repository resolved to `hf:<owner>/<repo>/<file>.gguf`). */
+  source: string;
+  sizeBytes: number;
+  /** The file's SHA-256, when the server announced it (and the download was checked against it). */
+  sha256?: string;
+  /** False when the registry had the model already. */
+  added: boolean;
+  /** The models.yaml the model was added to; absent when the server has none (then it lasts until a restart). */
+  savedTo?: string;
 }
 
 export interface EmbedRequest {
@@ -474,4 +532,10 @@ export interface EngineFacade {
   unload(model: string): Promise<void>;
   /** Models loaded right now, with their sequences' activity. */
   loadedModels(): LoadedModelStatus[];
+  /**
+   * Download a model and add it to the registry: resolves once it is on disk, verified (a GGUF whose tensors are all
+   * there, with the SHA-256 the server announced) and servable under `PullResult.model`. Unknown sources are a
+   * `not_found` problem.
+   */
+  pull(request: PullRequest): Promise<PullResult>;
 }

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { defaultModels } from "../config/defaultModels.ts";
 import { ConfigError, loadModelsFile, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { watchModelsFile } from "../config/watchModelsFile.ts";
-import { cleanStaleDownloads } from "../engine/downloadModel.ts";
+import { cleanStaleDownloads } from "../engine/download/staleDownloads.ts";
 import { describeGeneration, Engine } from "../engine/Engine.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
 import { builtinPlugins } from "../plugins/builtinPlugins.ts";

@@ -37,6 +37,8 @@ const validBodies: Record<string, Record<string, unknown>> = {
   "/v1/messages/count_tokens": { model: "demo", messages: user },
   "/api/embeddings": { model: "demo", prompt: "hi", keep_alive: "1m" },
   "/v1/responses": { model: "demo", input: [{ role: "user", content: "hi" }], max_output_tokens: 2, instructions: "be brief" },
+  // A model the registry has: its file is there, so the pull answers at once.
+  "/api/pull": { model: "demo", stream: false },
   // Model management: files are managed in models.yaml, so these always answer 501 whatever the body.
   "/api/create": { model: "x", from: "demo" },
   "/api/copy": { source: "demo", destination: "x" },

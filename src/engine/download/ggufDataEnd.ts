@@ -1,5 +1,5 @@
 /** Where a GGUF file's tensor data ends according to its header: a file shorter than that was cut. */
-import { getLlamaRuntime, importNodeLlamaCpp } from "./nodeLlamaCpp.ts";
+import { getLlamaRuntime, importNodeLlamaCpp } from "../nodeLlamaCpp.ts";
 
 /** Bytes per block and elements per block of a ggml type, from llama.cpp itself (node-llama-cpp's internal binding). */
 interface GgmlTypeSizes {
@@ -10,7 +10,7 @@ interface GgmlTypeSizes {
 /** The smallest size the complete file has: the end of the tensor that ends last. Throws if the header is unreadable. */
 export async function ggufDataEnd(path: string): Promise<number> {
   const [{ readGgufFileInfo }, llama] = await Promise.all([importNodeLlamaCpp(), getLlamaRuntime()]);
-  const info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
+  const info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false, spliceSplitFiles: false });
   // node-llama-cpp computes tensor sizes the same way (GgufInsights); the sizes are not part of its public API.
   const sizes = (llama as unknown as { _bindings: GgmlTypeSizes })._bindings;
   let end = 0;

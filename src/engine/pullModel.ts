@@ -1,0 +1,112 @@
+/**
+ * `pull`: a source (or a registry name) to a verified GGUF in the cache and an entry in the registry; models.yaml gets
+ * the entry when there is one, so the model stays after a restart.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { basename } from "node:path";
+import { addModelToFile, addModelToYaml } from "../config/addModelEntry.ts";
+import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
+import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../config/modelsSchema.ts";
+import { type DownloadStart, downloadModel } from "./download/downloadModel.ts";
+import { isPullSource, modelNameFor, type PullSource, resolvePullSource } from "./download/sources.ts";
+import { clip, LlamaportError } from "./EngineError.ts";
+import type { ModelRegistry } from "./ModelRegistry.ts";
+import { resolveModelSource, type SourceOptions } from "./resolveModelSource.ts";
+import type { DownloadProgress, PullRequest, PullResult } from "./types.ts";
+
+export interface PullContext {
+  registry: ModelRegistry;
+  source: SourceOptions;
+  /** The models.yaml new models are added to; none: they are added to the registry in memory. */
+  modelsFile?: string;
+  /** Puts a new registry in force (the engine's `updateRegistry`). */
+  apply(config: ModelRegistryConfig): void;
+}
+
+/** Registry edits one at a time: two pulls finishing together must not write models.yaml over each other. */
+let editing: Promise<unknown> = Promise.resolve();
+
+export async function pullModel(request: PullRequest, context: PullContext): Promise<PullResult> {
+  const { registry } = context;
+  const report = request.onProgress ?? (() => {});
+  const known = registry.find(request.source);
+  if (known) return fetchKnown(known, request, context);
+  if (request.name !== undefined && !new RegExp(MODEL_NAME_PATTERN).test(request.name))
+    throw new LlamaportError("invalid_request", `name must be ${MODEL_NAME_RULE}, got "${clip(request.name)}"`, { param: "name" });
+  // Before any step is reported, so a caller can answer this one as an error rather than a failed pull.
+  if (!isPullSource(request.source))
+    throw new LlamaportError(
+      "not_found",
+      `"${clip(request.source)}" is no model in the registry and no source llamaport can download: pull hf:<owner>/<repo>:<quant> ` +
+        "(or Ollama's hf.co/<owner>/<repo>:<quant>), hf:<owner>/<repo>/<file>.gguf or an http(s) URL of a GGUF file",
+      { param: "model" },
+    );
+  report({ stage: "resolving", source: request.source });
+  const resolved = (await resolvePullSource(request.source, { ...context.source, signal: request.signal }))!;
+  const same = registry.entries.find((entry) => entry.source === resolved.source);
+  const name = request.name ?? same?.name ?? modelNameFor(resolved.fileName);
+  const taken = registry.find(name);
+  if (taken && taken.source !== resolved.source)
+    throw new LlamaportError(
+      "invalid_request",
+      `the name "${name}" is taken by another model (source ${taken.source}); choose another name for ${resolved.source}`,
+      { param: "name" },
+    );
+  const file = await download(resolved, request, context);
+  if (taken) return { ...file, model: taken.name, added: false, savedTo: context.modelsFile };
+  report({ stage: "registering", model: name });
+  const savedTo = await register(name, resolved, request.source, context);
+  return { ...file, model: name, added: true, savedTo };
+}
+
+/** A model the registry has: its file is downloaded (or written) if it is not on disk yet. */
+async function fetchKnown(entry: ModelEntry, request: PullRequest, context: PullContext): Promise<PullResult> {
+  const { callbacks, sha256 } = downloadReports(basename(entry.source), request);
+  const path = await resolveModelSource(entry, { ...context.source, signal: request.signal, ...callbacks });
+  const sizeBytes = (await stat(path)).size;
+  return { model: entry.name, source: entry.source, sizeBytes, sha256: sha256(), added: false, savedTo: context.modelsFile };
+}
+
+async function download(resolved: PullSource, request: PullRequest, context: PullContext) {
+  const { callbacks, sha256 } = downloadReports(resolved.fileName, request);
+  const path = await downloadModel(resolved.source, { ...context.source, signal: request.signal, ...callbacks });
+  return { source: resolved.source, sizeBytes: (await stat(path)).size, sha256: sha256() };
+}
+
+/** Download callbacks that report pull stages, and the SHA-256 the server announced. */
+function downloadReports(file: string, request: PullRequest) {
+  const report = request.onProgress ?? (() => {});
+  let announced: string | undefined;
+  return {
+    callbacks: {
+      onStart: (start: DownloadStart) => {
+        announced = start.sha256;
+      },
+      onProgress: (progress: DownloadProgress) => report({ stage: "downloading", file, sha256: announced, progress }),
+      onVerify: () => report({ stage: "verifying", file, sha256: announced }),
+    },
+    sha256: () => announced,
+  };
+}
+
+/** Adds the model to models.yaml (re-read now: it may have been edited) or, without one, to the registry in memory. */
+function register(name: string, resolved: PullSource, asked: string, context: PullContext): Promise<string | undefined> {
+  const comment = `pulled from ${asked} on ${new Date().toISOString().slice(0, 10)}`;
+  const task = editing.then(async () => {
+    const file = context.modelsFile;
+    if (file) {
+      const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return "";
+        throw error;
+      });
+      context.apply(await addModelToFile(file, text, { name, source: resolved.source, comment }));
+      return file;
+    }
+    const current = context.registry.current;
+    const { config } = addModelToYaml("", { name, source: resolved.source }, current.file);
+    context.apply({ ...current, models: [...current.models, ...config.models] });
+    return undefined;
+  });
+  editing = task.catch(() => {});
+  return task;
+}
