@@ -1,5 +1,6 @@
 /** Entry of the compiled binary (called by the entry scripts/build.ts generates): points the engine at the embedded runtime, then runs the CLI. */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { setBinaryFolder } from "./cli/home.ts";
 import { setNodeLlamaCppLocation } from "./engine/nodeLlamaCpp.ts";
 import { defaultCacheDir } from "./config/environment.ts";
 import { runtimeEntry, unpackRuntime } from "./runtime/unpackRuntime.ts";
@@ -24,6 +25,7 @@ export async function runBinary(runtime: EmbeddedRuntime): Promise<void> {
     await import(script);
     return;
   }
+  setBinaryFolder(dirname(process.execPath));
   // Lazy: the first start unpacks ~50 MB, which must not delay listening (nor run at all for --help / --version).
   setNodeLlamaCppLocation(async () => {
     const { logToProcess } = await import("./server/LogWriter.ts");

@@ -1,18 +1,17 @@
 #!/usr/bin/env bun
 /** The llamaport command line: the only place that reads argv and calls process.exit. */
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { init } from "./cli/commands/init.ts";
+import { list } from "./cli/commands/list.ts";
+import { ps } from "./cli/commands/ps.ts";
+import { pull } from "./cli/commands/pull.ts";
+import { run } from "./cli/commands/run.ts";
+import { serve } from "./cli/commands/serve.ts";
+import { show } from "./cli/commands/show.ts";
+import { endpointsHelp } from "./cli/endpoints.ts";
+import { commandUsage, parseArgs, usage, UsageError, type Command } from "./cli/parseArgs.ts";
 import { ConfigError } from "./config/loadModelsFile.ts";
-import { parseArgs, usage, UsageError, type Command } from "./cli/parseArgs.ts";
-import { LogWriter, setProcessLog } from "./server/LogWriter.ts";
-import { startLlamaport, version } from "./server/startLlamaport.ts";
-
-/** ./models.yaml, else one beside the executable (the compiled binary's folder), else none (built-in registry). */
-function findModelsFile(): string | undefined {
-  for (const candidate of [join(process.cwd(), "models.yaml"), join(dirname(process.execPath), "models.yaml")])
-    if (existsSync(candidate)) return candidate;
-  return undefined;
-}
+import { LlamaportError } from "./engine/EngineError.ts";
+import { version } from "./server/startLlamaport.ts";
 
 async function main(): Promise<number> {
   let command: Command;
@@ -20,58 +19,44 @@ async function main(): Promise<number> {
     command = parseArgs(process.argv.slice(2), process.env);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`llamaport: ${error.message}\n\n${usage}`);
+    process.stderr.write(`llamaport: ${error.message}\n\n${error.command ? commandUsage[error.command] : usage}`);
     return 2;
   }
-  if (command.kind === "help") {
-    process.stdout.write(usage);
-    return 0;
-  }
-  if (command.kind === "version") {
-    process.stdout.write(`llamaport ${version}\n`);
-    return 0;
-  }
-  const { settings } = command;
-  const writer = new LogWriter({ format: settings.logFormat });
-  const log = writer.log;
-  setProcessLog(log);
-  let running: Awaited<ReturnType<typeof startLlamaport>>;
   try {
-    running = await startLlamaport({
-      ...settings,
-      models: settings.models ?? findModelsFile(),
-      log,
-      statusLine: writer.terminal ? writer.status : undefined,
-    });
+    return await execute(command);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`llamaport: ${error.message}\n`);
-      return 1;
-    }
-    if ((error as { code?: string }).code === "EADDRINUSE") {
-      process.stderr.write(
-        `llamaport: cannot listen on ${settings.host}:${settings.port}: address already in use (is another llamaport running? pick another --port)\n`,
-      );
+    // What a user can fix (a bad models.yaml, a model that is not there, a download that failed) is one line.
+    if (error instanceof ConfigError || error instanceof LlamaportError || (error as Error).name === "ServerError") {
+      process.stderr.write(`llamaport: ${(error as Error).message}\n`);
       return 1;
     }
     throw error;
   }
-  let stopping = false;
-  const shutdown = async (signal: "SIGINT" | "SIGTERM") => {
-    if (stopping) {
-      // A second signal: the user does not want to wait.
-      log("info", `${signal} again: exiting now`);
-      process.exit(signal === "SIGINT" ? 130 : 143);
-    }
-    stopping = true;
-    log("info", `${signal}: shutting down (running requests get up to ${settings.shutdownTimeoutMs / 1000} s; send it again to exit now)`);
-    await running.stop({ graceMs: settings.shutdownTimeoutMs });
-    log("info", "stopped");
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void shutdown("SIGINT"));
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  return -1; // keep running
+}
+
+async function execute(command: Command): Promise<number> {
+  switch (command.kind) {
+    case "help":
+      process.stdout.write(command.command ? commandUsage[command.command] : `${usage}\n${endpointsHelp()}`);
+      return 0;
+    case "version":
+      process.stdout.write(`llamaport ${version}\n`);
+      return 0;
+    case "serve":
+      return serve(command.settings);
+    case "pull":
+      return pull(command.source, command.name, command.settings);
+    case "run":
+      return run(command.model, command.prompt, command.settings, { verbose: command.verbose });
+    case "list":
+      return list(command.settings);
+    case "ps":
+      return ps(command.settings);
+    case "show":
+      return show(command.model, command.settings);
+    case "init":
+      return init(command.dir, command.force);
+  }
 }
 
 main().then(

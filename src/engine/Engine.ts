@@ -75,6 +75,8 @@ export interface EngineOptions {
   hfToken?: string;
   /** The models.yaml that `pull` adds models to; none: pulled models last until the process ends. */
   modelsFile?: string;
+  /** The text `pull` starts a models.yaml from when `modelsFile` does not exist yet (default: empty). */
+  newModelsFileText?: string;
   /** A download that gets no further for this long is stopped (default 60 s). */
   downloadStallTimeoutMs?: number;
   log?: (message: string) => void;
@@ -98,7 +100,7 @@ export class Engine implements EngineFacade {
   private readonly threads: number;
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: SourceOptions;
-  private readonly modelsFile?: string;
+  private readonly modelsFile?: { path: string; newText?: string };
   private readonly digests: FileDigests;
   private readonly tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
   /** Shutting down: no new work; queued requests were answered. */
@@ -134,7 +136,7 @@ export class Engine implements EngineFacade {
       sha256Of: (path) => this.digests.digest(path),
       log: this.log,
     };
-    this.modelsFile = options.modelsFile;
+    this.modelsFile = options.modelsFile ? { path: options.modelsFile, newText: options.newModelsFileText } : undefined;
     this.models = new ModelManager({
       runtime: () => this.runtime(),
       maxLoadedModels: () => this.registry.current.maxLoadedModels,

@@ -17,8 +17,8 @@ import type { DownloadProgress, PullRequest, PullResult } from "./types.ts";
 export interface PullContext {
   registry: ModelRegistry;
   source: SourceOptions;
-  /** The models.yaml new models are added to; none: they are added to the registry in memory. */
-  modelsFile?: string;
+  /** The models.yaml new models are added to, and the text it starts from if it does not exist yet; none: they are added to the registry in memory. */
+  modelsFile?: { path: string; newText?: string };
   /** Puts a new registry in force (the engine's `updateRegistry`). */
   apply(config: ModelRegistryConfig): void;
 }
@@ -53,7 +53,7 @@ export async function pullModel(request: PullRequest, context: PullContext): Pro
       { param: "name" },
     );
   const file = await download(resolved, request, context);
-  if (taken) return { ...file, model: taken.name, added: false, savedTo: context.modelsFile };
+  if (taken) return { ...file, model: taken.name, added: false, savedTo: context.modelsFile?.path };
   report({ stage: "registering", model: name });
   const savedTo = await register(name, resolved, request.source, context);
   return { ...file, model: name, added: true, savedTo };
@@ -64,7 +64,7 @@ async function fetchKnown(entry: ModelEntry, request: PullRequest, context: Pull
   const { callbacks, sha256 } = downloadReports(basename(entry.source), request);
   const path = await resolveModelSource(entry, { ...context.source, signal: request.signal, ...callbacks });
   const sizeBytes = (await stat(path)).size;
-  return { model: entry.name, source: entry.source, sizeBytes, sha256: sha256(), added: false, savedTo: context.modelsFile };
+  return { model: entry.name, source: entry.source, sizeBytes, sha256: sha256(), added: false, savedTo: context.modelsFile?.path };
 }
 
 async function download(resolved: PullSource, request: PullRequest, context: PullContext) {
@@ -93,14 +93,14 @@ function downloadReports(file: string, request: PullRequest) {
 function register(name: string, resolved: PullSource, asked: string, context: PullContext): Promise<string | undefined> {
   const comment = `pulled from ${asked} on ${new Date().toISOString().slice(0, 10)}`;
   const task = editing.then(async () => {
-    const file = context.modelsFile;
-    if (file) {
-      const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return "";
+    if (context.modelsFile) {
+      const { path, newText = "" } = context.modelsFile;
+      const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return newText;
         throw error;
       });
-      context.apply(await addModelToFile(file, text, { name, source: resolved.source, comment }));
-      return file;
+      context.apply(await addModelToFile(path, text, { name, source: resolved.source, comment }));
+      return path;
     }
     const current = context.registry.current;
     const { config } = addModelToYaml("", { name, source: resolved.source }, current.file);

@@ -1,6 +1,6 @@
 /** Loads protocol plugins (built-in and from the plugins folder), hot-reloads them on change, and keeps a failed one from hurting the rest. */
 import { existsSync, readdirSync, watch, type FSWatcher } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve, sep } from "node:path";
 import type { EngineFacade } from "../engine/types.ts";
 import type { PluginDefinition, PluginLogger, ServerInfo } from "../pluginApi/definePlugin.ts";
@@ -49,6 +49,8 @@ export interface PluginHostOptions {
   /** The plugins folder; files there replace built-ins of the same name. Missing folder = built-ins only. */
   dir?: string;
   builtins: Record<string, PluginDefinition>;
+  /** The built-ins' source texts: a file in the folder with the same text is the built-in, not a replacement. */
+  builtinSources?: Record<string, string>;
   engine: EngineFacade;
   server: ServerInfo;
   log: Log;
@@ -200,6 +202,15 @@ export class PluginHost {
 
   private async loadFile(file: string): Promise<void> {
     const id = pluginId(file);
+    if (await this.isBuiltinCopy(id, file)) {
+      // The bundled file itself (a source checkout's plugins/, or a copy of it): the built-in serves it already.
+      const active = this.active.get(id);
+      if (active && active.source !== "builtin") {
+        this.options.log("info", `plugin ${id}: ${file} is the built-in's code again; serving the built-in`);
+        await this.activate(id, "builtin", this.options.builtins[id]!);
+      }
+      return;
+    }
     // Before running foreign code: if it hangs the process, this is the last line in the log.
     this.options.log("info", `loading plugin ${id} from ${file}`);
     let module: unknown;
@@ -217,6 +228,12 @@ export class PluginHost {
       return this.fail(id, file, error);
     }
     await this.activate(id, file, checked.plugin, checked.routes);
+  }
+
+  private async isBuiltinCopy(id: string, file: string): Promise<boolean> {
+    const text = this.options.builtinSources?.[id];
+    if (text === undefined || !this.options.builtins[id]) return false;
+    return (await readFile(file, "utf8").catch(() => undefined)) === text;
   }
 
   private async activate(id: string, source: string, plugin: PluginDefinition, compiled?: CompiledRoute[]): Promise<void> {

@@ -21,6 +21,8 @@ export interface ServerOptions {
   /** The plugins folder (none: built-ins only). */
   pluginsDir?: string;
   builtins: Record<string, PluginDefinition>;
+  /** The built-ins' source texts (a file in the plugins folder with the same text is not loaded again). */
+  builtinSources?: Record<string, string>;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
   access: AccessPolicy;
@@ -74,6 +76,7 @@ export class LlamaportServer {
     this.plugins = new PluginHost({
       dir: options.pluginsDir,
       builtins: options.builtins,
+      builtinSources: options.builtinSources,
       engine,
       server: this.state.server,
       log,

@@ -8,7 +8,7 @@ import { watchModelsFile } from "../config/watchModelsFile.ts";
 import { cleanStaleDownloads } from "../engine/download/staleDownloads.ts";
 import { describeGeneration, Engine } from "../engine/Engine.ts";
 import type { PluginDefinition } from "../pluginApi/definePlugin.ts";
-import { builtinPlugins } from "../plugins/builtinPlugins.ts";
+import { builtinPlugins, builtinSources } from "../plugins/builtinPlugins.ts";
 import type { Log, PluginHost } from "../plugins/PluginHost.ts";
 import { AccessPolicy, isLoopback } from "./accessPolicy.ts";
 import { LlamaportServer } from "./LlamaportServer.ts";
@@ -25,6 +25,13 @@ export interface StartOptions {
   port?: number;
   /** models.yaml path; when absent, the built-in registry (offline demo model) is used. */
   models?: string;
+  /**
+   * Without `models`: where a models.yaml may appear later. The built-in registry serves until it does, then the
+   * file's; `plugins/` beside it is watched from the start, and `pull` writes the file there.
+   */
+  awaitModelsFile?: string;
+  /** The text a models.yaml written by `pull` starts from (`llamaport init`'s), when there is none yet. */
+  newModelsFileText?: string;
   /** Plugins folder; default `plugins/` beside models.yaml. */
   plugins?: string;
   threads?: number;
@@ -33,6 +40,10 @@ export interface StartOptions {
   cacheDir: string;
   /** Base URL for `hf:` model sources (default: the public hub). */
   hfEndpoint?: string;
+  /** Hugging Face token for gated and private models (sent to the hub only). */
+  hfToken?: string;
+  /** A download that gets no further for this long is stopped (default 60 s). */
+  downloadStallTimeoutMs?: number;
   /** Largest request body accepted, in bytes (default 10 MiB). */
   maxBodyBytes?: number;
   /** API keys clients must send; `api_keys` in models.yaml and the key file add more. None: no key needed. */
@@ -79,8 +90,10 @@ export const defaultMaxBodyBytes = 10 * 1024 ** 2;
 export async function startLlamaport(options: StartOptions): Promise<RunningLlamaport> {
   const log = options.log ?? stderrLog;
   const modelsFile = options.models && resolve(options.models);
+  const awaited = !modelsFile && options.awaitModelsFile ? resolve(options.awaitModelsFile) : undefined;
   const config: ModelRegistryConfig = modelsFile ? await loadModelsFile(modelsFile) : defaultModels();
-  const pluginsDir = options.plugins ?? (modelsFile ? join(dirname(modelsFile), "plugins") : undefined);
+  const home = modelsFile ?? awaited;
+  const pluginsDir = options.plugins ?? (home ? join(dirname(home), "plugins") : undefined);
   const host = options.host ?? "127.0.0.1";
   const fixedKeys = [...(options.apiKeys ?? []), ...(options.apiKeyFile ? await readKeyFile(options.apiKeyFile) : [])];
   await cleanStaleDownloads(options.cacheDir, (m) => log("info", m));
@@ -90,6 +103,10 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     threads: options.threads,
     cacheDir: options.cacheDir,
     hfEndpoint: options.hfEndpoint,
+    hfToken: options.hfToken,
+    modelsFile: home,
+    newModelsFileText: options.newModelsFileText,
+    downloadStallTimeoutMs: options.downloadStallTimeoutMs,
     log: (m) => log("info", m),
     // A generation's numbers go to its request's single log line, which waits for it (a stopped stream's generation
     // ends after its body); one started outside a request gets a line of its own.
@@ -123,6 +140,7 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     engine,
     pluginsDir,
     builtins: options.builtins ?? builtinPlugins,
+    builtinSources: options.builtins ? undefined : builtinSources,
     host,
     port: options.port ?? 9112,
     version,
@@ -136,6 +154,8 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
   const { plugins } = server;
   await server.start();
   log("info", `models from ${modelsFile ?? "the built-in registry"}: ${config.models.map((m) => m.name).join(", ") || "(none)"}`);
+  if (awaited)
+    log("info", `no models.yaml found: serving the built-in registry until ${awaited} is created (\`llamaport init\` writes one)`);
   const warnIfOpen = () => {
     if (!isLoopback(host) && keys.length === 0)
       log(
@@ -146,16 +166,22 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
   };
   warnIfOpen();
 
+  // Watched through its folder, so a file created after start (by an editor, `llamaport init` or `pull`) is picked up.
+  let fromFile = Boolean(modelsFile);
+  const watched = modelsFile ?? awaited;
   const watcher =
-    options.watch !== false && modelsFile && existsSync(modelsFile)
-      ? watchModelsFile(modelsFile, {
+    options.watch !== false && watched && existsSync(dirname(watched))
+      ? watchModelsFile(watched, {
           onChange: (next) => {
             engine.updateRegistry(next);
             keys = [...fixedKeys, ...next.apiKeys];
             warnIfOpen();
-            log("info", `models.yaml reloaded: ${next.models.map((m) => m.name).join(", ") || "(none)"}`);
+            const names = next.models.map((m) => m.name).join(", ") || "(none)";
+            log("info", fromFile ? `models.yaml reloaded: ${names}` : `${watched} was created: serving its models: ${names}`);
+            fromFile = true;
           },
-          onError: (error) => log("error", `${error.message}; the previous models.yaml keeps serving`),
+          onError: (error) =>
+            log("error", `${error.message}; ${fromFile ? "the previous models.yaml" : "the built-in registry"} keeps serving`),
         })
       : undefined;
 
