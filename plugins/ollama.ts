@@ -472,14 +472,15 @@ async function* pullLines(engine: EngineFacade, source: string, name: string | u
     wake?.();
   };
   const pull = engine.pull({ source, name, signal, onProgress: (event) => push(pullLine(event)) });
-  pull.then(
-    () => push(Promise.resolve({ status: "success" })),
-    () => {},
-  );
-  pull.finally(() => {
+  const finish = () => {
     finished = true;
     wake?.();
-  });
+  };
+  // Its error is thrown below, as the stream's last line.
+  pull.then(() => {
+    push(Promise.resolve({ status: "success" }));
+    finish();
+  }, finish);
   for (;;) {
     if (lines.length > 0) {
       yield await lines.shift()!;

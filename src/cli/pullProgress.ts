@@ -34,6 +34,7 @@ function lineProgress(out: NodeJS.WriteStream): ProgressDisplay {
 function terminalProgress(out: NodeJS.WriteStream): ProgressDisplay {
   let lastDraw = 0;
   let drawn = false;
+  let drewComplete = false;
   const draw = (text: string) => {
     const width = Math.max(20, (out.columns || 80) - 1);
     out.write(`\r${text.length > width ? text.slice(0, width) : text}\x1b[K`);
@@ -50,7 +51,9 @@ function terminalProgress(out: NodeJS.WriteStream): ProgressDisplay {
       const now = performance.now();
       const { progress } = event;
       const complete = progress.totalBytes > 0 && progress.downloadedBytes >= progress.totalBytes;
-      if (now - lastDraw < 100 && !complete) return;
+      // At most ten times a second; the last state once.
+      if (complete ? drewComplete : now - lastDraw < 100) return;
+      drewComplete = complete;
       lastDraw = now;
       draw(`${event.file} ${progressLine(progress, out.columns || 80)}`);
     },

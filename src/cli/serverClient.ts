@@ -49,6 +49,8 @@ export class ServerClient {
 }
 
 export class ServerError extends Error {
+  override name = "ServerError";
+
   constructor(
     readonly status: number,
     message: string,

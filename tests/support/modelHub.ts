@@ -24,6 +24,8 @@ export interface HubFile {
   noLength?: boolean;
   /** Announce another SHA-256 than the bytes have. */
   wrongSha256?: boolean;
+  /** Send bodies at about this speed (a slow link), in 64 KiB pieces. */
+  bytesPerSecond?: number;
 }
 
 export interface HubFault {
@@ -58,6 +60,20 @@ export function paddedGguf(gguf: Uint8Array, bytes: number): Uint8Array {
   padded.set(gguf);
   for (let i = gguf.byteLength; i < padded.byteLength; i++) padded[i] = (i * 31 + (i >> 11)) & 0xff;
   return padded;
+}
+
+/** Writes `body` in 64 KiB pieces at about `bytesPerSecond`. */
+function sendSlowly(res: ServerResponse, body: Uint8Array, bytesPerSecond: number): void {
+  const piece = 64 * 1024;
+  let at = 0;
+  const next = () => {
+    if (res.destroyed) return;
+    if (at >= body.byteLength) return void res.end();
+    res.write(body.subarray(at, at + piece));
+    at += piece;
+    setTimeout(next, (1000 * piece) / bytesPerSecond);
+  };
+  next();
 }
 
 export async function startModelHub(): Promise<ModelHub> {
@@ -96,6 +112,7 @@ export async function startModelHub(): Promise<ModelHub> {
     if (!file.noLength && fault.shortAfter === undefined) headers["content-length"] = String(body.byteLength);
     res.writeHead(ranged ? 206 : 200, headers);
     const first = fault.cutAfter ?? fault.shortAfter ?? fault.stallAfter;
+    if (first === undefined && file.bytesPerSecond) return void sendSlowly(res, body, file.bytesPerSecond);
     if (first === undefined) return void res.end(body);
     res.write(body.subarray(0, first), () => {
       if (fault.cutAfter !== undefined) res.socket?.destroy();

@@ -196,7 +196,11 @@ class ServerChat implements ChatBackend {
 
   async prepare(model: string): Promise<string | undefined> {
     if (await this.knows(model)) return model;
-    if (!isPullSource(model)) await this.server.json("/api/show", { model }); // throws the server's "not found"
+    if (!isPullSource(model)) {
+      const { models } = await this.server.json<{ models: { name: string }[] }>("/api/tags");
+      const names = models.map((m) => m.name.replace(/:latest$/, ""));
+      throw new ServerError(404, `model "${model}" not found on the server at ${this.server.url}; it has: ${names.join(", ") || "(none)"}`);
+    }
     // Pulled here, into the models.yaml this CLI finds; the server serves it once it has read that file again.
     await using local = await openLocalEngine(this.settings);
     const pulled = await pullWithProgress(local.engine, model);

@@ -173,6 +173,7 @@ interface FetchedFile {
 async function runDownloader(url: string, staging: string, fileName: string, hfEndpoint: string, options: FetchOptions) {
   const { createModelDownloader } = await importNodeLlamaCpp();
   const report = throttled((progress) => options.emit({ type: "progress", progress }));
+  const speed = new SpeedMeter();
   let downloader: Awaited<ReturnType<typeof createModelDownloader>>;
   try {
     downloader = await createModelDownloader({
@@ -185,14 +186,7 @@ async function runDownloader(url: string, staging: string, fileName: string, hfE
       // (its type says string, its code takes null for "none").
       tokens: { huggingFace: (options.hfToken ?? null) as string },
       endpoints: { huggingFace: `${hfEndpoint.replace(/\/$/, "")}/` },
-      onProgress: (status) =>
-        report({
-          totalBytes: status.totalSize,
-          downloadedBytes: status.downloadedSize,
-          bytesPerSecond: status.averageSpeed,
-          secondsLeft:
-            status.estimatedTimeLeft > 0 && status.estimatedTimeLeft < 30 * 24 * 3600_000 ? status.estimatedTimeLeft / 1000 : undefined,
-        }),
+      onProgress: (status) => report(speed.progress(status.totalSize, status.downloadedSize)),
     });
   } catch (error) {
     throw downloadError(url, error, options.signal);
@@ -259,6 +253,29 @@ function downloadError(url: string, error: unknown, signal: AbortSignal): Llamap
 }
 
 const isDiskFull = (error: unknown) => ["ENOSPC", "EDQUOT"].includes((error as NodeJS.ErrnoException)?.code ?? "");
+
+/**
+ * Speed over the last few seconds, and the time left at that speed. (ipull's own average divides the bytes of the last
+ * ten seconds by ten even when the download is younger, so its first seconds show a fraction of the real speed.)
+ */
+class SpeedMeter {
+  private readonly samples: { at: number; bytes: number }[] = [];
+
+  progress(totalBytes: number, downloadedBytes: number): DownloadProgress {
+    const now = performance.now();
+    this.samples.push({ at: now, bytes: downloadedBytes });
+    while (this.samples.length > 2 && now - this.samples[1]!.at > 5_000) this.samples.shift();
+    const first = this.samples[0]!;
+    const seconds = (now - first.at) / 1000;
+    const bytesPerSecond = seconds >= 0.2 ? Math.max(0, (downloadedBytes - first.bytes) / seconds) : 0;
+    return {
+      totalBytes,
+      downloadedBytes,
+      bytesPerSecond,
+      secondsLeft: bytesPerSecond > 0 && totalBytes > 0 ? Math.max(0, totalBytes - downloadedBytes) / bytesPerSecond : undefined,
+    };
+  }
+}
 
 /** Calls `report` at most every 100 ms, the latest value held back meanwhile (sent by a timer, or by `flush()`). */
 function throttled(report: (progress: DownloadProgress) => void) {
