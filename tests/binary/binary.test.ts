@@ -1,11 +1,13 @@
-/** `npm run build`'s binary, copied alone into an empty folder: CLI, both seed endpoints, a dropped-in plugin, SIGTERM; and the runtime unpacker's races. */
+/** `npm run build`'s binary, copied alone into an empty folder: CLI, both seed endpoints, a dropped-in plugin, init and pull, no models.yaml, SIGTERM; and the runtime unpacker's races. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { completionMarker, hostTag, runtimeEntry, unpackRuntime } from "../../src/runtime/unpackRuntime.ts";
+import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { LogReader } from "../support/LogReader.ts";
-import { tempDir } from "../support/testServer.ts";
+import { startModelHub } from "../support/modelHub.ts";
+import { tempDir, testCacheDir } from "../support/testServer.ts";
 
 const root = resolve(import.meta.dir, "../..");
 const builtBinary = join(root, "dist", "llamaport-linux-x64");
@@ -26,10 +28,15 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
   let binary: string;
   const children: Subprocess[] = [];
 
-  const spawn = (args: string[]) => {
+  const spawn = (args: string[], options: { cwd?: string; env?: Record<string, string>; binary?: string } = {}) => {
     // A clean environment: no settings from the developer's shell, and a cache of its own so the runtime unpacks fresh.
-    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: cache.path, LLAMAPORT_CACHE: cache.path };
-    const child = Bun.spawn([binary, ...args], { cwd: elsewhere.path, env, stdout: "pipe", stderr: "pipe" });
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: cache.path, LLAMAPORT_CACHE: cache.path, ...options.env };
+    const child = Bun.spawn([options.binary ?? binary, ...args], {
+      cwd: options.cwd ?? elsewhere.path,
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     children.push(child);
     return child;
   };
@@ -157,6 +164,53 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     console.log(
       `fresh cache: start -> listening ${listeningMs.toFixed(0)} ms, -> first streamed answer complete ${firstAnswerMs.toFixed(0)} ms`,
     );
+  }, 60_000);
+
+  test("init writes the files it carries; pull fetches from a hub into the models.yaml init wrote", async () => {
+    const hub = await startModelHub();
+    try {
+      const gguf = await Bun.file(await ensureSyntheticModel("demo", testCacheDir)).bytes();
+      hub.addRepoFile("acme/tiny-GGUF", "tiny-Q4_K_M.gguf", { bytes: gguf });
+      const init = spawn(["init", "project"]);
+      expect(await init.exited).toBe(0);
+      const project = join(elsewhere.path, "project");
+      for (const file of ["models.yaml", "models.schema.json", "plugins/llamaport.d.ts"])
+        expect(readFileSync(join(project, file), "utf8")).toBe(readFileSync(join(root, file), "utf8"));
+      expect(existsSync(join(project, "plugins", "lines.ts"))).toBe(true);
+      const pull = spawn(["pull", "hf:acme/tiny-GGUF"], { cwd: project, env: { LLAMAPORT_HF_ENDPOINT: hub.url } });
+      const [code, out, err] = await Promise.all([pull.exited, new Response(pull.stdout).text(), new Response(pull.stderr).text()]);
+      expect(`${code}\n${err}`).toStartWith("0\n");
+      expect(out).toStartWith(`tiny-Q4_K_M (234.1 KiB, SHA-256 `);
+      expect(out).toContain(`added to ${join(project, "models.yaml")}`);
+      expect(readFileSync(join(project, "models.yaml"), "utf8")).toContain(
+        "  tiny-Q4_K_M:\n    source: hf:acme/tiny-GGUF/tiny-Q4_K_M.gguf\n",
+      );
+    } finally {
+      hub.stop();
+    }
+  }, 60_000);
+
+  test("alone in a folder without models.yaml: watches plugins/ beside itself, and serves a models.yaml written there later", async () => {
+    const bare = join(folder.path, "bare");
+    mkdirSync(bare);
+    linkSync(binary, join(bare, "llamaport"));
+    const child = spawn(["serve", "--port", "0"], { binary: join(bare, "llamaport") });
+    const log = new LogReader(child.stderr as ReadableStream<Uint8Array>);
+    const url = (await log.waitFor(/listening on (http:\/\/\S+)/, 30_000))[1]!;
+    await log.waitFor(/no models\.yaml found: serving the built-in registry until \S+ is created/, 10_000);
+    expect(log.text).toContain(`plugins folder ${join(bare, "plugins")} does not exist yet`);
+    mkdirSync(join(bare, "plugins"));
+    writeFileSync(
+      join(bare, "plugins", "hello.ts"),
+      `import { definePlugin } from "llamaport";\nexport default definePlugin({ name: "hello", routes: [{ method: "GET", path: "/hello", handler: () => ({ hello: "world" }) }] });\n`,
+    );
+    await log.waitFor(/plugin hello loaded from/, 15_000);
+    expect(await (await fetch(`${url}/hello`)).json()).toEqual({ hello: "world" });
+    writeFileSync(join(bare, "models.yaml"), "models:\n  later:\n    source: synthetic:demo\n    context: 256\n    threads: 1\n");
+    await log.waitFor(/models\.yaml was created: serving its models: later/, 15_000);
+    expect((await (await fetch(`${url}/v1/models`)).json()).data.map((m: { id: string }) => m.id)).toEqual(["later"]);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
   }, 60_000);
 });
 

@@ -1,7 +1,8 @@
 /** The command line: flags beat env beat defaults, usage errors exit 2, and `serve` really serves (a child process). */
 import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { flags, parseArgs, UsageError, usage } from "../../src/cli/parseArgs.ts";
+import { commandUsage, flags, parseArgs, UsageError, usage } from "../../src/cli/parseArgs.ts";
 import { LogReader } from "../support/LogReader.ts";
 import { tempDir, testCacheDir, writeModelsYaml } from "../support/testServer.ts";
 
@@ -9,7 +10,8 @@ const main = join(import.meta.dir, "../../src/main.ts");
 
 describe("parseArgs", () => {
   test("defaults", () => {
-    expect(parseArgs(["serve"], {})).toEqual({
+    // No token file either (a developer's own ~/.cache/huggingface/token must not leak in).
+    expect(parseArgs(["serve"], { HF_TOKEN_PATH: "/nonexistent/token" })).toEqual({
       kind: "serve",
       settings: {
         host: "127.0.0.1",
@@ -99,7 +101,51 @@ describe("parseArgs", () => {
       expect(usage).toContain(`--${flag} `);
       expect(usage).toContain(`[${variable}]`);
     }
-    for (const variable of ["LLAMAPORT_CACHE", "LLAMAPORT_HF_ENDPOINT"]) expect(usage).toContain(variable);
+    for (const variable of ["LLAMAPORT_CACHE", "LLAMAPORT_HF_ENDPOINT", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HOME", "XDG_CACHE_HOME"])
+      expect(usage).toContain(variable);
+  });
+
+  test("the other commands: their arguments, their flags only, and the environment of those flags", () => {
+    const env = { LLAMAPORT_PORT: "9000", LLAMAPORT_MODELS: "/env.yaml", LLAMAPORT_API_KEY: "k1,k2", LLAMAPORT_MAX_BODY_SIZE: "1MiB" };
+    expect(parseArgs(["pull", "hf:acme/tiny-GGUF:Q8_0", "--name", "tiny"], env)).toMatchObject({
+      kind: "pull",
+      source: "hf:acme/tiny-GGUF:Q8_0",
+      name: "tiny",
+      settings: { models: "/env.yaml", port: 9112 }, // pull takes no --port, so not its variable either
+    });
+    expect(parseArgs(["run", "demo", "tell", "a", "joke", "--verbose"], env)).toMatchObject({
+      kind: "run",
+      model: "demo",
+      prompt: "tell a joke",
+      verbose: true,
+      settings: { port: 9000, apiKeys: ["k1", "k2"], maxBodyBytes: undefined },
+    });
+    expect(parseArgs(["run", "demo", "--", "--not-a-flag"], {})).toMatchObject({ prompt: "--not-a-flag", verbose: false });
+    expect(parseArgs(["list", "--port", "1"], {})).toMatchObject({ kind: "list", settings: { port: 1 } });
+    expect(parseArgs(["ps"], env)).toMatchObject({ kind: "ps", settings: { port: 9000, models: undefined } });
+    expect(parseArgs(["show", "demo"], {})).toMatchObject({ kind: "show", model: "demo" });
+    expect(parseArgs(["init"], {})).toEqual({ kind: "init", dir: undefined, force: false });
+    expect(parseArgs(["init", "x", "--force"], {})).toEqual({ kind: "init", dir: "x", force: true });
+    expect(parseArgs(["pull", "--help"], {})).toEqual({ kind: "help", command: "pull" });
+    expect(parseArgs(["help", "run"], {})).toEqual({ kind: "help", command: "run" });
+    expect(() => parseArgs(["pull"], {})).toThrow("pull needs a SOURCE");
+    expect(() => parseArgs(["show"], {})).toThrow("show needs a MODEL");
+    expect(() => parseArgs(["ps", "extra"], {})).toThrow('unexpected argument "extra"');
+    expect(() => parseArgs(["pull", "x", "--port", "1"], {})).toThrow('unknown option "--port" for pull');
+    expect(() => parseArgs(["help", "frobnicate"], {})).toThrow('unknown command "frobnicate"');
+    for (const command of Object.keys(commandUsage))
+      expect(commandUsage[command as keyof typeof commandUsage]).toStartWith(`Usage: llamaport ${command}`);
+  });
+
+  test("the Hugging Face token: HF_TOKEN, else the file huggingface-cli writes", () => {
+    using dir = tempDir();
+    writeFileSync(join(dir.path, "token"), "hf_from_file\n");
+    expect(parseArgs(["pull", "x"], { HF_TOKEN: "hf_env" })).toMatchObject({
+      settings: { hfToken: "hf_env" },
+    });
+    expect(parseArgs(["serve"], { HF_HOME: dir.path })).toMatchObject({ settings: { hfToken: "hf_from_file" } });
+    expect(parseArgs(["serve"], { HF_TOKEN_PATH: join(dir.path, "token") })).toMatchObject({ settings: { hfToken: "hf_from_file" } });
+    expect(parseArgs(["serve"], { HF_TOKEN_PATH: join(dir.path, "none") })).toMatchObject({ settings: { hfToken: undefined } });
   });
 
   test("help, version, and usage errors", () => {

@@ -1,4 +1,4 @@
-/** The README's "write a plugin" example, copied from README.md into a plugins folder, works when dropped in. */
+/** The README's "write a plugin" example (also what `llamaport init` writes), copied from README.md into a plugins folder, works when dropped in. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,8 +14,9 @@ beforeAll(async () => {
 });
 afterAll(() => server?.[Symbol.asyncDispose]());
 
-test("the example is at most 30 lines", () => {
+test("the example is at most 30 lines, and it is the one `llamaport init` writes", () => {
   expect(example.trimEnd().split("\n").length).toBeLessThanOrEqual(30);
+  expect(example).toBe(readFileSync(join(import.meta.dir, "../../src/cli/templates/lines.ts"), "utf8"));
 });
 
 test("dropped into plugins/, it serves its own streaming format; bad input gets its own error format", async () => {
