@@ -208,7 +208,8 @@ describe.skipIf(skip || !hostSupported)("the compiled binary", () => {
     expect(await (await fetch(`${url}/hello`)).json()).toEqual({ hello: "world" });
     writeFileSync(join(bare, "models.yaml"), "models:\n  later:\n    source: synthetic:demo\n    context: 256\n    threads: 1\n");
     await log.waitFor(/models\.yaml was created: serving its models: later/, 15_000);
-    expect((await (await fetch(`${url}/v1/models`)).json()).data.map((m: { id: string }) => m.id)).toEqual(["later"]);
+    const listed = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(listed.data.map((m) => m.id)).toEqual(["later"]);
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
   }, 60_000);
