@@ -328,7 +328,9 @@ test("stale files of dead writers are cleared at start; partial downloads young 
 
 test("the server downloads a model named in models.yaml on first use, logs its progress in a few lines, and serves it", async () => {
   using cache = tempDir();
-  const source = "hf:acme/tiny-GGUF/tiny-Q8_0.gguf";
+  // Slow enough (about 2 s) for the downloader to report progress some twenty times.
+  hub.addRepoFile("acme/slow-GGUF", "slow-Q8_0.gguf", { bytes: paddedGguf(gguf, 8 * MiB), bytesPerSecond: 4 * MiB });
+  const source = "hf:acme/slow-GGUF/slow-Q8_0.gguf";
   await using server = await startTestServer(
     {
       remote: { source, context: 256, parallel: 1 },
@@ -341,11 +343,12 @@ test("the server downloads a model named in models.yaml on first use, logs its p
   );
   expect(reply.eval_count, JSON.stringify(reply)).toBe(3);
   const lines = server.logs.filter((line) => line.includes("model remote"));
-  expect(lines[0]).toBe(`info downloading model remote from ${hub.url}/acme/tiny-GGUF/resolve/main/tiny-Q8_0.gguf`);
-  expect(lines.some((line) => /^info downloading model remote: \d+% of 20 MiB/.test(line))).toBe(true);
-  expect(lines.some((line) => /^info downloaded model remote \(20 MiB\) in [\d.]+ s to /.test(line))).toBe(true);
-  // Every few seconds or tenth: never a line per chunk.
-  expect(lines.length).toBeLessThan(16);
+  expect(lines[0]).toBe(`info downloading model remote from ${hub.url}/acme/slow-GGUF/resolve/main/slow-Q8_0.gguf`);
+  expect(lines.some((line) => /^info downloaded model remote \(8 MiB\) in [\d.]+ s to /.test(line))).toBe(true);
+  // Every 5 s or tenth, never a line per report: in these 2 s, each progress line is in another tenth.
+  const tenths = lines.flatMap((line) => /: (\d+)% of 8 MiB/.exec(line)?.[1] ?? []).map((percent) => Math.floor(Number(percent) / 10));
+  expect(tenths.length).toBeGreaterThan(1);
+  expect(new Set(tenths).size).toBe(tenths.length);
   const missing = await postJson(`${server.url}/v1/chat/completions`, { model: "gone", messages: [{ role: "user", content: "hi" }] });
   expect(missing.status).toBe(404);
   expect((await bodyOf(missing)).error.message).toContain("HTTP 404");
