@@ -333,7 +333,10 @@ function serveSettings(given: Record<string, string>, env: Environment, command:
     idleTimeoutSeconds: idle === undefined ? undefined : toSeconds(idle, "idle-timeout", 1, 255),
     shutdownTimeoutMs: toSeconds(pick("shutdown-timeout") ?? "10s", "shutdown-timeout", 0, 3600) * 1000,
     logFormat: logFormat as LogFormat,
-    publicMetrics: toSwitch(given["public-metrics"] ?? (command === "serve" ? env[flags["public-metrics"]!] : undefined) ?? "false", "public-metrics"),
+    publicMetrics: toSwitch(
+      given["public-metrics"] ?? (command === "serve" ? env[flags["public-metrics"]!] : undefined) ?? "false",
+      "public-metrics",
+    ),
   };
 }
 

@@ -253,7 +253,8 @@ describe("run", () => {
     const models = join(server.dir, "models.yaml");
     const answer = await llamaport(["run", "demo", "hi", "--port", port, "--verbose"], server.dir);
     expect(`${answer.code}\n${answer.stderr}`).toMatch(/^0\nprompt: \d+ tokens \(0 cached\); answer: 8 tokens/);
-    expect(server.logs.some((line) => /^info demo: \d+ prompt tokens \(0 cached\), 8 generated/.test(line))).toBe(true);
+    // The server's own line for the request the CLI sent.
+    expect(server.logs.some((line) => /^info POST \/v1\/chat\/completions 200 .* demo \d+\+8 tokens/.test(line))).toBe(true);
     const ps = await llamaport(["ps", "--port", port], server.dir);
     expect(ps.stdout).toMatch(/^NAME\s+SIZE\s+CONTEXT\s+UNTIL\ndemo\s+[\d.]+ (KiB|MiB)\s+2048\s+\d+ s from now\n$/);
     const list = await llamaport(["list", "--port", port, "--models", models], server.dir);
