@@ -233,16 +233,27 @@ describe("downloads", () => {
 
   test("a gated repository needs the token, which goes to the hub only when set", async () => {
     using cache = tempDir();
-    hub.addRepoFile("acme/gated", "gated.gguf", { bytes: gguf });
+    hub.addRepoFile("acme/gated", "gated-Q4_K_M.gguf", { bytes: gguf });
     hub.gate("acme/gated", "hf_secret");
-    const message = await downloadModel("hf:acme/gated/gated.gguf", options(cache.path)).catch((e: Error) => e.message);
+    // The manifest that picks a quantization's file is gated too: node-llama-cpp's resolver retries it with the token.
+    // HF_TOKEN is read by the CLI's settings only: node-llama-cpp must not pick it up from the environment on its own.
+    process.env.HF_TOKEN = "hf_secret";
+    try {
+      await expect(resolvePullSource("hf:acme/gated", { hfEndpoint: hub.url })).rejects.toThrow("cannot resolve hf:acme/gated:");
+    } finally {
+      delete process.env.HF_TOKEN;
+    }
+    expect((await resolvePullSource("hf:acme/gated", { hfEndpoint: hub.url, hfToken: "hf_secret" }))?.source).toBe(
+      "hf:acme/gated/gated-Q4_K_M.gguf",
+    );
+    const message = await downloadModel("hf:acme/gated/gated-Q4_K_M.gguf", options(cache.path)).catch((e: Error) => e.message);
     expect(message).toContain("HTTP 401; a gated or private model needs a Hugging Face token: set HF_TOKEN");
-    const wrong = await downloadModel("hf:acme/gated/gated.gguf", options(cache.path, { hfToken: "hf_wrong" })).catch(
+    const wrong = await downloadModel("hf:acme/gated/gated-Q4_K_M.gguf", options(cache.path, { hfToken: "hf_wrong" })).catch(
       (e: Error) => e.message,
     );
     expect(wrong).toContain("HTTP 401; the Hugging Face token (HF_TOKEN) has no access");
     const mark = hub.requests.length;
-    const file = await downloadModel("hf:acme/gated/gated.gguf", options(cache.path, { hfToken: "hf_secret" }));
+    const file = await downloadModel("hf:acme/gated/gated-Q4_K_M.gguf", options(cache.path, { hfToken: "hf_secret" }));
     expect(await same(file, gguf)).toBe(true);
     expect(hub.requests.slice(mark).some((r) => r.authorization === "Bearer hf_secret")).toBe(true);
     // A URL elsewhere never gets it.
