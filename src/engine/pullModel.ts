@@ -55,8 +55,8 @@ export async function pullModel(request: PullRequest, context: PullContext): Pro
   const file = await download(resolved, request, context);
   if (taken) return { ...file, model: taken.name, added: false, savedTo: context.modelsFile?.path };
   report({ stage: "registering", model: name });
-  const savedTo = await register(name, resolved, request.source, context);
-  return { ...file, model: name, added: true, savedTo };
+  const added = await register(name, resolved, request.source, context);
+  return { ...file, model: name, added, savedTo: context.modelsFile?.path };
 }
 
 /** A model the registry has: its file is downloaded (or written) if it is not on disk yet. */
@@ -89,10 +89,19 @@ function downloadReports(file: string, request: PullRequest) {
   };
 }
 
-/** Adds the model to models.yaml (re-read now: it may have been edited) or, without one, to the registry in memory. */
-function register(name: string, resolved: PullSource, asked: string, context: PullContext): Promise<string | undefined> {
+/**
+ * Adds the model to models.yaml (re-read now: it may have been edited) or, without one, to the registry in memory.
+ * False when a pull of the same file that finished first has added it already.
+ */
+function register(name: string, resolved: PullSource, asked: string, context: PullContext): Promise<boolean> {
   const comment = `pulled from ${asked} on ${new Date().toISOString().slice(0, 10)}`;
   const task = editing.then(async () => {
+    const there = context.registry.find(name);
+    if (there?.source === resolved.source) return false;
+    if (there)
+      throw new LlamaportError("invalid_request", `the name "${name}" was just taken by another model (source ${there.source})`, {
+        param: "name",
+      });
     if (context.modelsFile) {
       const { path, newText = "" } = context.modelsFile;
       const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -100,12 +109,12 @@ function register(name: string, resolved: PullSource, asked: string, context: Pu
         throw error;
       });
       context.apply(await addModelToFile(path, text, { name, source: resolved.source, comment }));
-      return path;
+      return true;
     }
     const current = context.registry.current;
     const { config } = addModelToYaml("", { name, source: resolved.source }, current.file);
     context.apply({ ...current, models: [...current.models, ...config.models] });
-    return undefined;
+    return true;
   });
   editing = task.catch(() => {});
   return task;

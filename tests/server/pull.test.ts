@@ -149,6 +149,20 @@ describe("engine.pull()", () => {
     expect(named).toMatchObject({ model: "tiny", source: "hf:acme/tiny-GGUF/tiny-Q4_K_M.gguf", added: true });
   });
 
+  test("two pulls of one new model at once share the download and add it once", async () => {
+    hub.addRepoFile("acme/twice-GGUF", "twice-Q4_K_M.gguf", { bytes: gguf });
+    const [a, b] = await Promise.all([
+      server.engine.pull({ source: "hf:acme/twice-GGUF" }),
+      server.engine.pull({ source: "hf:acme/twice-GGUF" }),
+    ]);
+    expect([a.model, b.model]).toEqual(["twice-Q4_K_M", "twice-Q4_K_M"]);
+    expect([a.added, b.added].sort()).toEqual([false, true]);
+    expect(readFileSync(join(server.dir, "models.yaml"), "utf8").split("\n  twice-Q4_K_M:\n")).toHaveLength(2);
+    expect(
+      hub.requests.filter((r) => r.path === "/cdn/acme/twice-GGUF/twice-Q4_K_M.gguf" && r.method === "GET").length,
+    ).toBeLessThanOrEqual(2);
+  });
+
   test("a server without a models.yaml keeps what it pulls in memory, and says so", async () => {
     using otherCache = tempDir();
     await using bare = await startTestServer({}, { cacheDir: otherCache.path, hfEndpoint: hub.url, models: undefined });
