@@ -25,7 +25,10 @@ export function endpointsHelp(): string {
   for (const [id, plugin] of Object.entries(builtinPlugins))
     wrap(
       id,
-      plugin.routes.map((route) => `${route.method} ${route.path}${route.when ? ` (with ${route.when.header})` : ""}`),
+      plugin.routes.map((route) => {
+        const note = "sameAs" in route ? ` (as ${route.sameAs})` : route.when ? ` (with ${route.when.header})` : "";
+        return `${route.method} ${route.path}${note}`;
+      }),
     );
   return `${lines.join("\n")}\n`;
 }

@@ -29,7 +29,7 @@ function describe(model: ModelInfo): string {
   row("aliases", model.aliases.join(", "));
   row("source", model.source);
   if (!facts) {
-    row("file", "not downloaded yet: `llamaport pull " + model.name + "` fetches it");
+    row("file", `not downloaded yet: \`llamaport pull ${model.name}\` fetches it`);
     row("context", model.context);
     return `${lines.join("\n")}\n`;
   }
