@@ -30,6 +30,7 @@ import {
   slot,
   sse,
   t,
+  takeTurns,
   TEXT,
   type TokenBiasEntry,
   template,
@@ -650,48 +651,6 @@ function limitedGeneration(generation: Generation, limits: LineLimits): Generati
 /** Completions one /completion request may ask for (prompts x `n_cmpl`): they run in turns, this bounds how long. */
 const maxCompletions = 256;
 
-/**
- * At most `size` of a request's generations run at once; the others wait here for their turn rather than in the
- * engine's queue, so one request with many prompts never fills that queue (other clients would get 503s).
- */
-class Turns {
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly size: number) {}
-
-  /** The generation, started when its turn comes, and not at all if the request is gone by then. */
-  wrap(generation: Generation, signal: AbortSignal): Generation {
-    const turns = this;
-    return {
-      model: generation.model,
-      async *[Symbol.asyncIterator]() {
-        await turns.take();
-        try {
-          if (!signal.aborted) yield* generation;
-        } finally {
-          turns.give();
-        }
-      },
-      collect: () => Promise.reject(new Error("read a generation that takes turns by iterating it")),
-    };
-  }
-
-  private take(): Promise<void> {
-    if (this.running < this.size) {
-      this.running++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  private give(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.running--;
-  }
-}
-
 /** What to complete: a prompt, and for fill in the middle the text after the gap and other files. */
 interface CompletionInput {
   prompt: Prompt;
@@ -720,10 +679,12 @@ async function complete(engine: EngineFacade, run: Omit<CompletionRun, "info">, 
   if (!info) throw new LlamaportError("not_found", `model "${model}" not found`, { param: "model" });
   const full: CompletionRun = { ...run, info };
   // Several prompts take turns on the model's sequences, as llama-server queues a request's tasks.
-  if (runs.length > info.parallel) {
-    const turns = new Turns(info.parallel);
-    for (const one of runs) one.generation = turns.wrap(one.generation, signal);
-  }
+  const turns = takeTurns(
+    runs.map((one) => one.generation),
+    info.parallel,
+    signal,
+  );
+  for (const [index, one] of runs.entries()) one.generation = turns[index]!;
   if (!body.stream) {
     const results = await Promise.all(
       runs.map(({ generation, limits }, index) =>

@@ -886,6 +886,17 @@ declare module "llamaport/internal/pluginApi/readFields" {
      */
     export function readFields(body: unknown, fields: FieldTable): Partial<GenerateOptions>;
 }
+declare module "llamaport/internal/pluginApi/takeTurns" {
+    import type { Generation } from "llamaport/internal/engine/types";
+    /**
+     * The generations, at most `size` of them running at once (a model's `parallel`); the others wait here for their
+     * turn, not in the engine's queue, where they would crowd out other clients (whose requests get a 503 once it is
+     * full). Each starts when its turn comes, by iteration or `collect()`; one whose turn comes after `signal` aborted
+     * fails as a generation aborted before decoding does, without starting.
+     * Fewer than `size + 1` generations are returned as they are.
+     */
+    export function takeTurns(generations: Generation[], size: number, signal: AbortSignal): Generation[];
+}
 declare module "config/duration" {
     /** Milliseconds meaning "stay forever", what any negative duration becomes, as in Ollama. */
     export const NEVER = -1;
@@ -924,6 +935,7 @@ declare module "llamaport" {
     export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "llamaport/internal/pluginApi/frames";
     export { nullable } from "llamaport/internal/pluginApi/nullable";
     export { type FieldTable, readFields } from "llamaport/internal/pluginApi/readFields";
+    export { takeTurns } from "llamaport/internal/pluginApi/takeTurns";
     /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
     export { parseDuration } from "config/duration";
     export { durationField } from "llamaport/internal/pluginApi/durationField";

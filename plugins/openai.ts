@@ -25,6 +25,7 @@ import {
   sse,
   sseEvent,
   t,
+  takeTurns,
   TEXT,
   type TokenBiasEntry,
   type ToolCall,
@@ -458,6 +459,9 @@ function choicesOf<R extends GenerateOptions>(n: number, request: R, one: (r: R)
   return n === 1 ? [one(request)] : many(request, n);
 }
 
+/** Completions one /v1/completions request may ask for (prompts x n): they take turns on the model's sequences. */
+const maxCompletions = 2048;
+
 /** OpenAI's `error.code` for the problems its clients check for by code. */
 const errorCodes: Partial<Record<Problem["code"], string>> = {
   unauthorized: "invalid_api_key",
@@ -565,6 +569,12 @@ export default definePlugin({
               ? [body.prompt as number[]]
               : (body.prompt as (string | number[])[]);
         const n = body.n ?? 1;
+        if (prompts.length * n > maxCompletions)
+          throw new LlamaportError(
+            "invalid_request",
+            `prompt: at most ${maxCompletions} completions per request (prompts x n), got ${prompts.length} x ${n}`,
+            { param: "prompt" },
+          );
         if (body.best_of !== undefined && body.best_of !== n)
           throw new LlamaportError("invalid_request", `best_of is not supported: it must equal n (${n}); each choice is returned`, {
             param: "best_of",
@@ -603,7 +613,9 @@ export default definePlugin({
           finish_reason: finish,
         });
         if (!body.stream) {
-          const results = await Promise.all(generations.map((g) => g.collect()));
+          // Several prompts take turns on the model's sequences instead of filling the queue other clients share.
+          const parallel = (await engine.findModel(base.model))?.parallel ?? 1;
+          const results = await Promise.all(takeTurns(generations, parallel, signal).map((g) => g.collect()));
           const logprobsOf = ({ prompt, tokens }: (typeof results)[number], index: number) => {
             if (logprobs === undefined) return null;
             const legacy = new LegacyLogprobs();

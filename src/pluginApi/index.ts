@@ -24,6 +24,7 @@ export { ndjson, SseMessage, StreamBody, sse, sseEvent } from "./streams.ts";
 export { ChunkSlot, ChunkTemplate, choiceFrames, frames, NOW, type StreamFormat, slot, TEXT, template } from "./frames.ts";
 export { nullable } from "./nullable.ts";
 export { type FieldTable, readFields } from "./readFields.ts";
+export { takeTurns } from "./takeTurns.ts";
 /** Ollama-style durations ("5m", "1h30m", seconds as a number) to milliseconds; negative = -1 (forever). */
 export { parseDuration } from "../config/duration.ts";
 export { durationField } from "./durationField.ts";

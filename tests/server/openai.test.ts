@@ -20,6 +20,8 @@ beforeAll(async () => {
   server = await startTestServer({
     demo: { source: "synthetic:demo", aliases: ["Meta-Llama-3-8B-Instruct"], context: 512, parallel: 2 },
     vocab32k: { source: "synthetic:tiny-32k", context: 512, parallel: 1 },
+    // One sequence and a queue of one: a request's several prompts must take turns, not fill the queue.
+    turns: { source: "synthetic:demo", context: 256, parallel: 1, max_queue: 1 },
     ...(hasSharedModels
       ? { stories: { source: storiesModel, context: 512, parallel: 2 }, llama2: { source: randomLlama2Model, context: 512, parallel: 1 } }
       : {}),
@@ -246,6 +248,17 @@ describe("the official openai client", () => {
     expect(completion.usage!.completion_tokens).toBe(8);
     const single = await client().completions.create({ model: models.at(-1)!, prompt: "The dog", max_tokens: 4, temperature: 0 });
     expect(completion.choices[1]!.text).toBe(single.choices[0]!.text);
+  });
+
+  test("legacy completions: more prompts than the model's sequences and queue take turns (no 503); over 2,048 completions is a 400", async () => {
+    const prompts = Array.from({ length: 12 }, (_, i) => `Prompt number ${i}`);
+    const completion = await client().completions.create({ model: "turns", prompt: prompts, max_tokens: 2, temperature: 0 });
+    expect(completion.choices.map((c) => c.index)).toEqual(prompts.map((_, i) => i));
+    expect(completion.usage!.completion_tokens).toBe(24);
+    const tooMany = client().completions.create({ model: "turns", prompt: Array(1025).fill("x"), n: 2, max_tokens: 1 });
+    const error = await tooMany.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("prompt");
   });
 
   test("embeddings with the SDK's defaults (it asks for base64): one unit-length vector of the model's width per input", async () => {
