@@ -431,11 +431,15 @@ export default definePlugin({
         const message = { id, type: "message", role: "assistant", model: generation.model };
         if (!body.stream) {
           const { text, toolCalls, summary } = await generation.collect();
+          const unfinished = summary.unfinishedToolCall;
           return {
             ...message,
             content: [
-              ...(text || toolCalls.length === 0 ? [{ type: "text", text }] : []),
+              ...(text || (toolCalls.length === 0 && !unfinished) ? [{ type: "text", text }] : []),
               ...toolCalls.map((call) => ({ type: "tool_use", id: call.id, name: call.name, input: call.arguments })),
+              // A call cut short by max_tokens stays the last block, as Anthropic returns it (and as the stream began
+              // it): its arguments never completed, so its input is empty.
+              ...(unfinished ? [{ type: "tool_use", id: unfinished.id, name: unfinished.name, input: {} }] : []),
             ],
             stop_reason: stopReason(summary),
             stop_sequence: summary.stopSequence ?? null,

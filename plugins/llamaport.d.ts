@@ -98,12 +98,26 @@ declare module "llamaport/internal/engine/toolTypes" {
         index: number;
         text: string;
     }
-    /** A call is complete. A call cut short (max tokens, abort) gets no end event and is not in the summary. */
+    /**
+     * A call is complete. A call cut short (max tokens, abort) gets no end event: the summary names it as
+     * `unfinishedToolCall` instead.
+     */
     export interface ToolCallEnd {
         type: "toolCallEnd";
         index: number;
         call: ToolCall;
         /** The arguments exactly as streamed in the `toolCallArguments` pieces. */
+        argumentsJson: string;
+    }
+    /**
+     * A call cut short (max tokens, abort) after it began: what was streamed of it. Its arguments are a prefix of JSON
+     * (they do not parse), so it is not a `ToolCall`; protocols that carry arguments as text report it as streamed.
+     */
+    export interface UnfinishedToolCall {
+        index: number;
+        id: string;
+        name: string;
+        /** The `toolCallArguments` pieces streamed so far, joined. */
         argumentsJson: string;
     }
     export type ToolCallEvent = ToolCallStart | ToolCallArguments | ToolCallEnd;
@@ -114,7 +128,7 @@ declare module "llamaport/internal/engine/types" {
      * protocol's field names appear here; a plugin maps these names to its own (see `PluginDefinition.fields`).
      * @module
      */
-    import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition } from "llamaport/internal/engine/toolTypes";
+    import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition, UnfinishedToolCall } from "llamaport/internal/engine/toolTypes";
     export type * from "llamaport/internal/engine/toolTypes";
     /** One chat turn. Protocols with richer content flatten it to text before reaching the engine. */
     export interface ChatMessage {
@@ -371,6 +385,11 @@ declare module "llamaport/internal/engine/types" {
             predicted: number;
             accepted: number;
         };
+        /**
+         * A tool call the generation stopped inside (`finishReason` "length" or "abort"): it had a `toolCallStart` and
+         * argument pieces but no `toolCallEnd`, so it is not among `collect()`'s `toolCalls`.
+         */
+        unfinishedToolCall?: UnfinishedToolCall;
     }
     export type GenerationEvent = GenerationStart | TextDelta | ToolCallEvent | GenerationSummary;
     /**

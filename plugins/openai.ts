@@ -29,6 +29,7 @@ import {
   TEXT,
   type TokenBiasEntry,
   type ToolCall,
+  type UnfinishedToolCall,
   template,
 } from "llamaport";
 
@@ -338,6 +339,18 @@ function wireToolCall(call: ToolCall) {
   return { id: call.id, type: "function", function: { name: call.name, arguments: JSON.stringify(call.arguments) } };
 }
 
+/**
+ * A whole answer's message. A call cut short by max_tokens is listed with its arguments as far as they came (as
+ * OpenAI does, and as the stream sent them), so the answer shows what the tokens were spent on.
+ */
+function answerMessage(text: string, toolCalls: ToolCall[], unfinished: UnfinishedToolCall | undefined) {
+  const calls = toolCalls.map(wireToolCall);
+  if (unfinished)
+    calls.push({ id: unfinished.id, type: "function", function: { name: unfinished.name, arguments: unfinished.argumentsJson } });
+  if (calls.length === 0) return { role: "assistant", content: text, refusal: null };
+  return { role: "assistant", content: text || null, tool_calls: calls, refusal: null };
+}
+
 /** Chat fields whose output llamaport cannot produce: a 400 rather than a reply without it. */
 function refuseChatFields(body: ChatBody): void {
   if (body.modalities?.some((m) => m !== "text") || body.audio !== undefined)
@@ -517,10 +530,7 @@ export default definePlugin({
             ...base,
             choices: results.map(({ text, toolCalls, tokens, summary }, index) => ({
               index,
-              message:
-                toolCalls.length > 0
-                  ? { role: "assistant", content: text || null, tool_calls: toolCalls.map(wireToolCall), refusal: null }
-                  : { role: "assistant", content: text, refusal: null },
+              message: answerMessage(text, toolCalls, summary.unfinishedToolCall),
               logprobs: withLogprobs ? chatLogprobs(tokens) : null,
               finish_reason: finishReason(summary),
             })),

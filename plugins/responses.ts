@@ -333,6 +333,9 @@ function streamFormat(response: ReturnType<typeof responseObject>, sequence: Seq
       ];
     },
     done: (summary) => {
+      // A call cut short (max_output_tokens) got `output_item.added` but no `.done`: it is in the output, incomplete.
+      const unfinished = summary.unfinishedToolCall;
+      if (unfinished && call) output.push(callItem(unfinished, call.id, unfinished.argumentsJson, "incomplete"));
       const final = response.final(summary, output);
       return [event(final.status === "completed" ? "response.completed" : "response.incomplete", { response: final })];
     },
@@ -392,9 +395,12 @@ export default definePlugin({
         if (!body.stream) {
           const { text, toolCalls, summary } = await generation.collect();
           const status = summary.finishReason === "length" ? "incomplete" : "completed";
+          const unfinished = summary.unfinishedToolCall;
           const output = [
-            ...(text || toolCalls.length === 0 ? [messageItem(randomId("msg_"), text, status)] : []),
+            ...(text || (toolCalls.length === 0 && !unfinished) ? [messageItem(randomId("msg_"), text, status)] : []),
             ...toolCalls.map((call) => callItem(call, randomId("fc_"), JSON.stringify(call.arguments), "completed")),
+            // A call cut short by max_output_tokens: its arguments as far as they came, as the stream sent them.
+            ...(unfinished ? [callItem(unfinished, randomId("fc_"), unfinished.argumentsJson, "incomplete")] : []),
           ];
           return response.final(summary, output);
         }

@@ -523,6 +523,7 @@ export class Engine implements EngineFacade {
           },
           ...(result.context && { context: result.context as number[] }),
           ...(result.speculation && { speculation: result.speculation }),
+          ...(result.unfinishedToolCall && { unfinishedToolCall: result.unfinishedToolCall }),
         };
         return summary;
       } finally {

@@ -13,7 +13,7 @@ import type { RenderedPrompt } from "./renderPrompt.ts";
 import { scorePrompt } from "./scorePrompt.ts";
 import type { Sampling } from "./sampling.ts";
 import type { GenerationSink } from "./StreamingGeneration.ts";
-import type { FinishReason } from "./types.ts";
+import type { FinishReason, UnfinishedToolCall } from "./types.ts";
 
 export interface DecodeRequest {
   prompt: RenderedPrompt;
@@ -41,6 +41,8 @@ export interface DecodeResult {
   context?: Token[];
   /** What prompt-lookup speculation did, when the request speculated. */
   speculation?: SpeculationStats;
+  /** A tool call the generation stopped inside (decodeWithTools). */
+  unfinishedToolCall?: UnfinishedToolCall;
 }
 
 /** Prompt tokens the sequence already holds; the last prompt token is always evaluated again (it gives the first logits). */

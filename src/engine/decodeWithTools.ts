@@ -69,8 +69,10 @@ export async function decodeWithTools(nlc: NodeLlamaCppModule, input: ToolDecode
     });
     const ended = performance.now();
     firstOutputAt ||= ended;
+    const unfinishedToolCall = calls.unfinished;
     return {
       ...finishOf(response),
+      ...(unfinishedToolCall && { unfinishedToolCall }),
       completionTokens: sequence.tokenMeter.diff(meterBefore).usedOutputTokens,
       promptMs: firstOutputAt - started,
       generateMs: ended - firstOutputAt,

@@ -49,12 +49,27 @@ export interface ToolCallArguments {
   text: string;
 }
 
-/** A call is complete. A call cut short (max tokens, abort) gets no end event and is not in the summary. */
+/**
+ * A call is complete. A call cut short (max tokens, abort) gets no end event: the summary names it as
+ * `unfinishedToolCall` instead.
+ */
 export interface ToolCallEnd {
   type: "toolCallEnd";
   index: number;
   call: ToolCall;
   /** The arguments exactly as streamed in the `toolCallArguments` pieces. */
+  argumentsJson: string;
+}
+
+/**
+ * A call cut short (max tokens, abort) after it began: what was streamed of it. Its arguments are a prefix of JSON
+ * (they do not parse), so it is not a `ToolCall`; protocols that carry arguments as text report it as streamed.
+ */
+export interface UnfinishedToolCall {
+  index: number;
+  id: string;
+  name: string;
+  /** The `toolCallArguments` pieces streamed so far, joined. */
   argumentsJson: string;
 }
 

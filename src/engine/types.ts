@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition } from "./toolTypes.ts";
+import type { ToolCall, ToolCallEvent, ToolChoice, ToolDefinition, UnfinishedToolCall } from "./toolTypes.ts";
 
 export type * from "./toolTypes.ts";
 
@@ -271,6 +271,11 @@ export interface GenerationSummary {
    * the prompt that the model evaluated, and how many of those it generated too.
    */
   speculation?: { predicted: number; accepted: number };
+  /**
+   * A tool call the generation stopped inside (`finishReason` "length" or "abort"): it had a `toolCallStart` and
+   * argument pieces but no `toolCallEnd`, so it is not among `collect()`'s `toolCalls`.
+   */
+  unfinishedToolCall?: UnfinishedToolCall;
 }
 
 export type GenerationEvent = GenerationStart | TextDelta | ToolCallEvent | GenerationSummary;

@@ -93,6 +93,21 @@ test("auto on a model whose template has tool syntax calls by itself", async () 
   expect(message.stop_reason).toBe("tool_use");
 });
 
+test("max_tokens inside the input: the tool_use block stays, last, as streamed; stop_reason max_tokens", async () => {
+  const note: Anthropic.Tool = {
+    name: "note",
+    input_schema: { type: "object", properties: { text: { type: "string", minLength: 60, maxLength: 80 } } },
+  };
+  const request = params("tools", { tools: [note], tool_choice: { type: "any" }, max_tokens: 8 });
+  const whole = await client.messages.create(request);
+  expect(whole.stop_reason).toBe("max_tokens");
+  // As Anthropic answers a call cut short: the incomplete tool_use block is the last one (its input never completed).
+  expect(whole.content as unknown[]).toEqual([{ type: "tool_use", id: expect.stringMatching(/^call_/), name: "note", input: {} }]);
+  const streamed = await client.messages.stream(request).finalMessage();
+  expect(streamed.stop_reason).toBe("max_tokens");
+  expect(streamed.content.map((b) => b.type === "tool_use" && b.name)).toEqual(["note"]);
+});
+
 test("raw SSE: the exact event sequence of a streamed call", async () => {
   const response = await postJson(`${server.url}/v1/messages`, {
     ...params("tools", { tool_choice: { type: "tool", name: "get_weather" } }),

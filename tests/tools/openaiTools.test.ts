@@ -183,19 +183,33 @@ test("n choices with tools: each choice makes its own call, streamed under its o
   for (const index of [0, 1]) expect(JSON.parse(json.get(index)!)).toBeObject();
 });
 
-test("running out of tokens inside the arguments: finish_reason length and no call, never raw call text", async () => {
-  const long = [
-    {
-      type: "function",
-      function: { name: "note", parameters: { type: "object", properties: { text: { type: "string", minLength: 60, maxLength: 80 } } } },
-    },
-  ];
-  const body = await bodyOf(
-    postJson(`${server.url}/v1/chat/completions`, { model: "tools", messages: ask, tools: long, tool_choice: "required", max_tokens: 8 }),
-  );
-  expect(body.choices[0].finish_reason).toBe("length");
-  expect(body.choices[0].message.tool_calls).toBeUndefined();
-  expect(body.choices[0].message.content).toBe("");
+/** A tool whose arguments cannot fit in 8 tokens: the call is cut short inside them. */
+const longNote: OpenAI.ChatCompletionTool[] = [
+  {
+    type: "function",
+    function: { name: "note", parameters: { type: "object", properties: { text: { type: "string", minLength: 60, maxLength: 80 } } } },
+  },
+];
+
+test("running out of tokens inside the arguments: finish_reason length and the call as far as it came, never raw call text", async () => {
+  const request = { model: "tools", messages: ask, tools: longNote, tool_choice: "required" as const, max_tokens: 8, temperature: 0 };
+  const whole = await client.chat.completions.create(request);
+  const [choice] = whole.choices;
+  expect(choice!.finish_reason).toBe("length");
+  expect(choice!.message.content).toBeNull();
+  const [call] = choice!.message.tool_calls!;
+  if (call?.type !== "function") throw new Error("a function call");
+  expect(call.function.name).toBe("note");
+  expect(call.id).toMatch(/^call_[0-9a-f]{24}$/);
+  // The arguments as OpenAI gives them when max_tokens cuts a call: the start of the JSON, which does not parse.
+  expect(call.function.arguments).toStartWith("{");
+  expect(() => JSON.parse(call.function.arguments)).toThrow();
+  expect(call.function.arguments).not.toContain("<tool_call>");
+  // The same call the stream sends, piece by piece (temperature 0).
+  const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+  expect(streamed.choices[0]!.finish_reason).toBe("length");
+  const [streamedCall] = streamed.choices[0]!.message.tool_calls!;
+  expect(streamedCall?.type === "function" && streamedCall.function.arguments).toBe(call.function.arguments);
 });
 
 test("a client that goes away during a forced call frees its sequence at once", async () => {

@@ -112,6 +112,37 @@ test("auto on a model whose template has tool syntax calls by itself", async () 
   expect(functionCalls(response)).toHaveLength(1);
 });
 
+test("max_output_tokens inside the arguments: an incomplete function_call item, the same streamed and not", async () => {
+  const note: OpenAI.Responses.FunctionTool = {
+    type: "function",
+    name: "note",
+    parameters: { type: "object", properties: { text: { type: "string", minLength: 60, maxLength: 80 } } },
+    strict: false,
+  };
+  const request = { model: "tools", input, tools: [note], tool_choice: "required" as const, max_output_tokens: 8, temperature: 0 };
+  const whole = await client.responses.create(request);
+  expect(whole).toMatchObject({ status: "incomplete", incomplete_details: { reason: "max_output_tokens" } });
+  expect(whole.output.map((item) => item.type)).toEqual(["function_call"]);
+  const [call] = functionCalls(whole);
+  expect(call).toMatchObject({ status: "incomplete", name: "note" });
+  expect(call!.arguments).toStartWith("{");
+  expect(() => JSON.parse(call!.arguments)).toThrow();
+  // Streamed, the item was announced by output_item.added: the final response holds it too, with what the deltas sent.
+  const stream = client.responses.stream(request);
+  let deltas = "";
+  const added: string[] = [];
+  for await (const event of stream) {
+    if (event.type === "response.function_call_arguments.delta") deltas += event.delta;
+    if (event.type === "response.output_item.added") added.push(event.item.id!);
+  }
+  const final = await stream.finalResponse();
+  expect(final.status).toBe("incomplete");
+  const [streamedCall] = functionCalls(final);
+  expect(streamedCall).toMatchObject({ status: "incomplete", name: "note", arguments: deltas });
+  expect(added).toEqual([streamedCall!.id!]);
+  expect(deltas).toBe(call!.arguments);
+});
+
 test("raw HTTP: the exact event sequence of a streamed call", async () => {
   const response = await postJson(responsesUrl(), {
     ...base,

@@ -2,13 +2,14 @@
 import type { LlamaChatResponseFunctionCallParamsChunk } from "node-llama-cpp";
 import { randomUUID } from "node:crypto";
 import type { ToolCallSink } from "../StreamingGeneration.ts";
-import type { ToolCall } from "../toolTypes.ts";
+import type { ToolCall, UnfinishedToolCall } from "../toolTypes.ts";
 
 export class ToolCallStream {
   /** Calls completed so far, in order. */
   readonly calls: ToolCall[] = [];
   private started = -1;
   private id = "";
+  private name = "";
   /** The params grammar ends every call with "\n\n\n\n": trailing whitespace is held back until more JSON follows. */
   private heldWhitespace = "";
   private json = "";
@@ -40,10 +41,17 @@ export class ToolCallStream {
     this.sink.toolCallEnd(index, call, this.json);
   }
 
+  /** The call that began and never ended (generation stopped inside it), if one did. */
+  get unfinished(): UnfinishedToolCall | undefined {
+    if (this.started < this.calls.length) return undefined;
+    return { index: this.started, id: this.id, name: this.name, argumentsJson: this.json };
+  }
+
   private start(index: number, name: string): void {
     if (index === this.started) return;
     this.started = index;
     this.id = `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`;
+    this.name = name;
     this.heldWhitespace = "";
     this.json = "";
     this.sink.toolCallStart(index, this.id, name);
