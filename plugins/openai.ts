@@ -439,6 +439,22 @@ class LegacyLogprobs {
     };
   }
 
+  /**
+   * The scored prompt's tokens, placed in the echoed prompt `text`; the generated ones then start after it. A token's
+   * own piece keeps the space SentencePiece puts before the first word (" Once"), which the prompt's text does not
+   * have: offsets are counted back from the end of the text (where the pieces agree with it), never below 0.
+   */
+  ofPrompt(tokens: readonly GeneratedToken[], text: string) {
+    const lists = this.of(tokens);
+    let end = text.length;
+    for (let i = tokens.length - 1; i >= 0; i--) {
+      end -= tokens[i]!.text.length;
+      lists.text_offset[i] = Math.max(0, end);
+    }
+    this.offset = text.length;
+    return lists;
+  }
+
   /** Where the generated text starts: after the echoed prompt's text. */
   skip(text: string): this {
     this.offset = text.length;
@@ -629,9 +645,9 @@ export default definePlugin({
           const logprobsOf = ({ prompt, tokens }: (typeof results)[number], index: number) => {
             if (logprobs === undefined) return null;
             const legacy = new LegacyLogprobs();
-            const scored = legacy.of(prompt);
-            const generated = legacy.skip(echoOf(index)).of(tokens);
-            return prompt ? LegacyLogprobs.join(scored, generated) : generated;
+            if (!prompt) return legacy.skip(echoOf(index)).of(tokens);
+            const scored = legacy.ofPrompt(prompt, echoOf(index));
+            return LegacyLogprobs.join(scored, legacy.of(tokens));
           };
           return {
             ...base,
@@ -655,7 +671,7 @@ export default definePlugin({
           const echo = echoOf(index);
           return {
             start: (start) => {
-              const scored = start.prompt ? legacy.of(start.prompt) : null;
+              const scored = start.prompt ? legacy.ofPrompt(start.prompt, echo) : null;
               legacy.skip(echo);
               return echo ? [chunk(echo, scored, null)] : [];
             },

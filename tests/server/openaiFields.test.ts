@@ -147,10 +147,16 @@ describe("legacy completions", () => {
     expect(lp.tokens).toHaveLength(promptTokens + 3);
     expect(lp.text_offset[promptTokens]).toBe("Once upon a".length);
     expect(lp.top_logprobs[promptTokens]).toEqual({ [lp.tokens[promptTokens]]: lp.token_logprobs[promptTokens] });
+    // Every token lies at its text_offset in the choice's text (as evaluation harnesses find the continuation by it);
+    // the space SentencePiece puts before the first word is in the token, not in the echoed prompt.
+    const at = (token: string, offset: number) =>
+      both.choices[0].text.startsWith(token, offset) || (offset === 0 && both.choices[0].text.startsWith(token.trimStart()));
+    expect(lp.tokens.map((token: string, i: number) => at(token, lp.text_offset[i]))).toEqual(lp.tokens.map(() => true));
     // Streamed: the prompt's logprobs come with the echoed text.
     const streamed = await chunksOf(await complete({ max_tokens: 3, echo: true, logprobs: 0, stream: true }));
     expect(streamed[0].choices[0].logprobs.tokens).toEqual(lp.tokens.slice(0, promptTokens));
     expect(streamed.flatMap((c) => c.choices[0].logprobs?.token_logprobs ?? [])).toEqual(lp.token_logprobs);
+    expect(streamed.flatMap((c) => c.choices[0].logprobs?.text_offset ?? [])).toEqual(lp.text_offset);
   });
 
   test("prompt as token ids, or lists of them: one choice each", async () => {
