@@ -77,7 +77,7 @@ const messagesBody = t.Object({
 });
 type MessagesBody = StaticDecode<typeof messagesBody>;
 
-const countTokensBody = t.Object({ ...promptFields, tools: nullable(t.Array(tool)) });
+const countTokensBody = t.Object({ ...promptFields, tools: nullable(t.Array(tool)), tool_choice: nullable(toolChoice) });
 
 type PromptBody = StaticDecode<typeof countTokensBody>;
 
@@ -454,13 +454,13 @@ export default definePlugin({
       path: "/v1/messages/count_tokens",
       body: countTokensBody,
       async handler({ body, engine }) {
-        // An approximation: the engine tokenizes plain text only, so the chat template's role markers and separators
-        // (which the real prompt has) are not counted; a generation's usage reports the exact, templated size.
-        const text = [
-          ...chatMessages(body).map((m) => (m.toolCalls ? `${m.content}${JSON.stringify(m.toolCalls)}` : m.content)),
-          ...(body.tools ? [JSON.stringify(body.tools)] : []),
-        ].join("\n\n");
-        const tokens = await engine.tokenize(body.model, text);
+        // The prompt /v1/messages would evaluate: the chat template's markers and the tools' documentation included.
+        const { tokens } = await engine.chatPrompt({
+          model: body.model,
+          messages: chatMessages(body),
+          tools: clientTools(body.tools),
+          toolChoice: toolChoiceOf(body.tool_choice),
+        });
         return { input_tokens: tokens.length };
       },
     }),

@@ -58,6 +58,26 @@ describe.each(toolModelNames)("the Anthropic SDK on %s", (model) => {
     expect(valid(block!)).toBe(true);
   });
 
+  test("countTokens is the prompt messages.create evaluates: template, system and tool documentation included", async () => {
+    const bodies: Partial<Params>[] = [
+      {},
+      { system: [{ type: "text", text: "Answer briefly." }] },
+      { tools },
+      { tools, tool_choice: { type: "any" } },
+      // Tools the model is not shown (tool choice none) are not counted.
+      { tools, tool_choice: { type: "none" } },
+    ];
+    for (const extra of bodies) {
+      const request = { model, messages, ...extra } as Anthropic.MessageCountTokensParams;
+      const counted = await client.messages.countTokens(request);
+      const made = await client.messages.create(params(model, { ...extra, tools: extra.tools, max_tokens: 1 }));
+      expect({ extra, tokens: counted.input_tokens }).toEqual({
+        extra,
+        tokens: made.usage.input_tokens + (made.usage.cache_read_input_tokens ?? 0),
+      });
+    }
+  });
+
   test("tool_choice tool names the tool; none answers in text", async () => {
     const named = await client.messages.create(params(model, { tool_choice: { type: "tool", name: "get_time" } }));
     expect(toolUses(named).map((b) => b.name)).toEqual(["get_time"]);
