@@ -270,6 +270,21 @@ function streamFormat(response: ReturnType<typeof responseObject>, sequence: Seq
   const messageId = randomId("msg_");
   const output: OutputItem[] = [];
   let call: { id: string; index: number } | undefined;
+  // The message's text, once its run ended; its `.done` events wait for what ended it (max_output_tokens: incomplete).
+  let endedText: string | undefined;
+  const closeMessage = (status: string) => {
+    if (endedText === undefined) return [];
+    const item = messageItem(messageId, endedText, status);
+    const part = { type: "output_text", text: endedText, annotations: [], logprobs: [] };
+    const text = endedText;
+    endedText = undefined;
+    output.push(item);
+    return [
+      event("response.output_text.done", { item_id: messageId, output_index: 0, content_index: 0, text, logprobs: [] }),
+      event("response.content_part.done", { item_id: messageId, output_index: 0, content_index: 0, part }),
+      event("response.output_item.done", { output_index: 0, item }),
+    ];
+  };
   return {
     start: () => [event("response.created", { response: response.base }), event("response.in_progress", { response: response.base })],
     // Text comes before any call (the model's turn ends with its calls), so the message is always output 0.
@@ -295,18 +310,17 @@ function streamFormat(response: ReturnType<typeof responseObject>, sequence: Seq
       { event: "response.output_text.delta" },
     ),
     textEnd: (text) => {
-      const item = messageItem(messageId, text, "completed");
-      output.push(item);
-      const part = { type: "output_text", text, annotations: [], logprobs: [] };
-      return [
-        event("response.output_text.done", { item_id: messageId, output_index: 0, content_index: 0, text, logprobs: [] }),
-        event("response.content_part.done", { item_id: messageId, output_index: 0, content_index: 0, part }),
-        event("response.output_item.done", { output_index: 0, item }),
-      ];
+      endedText = text;
+      return [];
     },
     toolCallStart: (start) => {
+      // Text before a call is a whole message: the model went on to call.
+      const closed = closeMessage("completed");
       call = { id: randomId("fc_"), index: output.length };
-      return [event("response.output_item.added", { output_index: call.index, item: callItem(start, call.id, "", "in_progress") })];
+      return [
+        ...closed,
+        event("response.output_item.added", { output_index: call.index, item: callItem(start, call.id, "", "in_progress") }),
+      ];
     },
     toolCallArguments: () =>
       template(
@@ -333,11 +347,12 @@ function streamFormat(response: ReturnType<typeof responseObject>, sequence: Seq
       ];
     },
     done: (summary) => {
+      const closed = closeMessage(summary.finishReason === "length" ? "incomplete" : "completed");
       // A call cut short (max_output_tokens) got `output_item.added` but no `.done`: it is in the output, incomplete.
       const unfinished = summary.unfinishedToolCall;
       if (unfinished && call) output.push(callItem(unfinished, call.id, unfinished.argumentsJson, "incomplete"));
       const final = response.final(summary, output);
-      return [event(final.status === "completed" ? "response.completed" : "response.incomplete", { response: final })];
+      return [...closed, event(final.status === "completed" ? "response.completed" : "response.incomplete", { response: final })];
     },
   };
 }

@@ -45,9 +45,18 @@ describe.each(toolModelNames)("the openai client's responses on %s", (model) => 
     expect(response.usage!.output_tokens).toBe(6);
     const stream = client.responses.stream({ model, input: "Once upon a time", max_output_tokens: 6, temperature: 0 });
     const numbers: number[] = [];
-    for await (const event of stream) numbers.push(event.sequence_number);
+    const doneItems: unknown[] = [];
+    for await (const event of stream) {
+      numbers.push(event.sequence_number);
+      if (event.type === "response.output_item.done") doneItems.push(event.item);
+    }
     expect(numbers).toEqual(numbers.map((_, i) => i));
-    expect((await stream.finalResponse()).output_text).toBe(response.output_text);
+    const final = await stream.finalResponse();
+    expect(final.output_text).toBe(response.output_text);
+    // Cut by max_output_tokens, the message is incomplete, streamed or not (its output_item.done says so too).
+    expect(response.output[0]).toMatchObject({ type: "message", status: "incomplete" });
+    expect(final.output[0]).toMatchObject({ type: "message", status: "incomplete" });
+    expect(doneItems).toEqual([expect.objectContaining({ id: final.output[0]!.id, status: "incomplete" })]);
   });
 
   test("required: a function_call item with call_id, name and JSON arguments", async () => {
