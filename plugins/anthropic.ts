@@ -123,7 +123,13 @@ function flatten(value: string | unknown[], field: string): string {
     .join("\n\n");
 }
 
-/** An assistant turn: its text blocks and its `tool_use` blocks (calls, in order). */
+/**
+ * An earlier answer's reasoning (from a Claude model, in a conversation that moved here): Anthropic's API leaves the
+ * thinking of earlier turns out of the prompt too, and a local model could not read a signed or redacted one anyway.
+ */
+const reasoningBlocks = new Set(["thinking", "redacted_thinking"]);
+
+/** An assistant turn: its text blocks and its `tool_use` blocks (calls, in order); thinking blocks are left out. */
 function assistantMessage(content: string | unknown[], field: string): ChatMessage {
   const texts: string[] = [];
   const toolCalls: ToolCall[] = [];
@@ -139,7 +145,7 @@ function assistantMessage(content: string | unknown[], field: string): ChatMessa
         name: stringField(block, "name", at),
         arguments: input as Record<string, unknown>,
       });
-    } else refuseBlock(block, at, '"text" and "tool_use" blocks are');
+    } else if (!reasoningBlocks.has(block.type)) refuseBlock(block, at, '"text", "tool_use" and thinking blocks are');
   });
   return { role: "assistant", content: texts.join("\n\n"), ...(toolCalls.length ? { toolCalls } : {}) };
 }

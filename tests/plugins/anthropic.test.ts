@@ -136,6 +136,28 @@ describe("official SDK", () => {
     );
   });
 
+  test("thinking blocks of an earlier answer (a conversation moved from Claude) are left out of the prompt, as Anthropic does", async () => {
+    const history = (answer: Anthropic.ContentBlockParam[]): Anthropic.MessageParam[] => [
+      ...user("Hi"),
+      { role: "assistant", content: answer },
+      ...user("And then?"),
+    ];
+    const plain = await client.messages.create(sampled({ max_tokens: 4, messages: history([{ type: "text", text: "Hello." }]) }));
+    const withThinking = await client.messages.create(
+      sampled({
+        max_tokens: 4,
+        messages: history([
+          { type: "thinking", thinking: "The user greets me.", signature: "c2ln" },
+          { type: "redacted_thinking", data: "cmVkYWN0ZWQ=" },
+          { type: "text", text: "Hello." },
+        ]),
+      }),
+    );
+    expect(withThinking.content).toEqual(plain.content);
+    const size = (m: Anthropic.Message) => m.usage.input_tokens + (m.usage.cache_read_input_tokens ?? 0);
+    expect(size(withThinking)).toBe(size(plain));
+  });
+
   test("countTokens counts the text of system and messages", async () => {
     const short = await client.messages.countTokens({ model, messages: user("Hello") });
     const long = await client.messages.countTokens({ model, system: "Be brief.", messages: user("Hello there, how are you today?") });
