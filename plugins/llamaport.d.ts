@@ -882,7 +882,7 @@ declare module "llamaport/internal/pluginApi/frames" {
     export function choiceFrames(generations: readonly Generation[], format: (index: number) => StreamFormat, end: (summaries: GenerationSummary[]) => unknown[]): AsyncGenerator<unknown>;
 }
 declare module "llamaport/internal/pluginApi/nullable" {
-    /** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic). */
+    /** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic, Ollama). */
     import { type TSchema } from "@sinclair/typebox";
     /**
      * An optional field that may also be `null`; the handler sees `null` as `undefined`, so `body.temperature` can go

@@ -18,6 +18,7 @@ import {
   NOW,
   type PullProgress,
   ndjson,
+  nullable,
   readFields,
   route,
   type StaticDecode,
@@ -31,80 +32,80 @@ import {
 // Options Ollama knows and llamaport honours. Others (num_keep, num_batch, num_gpu, main_gpu, use_mmap, num_thread,
 // draft_num_predict, and the older mirostat*, tfs_z, penalize_newline, ...) pass unread: see the README's field table.
 const options = t.Object({
-  temperature: t.Optional(t.Number({ minimum: 0 })),
-  top_p: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
-  top_k: t.Optional(t.Integer({ minimum: 0 })),
-  min_p: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
-  typical_p: t.Optional(t.Number()),
-  seed: t.Optional(t.Integer()),
-  num_predict: t.Optional(t.Integer()),
-  num_ctx: t.Optional(t.Integer({ minimum: 1 })),
-  stop: t.Optional(t.Array(t.String())),
-  repeat_penalty: t.Optional(t.Number({ exclusiveMinimum: 0 })),
-  repeat_last_n: t.Optional(t.Integer({ minimum: -1 })),
-  presence_penalty: t.Optional(t.Number()),
-  frequency_penalty: t.Optional(t.Number()),
+  temperature: nullable(t.Number({ minimum: 0 })),
+  top_p: nullable(t.Number({ minimum: 0, maximum: 1 })),
+  top_k: nullable(t.Integer({ minimum: 0 })),
+  min_p: nullable(t.Number({ minimum: 0, maximum: 1 })),
+  typical_p: nullable(t.Number()),
+  seed: nullable(t.Integer()),
+  num_predict: nullable(t.Integer()),
+  num_ctx: nullable(t.Integer({ minimum: 1 })),
+  stop: nullable(t.Array(t.String())),
+  repeat_penalty: nullable(t.Number({ exclusiveMinimum: 0 })),
+  repeat_last_n: nullable(t.Integer({ minimum: -1 })),
+  presence_penalty: nullable(t.Number()),
+  frequency_penalty: nullable(t.Number()),
 });
 
 /** Images come as base64 strings; llamaport's models read text only, so any image is refused by name (never dropped). */
-const images = t.Optional(t.Array(t.String()));
+const images = nullable(t.Array(t.String()));
 
 /** Fields every generating route takes. `format` is `"json"` or a JSON Schema (structured outputs); "" means none. */
 const requestFields = {
   model: t.String({ minLength: 1 }),
-  stream: t.Optional(t.Boolean()),
-  options: t.Optional(options),
-  keep_alive: t.Optional(t.Union([t.String(), t.Number()])),
-  format: t.Optional(t.Union([t.String(), t.Record(t.String(), t.Unknown())])),
-  think: t.Optional(t.Union([t.Boolean(), t.String()])),
-  logprobs: t.Optional(t.Boolean()),
-  top_logprobs: t.Optional(t.Integer({ minimum: 0, maximum: 20 })),
+  stream: nullable(t.Boolean()),
+  options: nullable(options),
+  keep_alive: nullable(t.Union([t.String(), t.Number()])),
+  format: nullable(t.Union([t.String(), t.Record(t.String(), t.Unknown())])),
+  think: nullable(t.Union([t.Boolean(), t.String()])),
+  logprobs: nullable(t.Boolean()),
+  top_logprobs: nullable(t.Integer({ minimum: 0, maximum: 20 })),
   // Accepted for what they say; llamaport never cuts a prompt (a too-long one is a 400) nor shifts the context.
-  truncate: t.Optional(t.Boolean()),
-  shift: t.Optional(t.Boolean()),
+  truncate: nullable(t.Boolean()),
+  shift: nullable(t.Boolean()),
 };
 const requestBody = t.Object(requestFields);
 
 const generateBody = t.Object({
   ...requestFields,
-  prompt: t.Optional(t.String()),
-  suffix: t.Optional(t.String()),
-  system: t.Optional(t.String()),
-  template: t.Optional(t.String()),
-  context: t.Optional(t.Array(t.Integer({ minimum: 0 }))),
-  raw: t.Optional(t.Boolean()),
+  prompt: nullable(t.String()),
+  suffix: nullable(t.String()),
+  system: nullable(t.String()),
+  template: nullable(t.String()),
+  context: nullable(t.Array(t.Integer({ minimum: 0 }))),
+  raw: nullable(t.Boolean()),
   images,
 });
 
 /** A call in history: arguments are an object, as Ollama sends them; `id` only from newer clients. */
 const toolCall = t.Object({
-  id: t.Optional(t.String()),
-  function: t.Object({ index: t.Optional(t.Integer()), name: t.String(), arguments: t.Record(t.String(), t.Unknown()) }),
+  id: nullable(t.String()),
+  function: t.Object({ index: nullable(t.Integer()), name: t.String(), arguments: t.Record(t.String(), t.Unknown()) }),
 });
 
 const chatBody = t.Object({
   ...requestFields,
-  messages: t.Optional(
+  messages: nullable(
     t.Array(
       t.Object({
         role: t.Union([t.Literal("system"), t.Literal("user"), t.Literal("assistant"), t.Literal("tool")]),
         // Optional: a message that only calls tools may leave it out (checked in `chatMessages`).
-        content: t.Optional(t.String()),
+        content: nullable(t.String()),
         images,
-        tool_calls: t.Optional(t.Array(toolCall)),
-        tool_name: t.Optional(t.String()),
-        tool_call_id: t.Optional(t.String()),
+        tool_calls: nullable(t.Array(toolCall)),
+        tool_name: nullable(t.String()),
+        tool_call_id: nullable(t.String()),
       }),
     ),
   ),
-  tools: t.Optional(
+  tools: nullable(
     t.Array(
       t.Object({
         type: t.Literal("function"),
         function: t.Object({
           name: t.String(),
-          description: t.Optional(t.String()),
-          parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+          description: nullable(t.String()),
+          parameters: nullable(t.Record(t.String(), t.Unknown())),
         }),
       }),
     ),
@@ -112,22 +113,22 @@ const chatBody = t.Object({
 });
 type ChatBody = StaticDecode<typeof chatBody>;
 
-const modelBody = t.Object({ model: t.Optional(t.String()), name: t.Optional(t.String()), verbose: t.Optional(t.Boolean()) });
+const modelBody = t.Object({ model: nullable(t.String()), name: nullable(t.String()), verbose: nullable(t.Boolean()) });
 
 const embedBody = t.Object({
   model: t.String({ minLength: 1 }),
-  input: t.Optional(t.Union([t.String(), t.Array(t.String())])),
-  truncate: t.Optional(t.Boolean()),
-  dimensions: t.Optional(t.Integer({ minimum: 1 })),
+  input: nullable(t.Union([t.String(), t.Array(t.String())])),
+  truncate: nullable(t.Boolean()),
+  dimensions: nullable(t.Integer({ minimum: 1 })),
   keep_alive: requestFields.keep_alive,
-  options: t.Optional(t.Record(t.String(), t.Unknown())),
+  options: nullable(t.Record(t.String(), t.Unknown())),
 });
 
 const embeddingsBody = t.Object({
   model: t.String({ minLength: 1 }),
-  prompt: t.Optional(t.String()),
+  prompt: nullable(t.String()),
   keep_alive: requestFields.keep_alive,
-  options: t.Optional(t.Record(t.String(), t.Unknown())),
+  options: nullable(t.Record(t.String(), t.Unknown())),
 });
 
 /** Ollama clients write `name:latest` for a model registered as `name`; a model literally named so wins. */

@@ -1,4 +1,4 @@
-/** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic). */
+/** A schema helper for wire formats where `null` means "not given" (OpenAI, Anthropic, Ollama). */
 import { type TSchema, Type } from "@sinclair/typebox";
 
 /**

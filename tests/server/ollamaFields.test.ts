@@ -321,6 +321,40 @@ describe("/api/generate fields", () => {
   });
 });
 
+describe("null", () => {
+  test("is as absent for every optional field, as Ollama's Go decoding takes it (clients that write None get an answer)", async () => {
+    const options = { temperature: 0, num_predict: 4 };
+    const nulls = { stream: false, keep_alive: null, format: null, think: null, logprobs: null, top_logprobs: null, truncate: null };
+    const nullOptions = { ...options, top_p: null, top_k: null, seed: null, stop: null, num_ctx: null, repeat_penalty: null };
+    const plain = await bodyOf(generate({ prompt: "Once upon a time", stream: false, options }));
+    const generated = await generate({
+      prompt: "Once upon a time",
+      ...nulls,
+      suffix: null,
+      system: null,
+      context: null,
+      images: null,
+      options: nullOptions,
+    });
+    expect(generated.status).toBe(200);
+    expect((await bodyOf(generated)).response).toBe(plain.response);
+    const message = { role: "user", content: "Once upon a time" };
+    const chatted = await chat({ ...nulls, tools: null, options: nullOptions, messages: [{ ...message, images: null, tool_calls: null }] });
+    expect(chatted.status).toBe(200);
+    expect((await bodyOf(chatted)).message.content).toBe(
+      (await bodyOf(chat({ stream: false, options, messages: [message] }))).message.content,
+    );
+    const embedded = await postJson(`${server.url}/api/embed`, {
+      model: "demo",
+      input: "hi",
+      truncate: null,
+      dimensions: null,
+      options: null,
+    });
+    expect((await bodyOf(embedded)).embeddings).toHaveLength(1);
+  });
+});
+
 describe("think", () => {
   test("a model without thinking takes think: false and refuses true or a level, in Ollama's words", async () => {
     expect(
