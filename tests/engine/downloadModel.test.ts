@@ -67,6 +67,27 @@ describe("sources", () => {
       fileName: "x y.gguf",
     });
   });
+  test("sources that would leave their repository on the hub, or cannot be decoded, are a 400 before anything is asked", async () => {
+    const mark = hub.requests.length;
+    for (const text of [
+      "hf:acme/tiny-GGUF/../../other/x.gguf",
+      "hf:acme/tiny-GGUF/%2e%2E/x.gguf",
+      "hf:acme/tiny-GGUF@../x.gguf",
+      "hf:../x/y.gguf",
+    ])
+      await expect(resolvePullSource(text, { hfEndpoint: hub.url })).rejects.toMatchObject({
+        status: 400,
+        message: expect.stringContaining("is no file or folder name"),
+      });
+    for (const text of ["hf:../..", "hf.co/acme/..:Q4_K_M"])
+      await expect(resolvePullSource(text, { hfEndpoint: hub.url })).rejects.toMatchObject({ status: 400 });
+    // A malformed % escape was a URIError (a 500) when the file name was decoded.
+    await expect(resolvePullSource(`${hub.url}/static/files/%E0%A4.gguf`)).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining("has a malformed % escape"),
+    });
+    expect(hub.requests.length).toBe(mark);
+  });
 });
 
 describe("downloads", () => {

@@ -109,6 +109,14 @@ describe("POST /api/pull (Ollama)", () => {
     const missing = await postJson(`${server.url}/api/pull`, { model: "hf:acme/tiny-GGUF:IQ1_S", stream: false });
     expect(missing.status).toBe(404);
     expect((await bodyOf(missing)).error).toContain('Cannot get quantization "IQ1_S"');
+    // A hostile source: a 400, never a 500 (a malformed % escape was one), and nothing asked of any server.
+    const mark = hub.requests.length;
+    for (const model of [`${hub.url}/static/files/%E0%A4.gguf`, "hf:acme/tiny-GGUF/../../x.gguf"]) {
+      const hostile = await postJson(`${server.url}/api/pull`, { model, stream: false });
+      expect(hostile.status).toBe(400);
+      expect(Object.keys(await bodyOf(hostile))).toEqual(["error"]);
+    }
+    expect(hub.requests.length).toBe(mark);
     const nothing = await postJson(`${server.url}/api/pull`, {});
     expect(nothing.status).toBe(400);
     expect(await bodyOf(nothing)).toEqual({ error: "model is required" });

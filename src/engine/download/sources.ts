@@ -26,7 +26,23 @@ export function sourceToUrl(source: string, hfEndpoint = defaultHfEndpoint): str
   const match = hfFileSource.exec(source);
   if (!match) throw new LlamaportError("invalid_request", `bad hf source "${clip(source)}": expected hf:<owner>/<repo>/<file.gguf>`);
   const [, owner, repo, revision = "main", file] = match;
+  // Each part names one path segment on the hub: `..` (or an escaped one) would reach another repository or page there.
+  for (const segment of [owner!, repo!, revision, ...file!.split("/")])
+    if (isDotSegment(segment))
+      throw new LlamaportError("invalid_request", `bad hf source "${clip(source)}": "${clip(segment)}" is no file or folder name`);
   return `${hfEndpoint.replace(/\/$/, "")}/${owner}/${repo}/resolve/${revision}/${file}`;
+}
+
+/** An empty, `.` or `..` path segment, also percent-escaped (`%2e%2e`), which URLs resolve away. */
+const isDotSegment = (segment: string) => /^(\.|%2e){0,2}$/i.test(segment);
+
+/** A URL path segment decoded, or a clear error for a malformed escape (`%ZZ`, a cut UTF-8 sequence). */
+function decodeSegment(segment: string, source: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new LlamaportError("invalid_request", `"${clip(source)}" is not a valid URL: "${clip(segment)}" has a malformed % escape`);
+  }
 }
 
 /** Where a downloaded source is kept in the cache (whether or not it is there yet): a hash of its URL and its file name. */
@@ -64,7 +80,11 @@ export function isPullSource(text: string): boolean {
 export async function resolvePullSource(text: string, options: ResolveOptions = {}): Promise<PullSource | undefined> {
   const source = text.trim();
   const repo = hfRepoSource.exec(source);
-  if (repo) return resolveRepository(repo[1]!, repo[2]!, repo[3], options);
+  if (repo) {
+    if (isDotSegment(repo[1]!) || isDotSegment(repo[2]!))
+      throw new LlamaportError("invalid_request", `bad hf source "${clip(source)}": expected <owner>/<repo> names`);
+    return resolveRepository(repo[1]!, repo[2]!, repo[3], options);
+  }
   if (source.startsWith("hf:")) {
     sourceToUrl(source); // throws for a malformed one
     return { source, fileName: basename(source) };
@@ -76,7 +96,7 @@ export async function resolvePullSource(text: string, options: ResolveOptions = 
   } catch {
     throw new LlamaportError("invalid_request", `"${clip(source)}" is not a valid URL`);
   }
-  const fileName = decodeURIComponent(basename(url.pathname));
+  const fileName = decodeSegment(basename(url.pathname), source);
   if (!fileName) throw new LlamaportError("invalid_request", `${clip(source)} names no file`);
   return { source, fileName };
 }
@@ -113,7 +133,11 @@ async function resolveRepository(owner: string, repo: string, quant: string | un
   const path = new URL(resolvedUrl).pathname;
   const marker = `/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/resolve/main/`;
   if (!path.startsWith(marker)) throw new LlamaportError("unavailable", `cannot resolve ${uri}: unexpected download URL ${resolvedUrl}`);
-  const file = path.slice(marker.length).split("/").map(decodeURIComponent).join("/");
+  const file = path
+    .slice(marker.length)
+    .split("/")
+    .map((segment) => decodeSegment(segment, resolvedUrl))
+    .join("/");
   return { source: `hf:${owner}/${repo}/${file}`, fileName: basename(file) };
 }
 
