@@ -20,13 +20,17 @@ export function addModelToYaml(text: string, entry: NewModelEntry, file: string)
   const models = doc.get("models", true);
   let next: string;
   if (isMap(models) && !models.flow && models.items.length > 0 && models.range) next = spliceEntry(text, models, entry);
-  else if (models === undefined || (isScalar(models) && models.value === null) || (isMap(models) && models.items.length === 0)) {
+  else if (isMap(models) && models.flow && models.items.length > 0) {
+    // `models: {a: {...}}`: the entry joins the flow mapping (a comment has no place inside one); yaml prints the file.
+    models.set(doc.createNode(entry.name), doc.createNode({ source: entry.source }, { flow: true }));
+    next = doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
+  } else if (models === undefined || (isScalar(models) && models.value === null) || (isMap(models) && models.items.length === 0)) {
     // No models yet: `models:` gets a block of its own (the rest of the document is printed as yaml keeps it).
     doc.set("models", doc.createNode({ [entry.name]: { source: entry.source } }));
     const pair = (doc.get("models", true) as YAMLMap).items[0];
     if (entry.comment && pair) (pair.key as { commentBefore?: string }).commentBefore = ` ${entry.comment}`;
     next = doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
-  } else throw new Error("models: must be a block mapping of model names to entries to add a model to it");
+  } else throw new Error("models: must be a mapping of model names to entries to add a model to it");
   return { text: next, config: parseModelsYaml(next, file) };
 }
 
@@ -42,8 +46,10 @@ function spliceEntry(text: string, models: YAMLMap, entry: NewModelEntry): strin
     `${indent}  source: ${scalar(entry.source)}`,
   ];
   const before = text.slice(0, at);
-  const separator = before.endsWith("\n") ? "" : "\n";
-  return `${before}${separator}${lines.join("\n")}\n${text.slice(at)}`;
+  // A file written on Windows keeps its line ends.
+  const eol = text.includes("\r\n") ? "\r\n" : "\n";
+  const separator = before.endsWith("\n") ? "" : eol;
+  return `${before}${separator}${lines.join(eol)}${eol}${text.slice(at)}`;
 }
 
 /** A plain scalar where YAML reads it back unchanged, else quoted. */

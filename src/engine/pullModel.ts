@@ -4,8 +4,8 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { addModelToFile, addModelToYaml } from "../config/addModelEntry.ts";
-import type { ModelEntry, ModelRegistryConfig } from "../config/loadModelsFile.ts";
+import { addModelToFile, addModelToYaml, type NewModelEntry } from "../config/addModelEntry.ts";
+import { ConfigError, type ModelEntry, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../config/modelsSchema.ts";
 import { type DownloadStart, downloadModel } from "./download/downloadModel.ts";
 import { isPullSource, modelNameFor, type PullSource, resolvePullSource } from "./download/sources.ts";
@@ -104,11 +104,7 @@ function register(name: string, resolved: PullSource, asked: string, context: Pu
       });
     if (context.modelsFile) {
       const { path, newText = "" } = context.modelsFile;
-      const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return newText;
-        throw error;
-      });
-      context.apply(await addModelToFile(path, text, { name, source: resolved.source, comment }));
+      context.apply(await addToModelsFile(path, newText, { name, source: resolved.source, comment }));
       return true;
     }
     const current = context.registry.current;
@@ -118,4 +114,25 @@ function register(name: string, resolved: PullSource, asked: string, context: Pu
   });
   editing = task.catch(() => {});
   return task;
+}
+
+/**
+ * The registry with the entry added to models.yaml. A file the server cannot read or write, or one being edited into
+ * an invalid state, is the operator's to fix: a clear error (the download stays in the cache), not an internal one.
+ */
+async function addToModelsFile(path: string, newText: string, entry: NewModelEntry): Promise<ModelRegistryConfig> {
+  try {
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return newText;
+      throw error;
+    });
+    return await addModelToFile(path, text, entry);
+  } catch (error) {
+    const reason = error instanceof ConfigError ? error.message : `${path}: ${(error as Error).message}`;
+    throw new LlamaportError(
+      "unavailable",
+      `${entry.source} is downloaded, but cannot be added to models.yaml as "${entry.name}": ${reason}; fix the file and pull again (the download is kept)`,
+      { cause: error },
+    );
+  }
 }

@@ -67,10 +67,22 @@ describe("addModelToYaml", () => {
     }
   });
 
+  test("a flow mapping of models gets the entry inside it; a file with Windows line ends keeps them", () => {
+    const flow = addModelToYaml("# mine\nmodels: {demo: {source: synthetic:demo, context: 256}}\n", entry, "/m.yaml");
+    expect(flow.text).toBe(
+      "# mine\nmodels: {demo: {source: synthetic:demo, context: 256}, tiny-Q8_0: {source: hf:acme/tiny-GGUF/tiny-Q8_0.gguf}}\n",
+    );
+    expect(flow.config.models.map((m) => m.name)).toEqual(["demo", "tiny-Q8_0"]);
+    const crlf = "models:\r\n  demo:\r\n    source: synthetic:demo\r\n# end\r\n";
+    const { text } = addModelToYaml(crlf, entry, "/m.yaml");
+    expect(text.replace(/\r\n/g, "")).not.toContain("\n");
+    expect(text).toContain("  tiny-Q8_0:\r\n    source: hf:acme/tiny-GGUF/tiny-Q8_0.gguf\r\n# end\r\n");
+  });
+
   test("a result that would not be a valid registry is refused, with the file and line", () => {
     expect(() =>
       addModelToYaml("models:\n  demo:\n    source: synthetic:demo\n", { name: "demo", source: "hf:a/b/c.gguf" }, "/m.yaml"),
     ).toThrow("/m.yaml:4:3");
-    expect(() => addModelToYaml("models: [a, b]\n", entry, "/m.yaml")).toThrow("models: must be a block mapping");
+    expect(() => addModelToYaml("models: [a, b]\n", entry, "/m.yaml")).toThrow("models: must be a mapping");
   });
 });

@@ -1,7 +1,7 @@
 /** Pulling models into a running server: Ollama's POST /api/pull through the official client, and the engine's pull() under it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import type { PullProgress } from "../../src/engine/types.ts";
@@ -177,5 +177,44 @@ describe("engine.pull()", () => {
     const result = await bare.engine.pull({ source: "hf:acme/tiny-GGUF" });
     expect(result).toMatchObject({ model: "tiny-Q4_K_M", added: true, savedTo: undefined });
     expect((await bare.engine.listModels()).map((m) => m.name)).toEqual(["demo", "tiny-Q4_K_M"]);
+  });
+
+  test("models.yaml edited during a download keeps the edit; one the server cannot read is a clear 503, and the next pull adds the kept download", async () => {
+    using otherCache = tempDir();
+    await using own = await startTestServer({}, { cacheDir: otherCache.path, hfEndpoint: hub.url });
+    const file = join(own.dir, "models.yaml");
+    writeFileSync(file, "models:\n  demo:\n    source: synthetic:demo\n");
+    await own.settled();
+    hub.addFile("slow.gguf", { bytes: paddedGguf(gguf, 2 * MiB), bytesPerSecond: 4 * MiB });
+    let edited = false;
+    const pulled = await own.engine.pull({
+      source: `${hub.url}/static/files/slow.gguf`,
+      onProgress: (event) => {
+        if (event.stage !== "downloading" || edited) return;
+        edited = true;
+        writeFileSync(file, "models:\n  demo:\n    source: synthetic:demo\n  mine: # added by hand\n    source: synthetic:tiny-f32\n");
+      },
+    });
+    expect(edited).toBe(true);
+    expect(pulled).toMatchObject({ model: "slow", added: true });
+    expect(readFileSync(file, "utf8")).toContain("  mine: # added by hand\n    source: synthetic:tiny-f32\n  # pulled from");
+
+    // Someone's edit in progress: the server keeps its registry, and a pull says what is wrong instead of a 500.
+    writeFileSync(file, "models:\n  demo:\n    source: synthetic:demo\n  broken: [\n");
+    const refused = await postJson(`${own.url}/api/pull`, { model: `${hub.url}/static/files/plain.gguf`, stream: false });
+    expect(refused.status).toBe(503);
+    const { error } = await bodyOf(refused);
+    expect(error).toContain('is downloaded, but cannot be added to models.yaml as "plain": ');
+    expect(error).toContain(`${file}:`);
+    expect(readFileSync(file, "utf8")).toEndWith("broken: [\n");
+    // Fixed (as a flow mapping this time): the next pull adds the model without fetching it again.
+    writeFileSync(file, "models: {demo: {source: synthetic:demo}}\n");
+    const mark = hub.requests.length;
+    const again = await postJson(`${own.url}/api/pull`, { model: `${hub.url}/static/files/plain.gguf`, stream: false });
+    expect(await bodyOf(again)).toEqual({ status: "success" });
+    expect(hub.requests.slice(mark).filter((r) => r.method === "GET")).toEqual([]);
+    expect(readFileSync(file, "utf8")).toBe(
+      `models: {demo: {source: synthetic:demo}, plain: {source: ${hub.url}/static/files/plain.gguf}}\n`,
+    );
   });
 });
