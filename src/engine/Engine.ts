@@ -79,6 +79,11 @@ export interface EngineOptions {
   newModelsFileText?: string;
   /** A download that gets no further for this long is stopped (default 60 s). */
   downloadStallTimeoutMs?: number;
+  /**
+   * Where `pull` may fetch a model that is not in the registry: `anywhere` (default; any http(s) URL), or `hub` (`hf:`
+   * sources and URLs on `hfEndpoint` only), for a server whose clients must not make it fetch from arbitrary hosts.
+   */
+  pullFrom?: "anywhere" | "hub";
   log?: (message: string) => void;
   /**
    * Called when a generation starts running, in its caller's async context (the host finds the request it belongs
@@ -101,6 +106,7 @@ export class Engine implements EngineFacade {
   private readonly gpu: "auto" | false;
   private readonly sourceOptions: SourceOptions;
   private readonly modelsFile?: { path: string; newText?: string };
+  private readonly pullFrom: "anywhere" | "hub";
   private readonly digests: FileDigests;
   private readonly tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
   /** Shutting down: no new work; queued requests were answered. */
@@ -136,6 +142,7 @@ export class Engine implements EngineFacade {
       sha256Of: (path) => this.digests.digest(path),
       log: this.log,
     };
+    this.pullFrom = options.pullFrom ?? "anywhere";
     this.modelsFile = options.modelsFile ? { path: options.modelsFile, newText: options.newModelsFileText } : undefined;
     this.models = new ModelManager({
       runtime: () => this.runtime(),
@@ -320,6 +327,7 @@ export class Engine implements EngineFacade {
       registry: this.registry,
       source: this.sourceOptions,
       modelsFile: this.modelsFile,
+      pullFrom: this.pullFrom,
       apply: (config) => this.updateRegistry(config),
     });
   }

@@ -8,7 +8,7 @@ import { addModelToFile, addModelToYaml, type NewModelEntry } from "../config/ad
 import { ConfigError, type ModelEntry, type ModelRegistryConfig } from "../config/loadModelsFile.ts";
 import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from "../config/modelsSchema.ts";
 import { type DownloadStart, downloadModel } from "./download/downloadModel.ts";
-import { isPullSource, modelNameFor, type PullSource, resolvePullSource } from "./download/sources.ts";
+import { isHubSource, isPullSource, modelNameFor, type PullSource, resolvePullSource } from "./download/sources.ts";
 import { clip, LlamaportError } from "./EngineError.ts";
 import type { ModelRegistry } from "./ModelRegistry.ts";
 import { resolveModelSource, type SourceOptions } from "./resolveModelSource.ts";
@@ -19,6 +19,8 @@ export interface PullContext {
   source: SourceOptions;
   /** The models.yaml new models are added to, and the text it starts from if it does not exist yet; none: they are added to the registry in memory. */
   modelsFile?: { path: string; newText?: string };
+  /** Where new models may come from: anywhere (a URL on any server), or only the hub (see `EngineOptions.pullFrom`). */
+  pullFrom?: "anywhere" | "hub";
   /** Puts a new registry in force (the engine's `updateRegistry`). */
   apply(config: ModelRegistryConfig): void;
 }
@@ -39,6 +41,14 @@ export async function pullModel(request: PullRequest, context: PullContext): Pro
       "not_found",
       `"${clip(request.source)}" is no model in the registry and no source llamaport can download: pull hf:<owner>/<repo>:<quant> ` +
         "(or Ollama's hf.co/<owner>/<repo>:<quant>), hf:<owner>/<repo>/<file>.gguf or an http(s) URL of a GGUF file",
+      { param: "model" },
+    );
+  if (context.pullFrom === "hub" && !isHubSource(request.source, context.source.hfEndpoint))
+    throw new LlamaportError(
+      "forbidden",
+      `this server pulls new models from Hugging Face only (hf:<owner>/<repo>:<quant>, hf.co/<owner>/<repo>:<quant>), ` +
+        `not from "${clip(request.source)}": it listens beyond this machine, and a URL would make it fetch from any ` +
+        "server its network reaches. Add the URL to models.yaml as a model's source, or run `llamaport pull` on the server's machine",
       { param: "model" },
     );
   report({ stage: "resolving", source: request.source });

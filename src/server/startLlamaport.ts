@@ -44,6 +44,8 @@ export interface StartOptions {
   hfToken?: string;
   /** A download that gets no further for this long is stopped (default 60 s). */
   downloadStallTimeoutMs?: number;
+  /** Where `/api/pull` may fetch new models from (default: `anywhere` on a loopback address, else `hub`). */
+  pullFrom?: "anywhere" | "hub";
   /** Largest request body accepted, in bytes (default 10 MiB). */
   maxBodyBytes?: number;
   /** API keys clients must send; `api_keys` in models.yaml and the key file add more. None: no key needed. */
@@ -107,6 +109,9 @@ export async function startLlamaport(options: StartOptions): Promise<RunningLlam
     modelsFile: home,
     newModelsFileText: options.newModelsFileText,
     downloadStallTimeoutMs: options.downloadStallTimeoutMs,
+    // Clients may reach a server beyond loopback from other machines: they must not make it fetch from any URL
+    // (SSRF into its network, or a body without end filling its disk). `hf:` sources and models.yaml's stay.
+    pullFrom: options.pullFrom ?? (isLoopback(host) ? "anywhere" : "hub"),
     log: (m) => log("info", m),
     // A generation's numbers go to its request's single log line, which waits for it (a stopped stream's generation
     // ends after its body); one started outside a request gets a line of its own.

@@ -218,3 +218,26 @@ describe("engine.pull()", () => {
     );
   });
 });
+
+describe("what remote clients may pull", () => {
+  test("a server listening beyond loopback pulls from the hub only: a URL elsewhere is a 403 before anything is fetched", async () => {
+    using otherCache = tempDir();
+    await using exposed = await startTestServer({}, { host: "0.0.0.0", cacheDir: otherCache.path, hfEndpoint: hub.url });
+    const url = `http://127.0.0.1:${exposed.port}`;
+    // The same file as the hub serves, by another origin: any server the machine reaches (169.254.169.254, the LAN).
+    const elsewhere = `http://localhost:${new URL(hub.url).port}/static/files/plain.gguf`;
+    const mark = hub.requests.length;
+    for (const stream of [true, false]) {
+      const refused = await postJson(`${url}/api/pull`, { model: elsewhere, stream });
+      expect(refused.status).toBe(403);
+      expect((await bodyOf(refused)).error).toContain("this server pulls new models from Hugging Face only");
+    }
+    await expect(exposed.engine.pull({ source: elsewhere })).rejects.toThrow("it listens beyond this machine");
+    expect(hub.requests.length).toBe(mark);
+    // The hub (hf: sources, Ollama's hf.co/ names, URLs on the hub endpoint) stays open to them.
+    const ollama = new Ollama({ host: url });
+    expect(await ollama.pull({ model: "hf.co/acme/other-GGUF" })).toMatchObject({ status: "success" });
+    expect((await postJson(`${url}/api/pull`, { model: `${hub.url}/static/files/plain.gguf`, stream: false })).status).toBe(200);
+    expect((await exposed.engine.listModels()).map((m) => m.name)).toEqual(["hf.co/acme/other-GGUF", "plain"]);
+  });
+});

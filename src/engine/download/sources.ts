@@ -66,6 +66,20 @@ export interface ResolveOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Whether a pull source downloads from the hub: `hf:` sources, Ollama's `hf.co/` repositories, and URLs on the hub
+ * endpoint. Anything else is a URL on another server.
+ */
+export function isHubSource(text: string, hfEndpoint = defaultHfEndpoint): boolean {
+  const source = text.trim();
+  if (hfRepoSource.test(source) || source.startsWith("hf:")) return true;
+  try {
+    return new URL(source).origin === new URL(hfEndpoint).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether `resolvePullSource` would take the text as a source (without asking any server). */
 export function isPullSource(text: string): boolean {
   const source = text.trim();
