@@ -323,12 +323,21 @@ export class Engine implements EngineFacade {
 
   pull(request: PullRequest): Promise<PullResult> {
     if (this.closing) return Promise.reject(shuttingDown());
-    return pullModel(request, {
-      registry: this.registry,
-      source: this.sourceOptions,
-      modelsFile: this.modelsFile,
-      pullFrom: this.pullFrom,
-      apply: (config) => this.updateRegistry(config),
+    // A download still running when the shutdown's grace period ends stops (resumable) and ends with an error, as
+    // generations do; otherwise it would hold its request open until the server closed the connection under it.
+    const signal = request.signal ? AbortSignal.any([request.signal, this.shutdown.signal]) : this.shutdown.signal;
+    const pulled = pullModel(
+      { ...request, signal },
+      {
+        registry: this.registry,
+        source: this.sourceOptions,
+        modelsFile: this.modelsFile,
+        pullFrom: this.pullFrom,
+        apply: (config) => this.updateRegistry(config),
+      },
+    );
+    return pulled.catch((error: unknown) => {
+      throw this.shutdown.signal.aborted && !request.signal?.aborted ? shuttingDown() : error;
     });
   }
 

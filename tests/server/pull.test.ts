@@ -1,13 +1,14 @@
 /** Pulling models into a running server: Ollama's POST /api/pull through the official client, and the engine's pull() under it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ollama } from "ollama";
 import type { PullProgress } from "../../src/engine/types.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { type ModelHub, paddedGguf, startModelHub } from "../support/modelHub.ts";
 import { bodyOf, postJson, startTestServer, type TestServer, tempDir } from "../support/testServer.ts";
+import { waitFor } from "../support/waitFor.ts";
 
 const MiB = 1024 ** 2;
 let hub: ModelHub;
@@ -239,5 +240,37 @@ describe("what remote clients may pull", () => {
     expect(await ollama.pull({ model: "hf.co/acme/other-GGUF" })).toMatchObject({ status: "success" });
     expect((await postJson(`${url}/api/pull`, { model: `${hub.url}/static/files/plain.gguf`, stream: false })).status).toBe(200);
     expect((await exposed.engine.listModels()).map((m) => m.name)).toEqual(["hf.co/acme/other-GGUF", "plain"]);
+  });
+});
+
+describe("shutdown", () => {
+  test("a pull still downloading when the grace period ends stops with Ollama's error line; its part stays to be resumed", async () => {
+    using otherCache = tempDir();
+    const own = await startTestServer({}, { cacheDir: otherCache.path, hfEndpoint: hub.url });
+    hub.addRepoFile("acme/long-GGUF", "long-Q4_K_M.gguf", { bytes: paddedGguf(gguf, 64 * MiB), bytesPerSecond: 4 * MiB });
+    const response = await postJson(`${own.url}/api/pull`, { model: "hf:acme/long-GGUF" });
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    // The downloader writes whole 5 MiB chunks: wait for the first on disk, so there is something to resume.
+    const models = join(otherCache.path, "models");
+    const parts = () =>
+      (existsSync(models) ? readdirSync(models) : [])
+        .filter((name) => name.startsWith(".download-"))
+        .flatMap((folder) => readdirSync(join(models, folder)));
+    await waitFor(
+      async () => parts(),
+      (names) => names.length > 0,
+      20_000,
+    );
+    const stopping = performance.now();
+    const stopped = own.stop({ graceMs: 200 });
+    let text = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += decoder.decode(chunk.value);
+    await stopped;
+    // Ended right after the grace period (a pull ran on until the server closed its connection 4 s later, cut mid-line).
+    expect(performance.now() - stopping).toBeLessThan(2_000);
+    expect(JSON.parse(text.trim().split("\n").at(-1)!)).toEqual({ error: "the server is shutting down; try again once it is back" });
+    expect(parts()).toEqual([expect.stringMatching(/-long-Q4_K_M\.gguf\.ipull$/)]);
+    rmSync(own.dir, { recursive: true, force: true });
   });
 });
