@@ -13,6 +13,9 @@ import { ConfigError } from "./config/loadModelsFile.ts";
 import { LlamaportError } from "./engine/EngineError.ts";
 import { version } from "./server/startLlamaport.ts";
 
+/** stdout's reader went away (`llamaport run ... | head`): not an error, as for other command-line tools. */
+const readerGone = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code === "EPIPE";
+
 async function main(): Promise<number> {
   let command: Command;
   try {
@@ -58,6 +61,12 @@ async function execute(command: Command): Promise<number> {
       return init(command.dir, command.force);
   }
 }
+
+// A write to a closed pipe fails as stdout's "error" event, which would otherwise crash with a stack trace.
+process.stdout.on("error", (error) => {
+  if (!readerGone(error)) throw error;
+  process.exit(0);
+});
 
 main().then(
   (code) => {

@@ -244,6 +244,17 @@ describe("run", () => {
     expect(unknown.stderr).toBe('llamaport: model "nope" not found; available: demo\n');
   });
 
+  test("an answer piped into a reader that stops early (`| head`) ends quietly with 0, not a stack trace", async () => {
+    using dir = tempDir();
+    writeFileSync(join(dir.path, "models.yaml"), modelsYaml.replace("max_tokens: 8", "max_tokens: 2000"));
+    const command = `'${process.execPath}' '${main}' run demo hi | head -c 10; echo "exit \${PIPESTATUS[0]}" >&2`;
+    const child = Bun.spawn(["bash", "-c", command], { cwd: dir.path, env: env(), stdout: "pipe", stderr: "pipe" });
+    children.push(child);
+    const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+    expect(stdout).toHaveLength(10);
+    expect(stderr).toBe("exit 0\n");
+  });
+
   test("with a server at --port: answers come from it, ps shows the model loaded, list marks it, and a source is pulled into the server's models.yaml", async () => {
     await using server = await startTestServer(
       { demo: { source: "synthetic:demo", context: 2048, parallel: 1, defaults: { max_tokens: 8 } } },
