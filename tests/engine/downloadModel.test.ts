@@ -2,6 +2,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, utimesSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { downloadModel } from "../../src/engine/download/downloadModel.ts";
 import { downloadTarget, modelNameFor, resolvePullSource, sourceToUrl } from "../../src/engine/download/sources.ts";
@@ -230,6 +232,35 @@ describe("downloads", () => {
     expect(await same(await downloadModel(`${hub.url}${path}`, { cacheDir: cache.path }), bytes)).toBe(true);
   });
 
+  test("a file larger than the disk of the cache is refused before a byte is written; an absurd size is refused at once", async () => {
+    using cache = tempDir();
+    const asked: string[] = [];
+    // A server announcing `?size=` bytes on HEAD and GET (a hub's x-linked-size, or a lie), then sending only "GGUF".
+    const huge = createServer((req, res) => {
+      asked.push(`${req.method} ${req.headers.range ?? ""}`);
+      res.writeHead(200, { "content-length": new URL(req.url!, "http://x").searchParams.get("size")!, "accept-ranges": "bytes" });
+      if (req.method === "HEAD") res.end();
+      else res.end("GGUF");
+    });
+    await new Promise<void>((done) => huge.listen(0, "127.0.0.1", done));
+    try {
+      const url = (size: number) => `http://127.0.0.1:${(huge.address() as AddressInfo).port}/huge.gguf?size=${size}`;
+      await expect(downloadModel(url(2 ** 44), { cacheDir: cache.path })).rejects.toThrow(
+        /: it is 16 TiB and the disk of the model cache has [\d.]+ [KMGT]?i?B free$/,
+      );
+      // 2^53 bytes ran the downloader out of memory laying out its chunks (a petabyte held the event loop for seconds).
+      const started = performance.now();
+      await expect(downloadModel(url(2 ** 53 - 1), { cacheDir: cache.path })).rejects.toThrow(
+        "the server announces 9007199254740991 bytes, more than a download may have",
+      );
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(asked.every((request) => !request.includes("bytes="))).toBe(true);
+      expect(readdirSync(join(cache.path, "models"))).toEqual([]);
+    } finally {
+      huge.close();
+    }
+  });
+
   test("bad downloads are clear errors and leave nothing in the cache", async () => {
     using cache = tempDir();
     hub.addFile("not-a-model.gguf", { bytes: new TextEncoder().encode("<html>login</html>") });
@@ -313,7 +344,7 @@ function fullDisk(dir: string): { mounted: boolean; [Symbol.dispose](): void } {
   return { mounted: mount.exitCode === 0, [Symbol.dispose]: () => void Bun.spawnSync(["umount", dir]) };
 }
 
-test("a full disk during a download is a clear error for that request; the part is removed and the server keeps serving", async () => {
+test("a full disk is a clear error for that request: up front for a file of known size, else when a write fails; the part is removed and the server keeps serving", async () => {
   using cache = tempDir();
   const models = join(cache.path, "models");
   mkdirSync(models);
@@ -322,12 +353,26 @@ test("a full disk during a download is a clear error for that request; the part 
     console.warn("SKIPPING the full-disk download test: mounting a tmpfs needs root");
     return;
   }
-  const url = `${hub.url}/acme/tiny-GGUF/resolve/main/tiny-Q8_0.gguf`;
-  await using server = await startTestServer({ remote: { source: url, context: 256, parallel: 1 } }, { cacheDir: cache.path });
-  const response = await postJson(`${server.url}/api/generate`, { model: "remote", prompt: "hi" });
-  expect(response.status).toBe(503);
-  expect((await bodyOf(response)).error).toContain("no space left on the disk of the model cache");
-  expect(readdirSync(models, { recursive: true })).toEqual([]);
+  const known = `${hub.url}/acme/tiny-GGUF/resolve/main/tiny-Q8_0.gguf`;
+  // Without a Content-Length nobody knows the size until the disk is full.
+  const unknown = `${hub.url}${hub.addFile("unsized-20MiB.gguf", { bytes: big, noLength: true })}`;
+  await using server = await startTestServer(
+    {
+      known: { source: known, context: 256, parallel: 1 },
+      unknown: { source: unknown, context: 256, parallel: 1 },
+    },
+    { cacheDir: cache.path },
+  );
+  const expected = {
+    known: /: it is 20 MiB and the disk of the model cache has [\d.]+ KiB free$/,
+    unknown: /no space left on the disk of the model cache/,
+  };
+  for (const [model, message] of Object.entries(expected)) {
+    const response = await postJson(`${server.url}/api/generate`, { model, prompt: "hi" });
+    expect(response.status).toBe(503);
+    expect((await bodyOf(response)).error).toMatch(message);
+    expect(readdirSync(models, { recursive: true })).toEqual([]);
+  }
   expect((await fetch(`${server.url}/health`)).status).toBe(200);
 });
 

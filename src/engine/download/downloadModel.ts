@@ -6,8 +6,9 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { mkdir, rename, rm, rmdir } from "node:fs/promises";
+import { mkdir, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { formatByteSize } from "../../config/byteSize.ts";
 import { LlamaportError } from "../EngineError.ts";
 import { importNodeLlamaCpp } from "../nodeLlamaCpp.ts";
 import type { DownloadProgress } from "../types.ts";
@@ -162,6 +163,25 @@ async function fetchModel(url: string, target: string, options: FetchOptions): P
   }
 }
 
+/**
+ * Refuses a file larger than the free space of the cache's disk before a byte is written: filling the disk would fail
+ * the download anyway, and everything else writing to that disk with it. Parts already there (preallocated by the
+ * downloader) count as room.
+ */
+async function ensureRoom(url: string, staging: string, fileNames: string[], sizeBytes: number | undefined): Promise<void> {
+  if (!sizeBytes) return;
+  const disk = await statfs(staging).catch(() => undefined);
+  if (!disk) return;
+  let held = 0;
+  for (const name of fileNames) held += ((await stat(join(staging, `${name}.ipull`)).catch(() => undefined))?.blocks ?? 0) * 512;
+  const free = disk.bavail * disk.bsize;
+  if (sizeBytes - held > free)
+    throw new LlamaportError(
+      "unavailable",
+      `cannot download ${url}: it is ${formatByteSize(sizeBytes)} and the disk of the model cache has ${formatByteSize(free)} free`,
+    );
+}
+
 /** What the downloader fetched: one file, or each part of a split model. */
 interface FetchedFile {
   url: string;
@@ -191,6 +211,9 @@ async function runDownloader(url: string, staging: string, fileName: string, hfE
   } catch (error) {
     throw downloadError(url, error, options.signal);
   }
+  // The size the downloader found (all parts of a split model), before it plans its chunks: a server that announces a
+  // petabyte would otherwise hold the event loop for minutes while they are laid out.
+  await ensureRoom(url, staging, partFileNames(fileName), downloader.totalSize);
   const stall = watchStalls(downloader, options.stallTimeoutMs ?? 60_000);
   try {
     await downloader.download({ signal: options.signal });
