@@ -34,7 +34,12 @@ export interface ServeSettings {
   logFormat: LogFormat;
   /** `GET /metrics` needs no API key. */
   publicMetrics: boolean;
+  /** Where `/api/pull` may fetch new models from; default: anywhere on a loopback address, else the hub only. */
+  pullFrom?: PullFrom;
 }
+
+const pullFromValues = ["anywhere", "hub"] as const;
+type PullFrom = (typeof pullFromValues)[number];
 
 /** What the commands other than `serve` take; settings come from flags and the environment as for `serve`. */
 export type Command =
@@ -80,6 +85,9 @@ Access (every route but /health needs a key once any key is set):
                            listening on a loopback address, or whenever set: it stops DNS-rebinding web pages)
   --allowed-origins LIST   web page origins that may call the server besides localhost pages, comma-separated,
                            * as a wildcard, e.g. https://*.example.com [LLAMAPORT_ALLOWED_ORIGINS]
+  --pull-from WHERE        where clients' POST /api/pull may download new models from: anywhere (any http(s)
+                           URL) or hub (Hugging Face: hf: sources, hf.co/ names) [LLAMAPORT_PULL_FROM] (default:
+                           anywhere when listening on a loopback address, else hub)
 
 Limits:
   --max-body-size SIZE     largest request body, e.g. 10MiB [LLAMAPORT_MAX_BODY_SIZE] (default 10MiB)
@@ -220,6 +228,7 @@ export const flags: Readonly<Record<string, string>> = {
   "shutdown-timeout": "LLAMAPORT_SHUTDOWN_TIMEOUT",
   "log-format": "LLAMAPORT_LOG_FORMAT",
   "public-metrics": "LLAMAPORT_PUBLIC_METRICS",
+  "pull-from": "LLAMAPORT_PULL_FROM",
 };
 
 /** Flags that may be given several times; their values add up. */
@@ -315,6 +324,9 @@ function serveSettings(given: Record<string, string>, env: Environment, command:
   const maxBody = pick("max-body-size");
   const maxRequests = pick("max-requests");
   const idle = pick("idle-timeout");
+  const pullFrom = pick("pull-from");
+  if (pullFrom !== undefined && !pullFromValues.includes(pullFrom as PullFrom))
+    throw new UsageError(`--pull-from must be one of ${pullFromValues.join(", ")}, got "${pullFrom}"`, command);
   return {
     host: pick("host") ?? "127.0.0.1",
     port: toInt(pick("port") ?? "9112", "port", 0, 65535),
@@ -333,6 +345,7 @@ function serveSettings(given: Record<string, string>, env: Environment, command:
     idleTimeoutSeconds: idle === undefined ? undefined : toSeconds(idle, "idle-timeout", 1, 255),
     shutdownTimeoutMs: toSeconds(pick("shutdown-timeout") ?? "10s", "shutdown-timeout", 0, 3600) * 1000,
     logFormat: logFormat as LogFormat,
+    pullFrom: pullFrom as PullFrom | undefined,
     publicMetrics: toSwitch(
       given["public-metrics"] ?? (command === "serve" ? env[flags["public-metrics"]!] : undefined) ?? "false",
       "public-metrics",

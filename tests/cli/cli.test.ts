@@ -53,6 +53,16 @@ describe("parseArgs", () => {
     expect(() => parseArgs(["serve"], { LLAMAPORT_PUBLIC_METRICS: "maybe" })).toThrow("--public-metrics is on or off");
   });
 
+  test("where clients may pull from: unset (the server decides by its address), anywhere or hub; flags beat env", () => {
+    expect(parseArgs(["serve"], {})).toMatchObject({ settings: { pullFrom: undefined } });
+    expect(parseArgs(["serve"], { LLAMAPORT_PULL_FROM: "anywhere" })).toMatchObject({ settings: { pullFrom: "anywhere" } });
+    expect(parseArgs(["serve", "--pull-from", "hub"], { LLAMAPORT_PULL_FROM: "anywhere" })).toMatchObject({
+      settings: { pullFrom: "hub" },
+    });
+    expect(() => parseArgs(["serve", "--pull-from", "lan"], {})).toThrow('--pull-from must be one of anywhere, hub, got "lan"');
+    expect(() => parseArgs(["run", "demo", "--pull-from", "hub"], {})).toThrow();
+  });
+
   test("env beats defaults, flags beat env", () => {
     const env = {
       LLAMAPORT_HOST: "0.0.0.0",

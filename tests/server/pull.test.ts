@@ -240,6 +240,12 @@ describe("what remote clients may pull", () => {
     expect(await ollama.pull({ model: "hf.co/acme/other-GGUF" })).toMatchObject({ status: "success" });
     expect((await postJson(`${url}/api/pull`, { model: `${hub.url}/static/files/plain.gguf`, stream: false })).status).toBe(200);
     expect((await exposed.engine.listModels()).map((m) => m.name)).toEqual(["hf.co/acme/other-GGUF", "plain"]);
+    // --pull-from says otherwise either way.
+    await using strict = await startTestServer({}, { cacheDir: otherCache.path, hfEndpoint: hub.url, pullFrom: "hub" });
+    expect((await postJson(`${strict.url}/api/pull`, { model: elsewhere, stream: false })).status).toBe(403);
+    await using open = await startTestServer({}, { host: "0.0.0.0", cacheDir: otherCache.path, hfEndpoint: hub.url, pullFrom: "anywhere" });
+    const allowed = await postJson(`http://127.0.0.1:${open.port}/api/pull`, { model: elsewhere, stream: false });
+    expect(await bodyOf(allowed)).toEqual({ status: "success" });
   });
 });
 
