@@ -32,7 +32,15 @@ export async function pullModel(request: PullRequest, context: PullContext): Pro
   const { registry } = context;
   const report = request.onProgress ?? (() => {});
   const known = registry.find(request.source);
-  if (known) return fetchKnown(known, request, context);
+  if (known) {
+    if (request.name !== undefined && request.name !== known.name)
+      throw new LlamaportError(
+        "invalid_request",
+        `"${clip(request.source)}" is a model in the registry already: a name is for a new model (rename it in models.yaml)`,
+        { param: "name" },
+      );
+    return fetchKnown(known, request, context);
+  }
   if (request.name !== undefined && !new RegExp(MODEL_NAME_PATTERN).test(request.name))
     throw new LlamaportError("invalid_request", `name must be ${MODEL_NAME_RULE}, got "${clip(request.name)}"`, { param: "name" });
   // Before any step is reported, so a caller can answer this one as an error rather than a failed pull.

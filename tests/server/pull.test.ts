@@ -154,6 +154,10 @@ describe("engine.pull()", () => {
     await expect(server.engine.pull({ source: "hf:acme/tiny-GGUF", name: "bad name!" })).rejects.toThrow(
       "name must be a name starting with",
     );
+    // A name for a model the registry has would be ignored: it is refused instead.
+    await expect(server.engine.pull({ source: "plain", name: "renamed" })).rejects.toThrow(
+      '"plain" is a model in the registry already: a name is for a new model',
+    );
     const named = await server.engine.pull({ source: "hf:acme/tiny-GGUF", name: "tiny" });
     expect(named).toMatchObject({ model: "tiny", source: "hf:acme/tiny-GGUF/tiny-Q4_K_M.gguf", added: true });
   });
