@@ -232,6 +232,26 @@ describe("downloads", () => {
     expect(await same(await downloadModel(`${hub.url}${path}`, { cacheDir: cache.path }), bytes)).toBe(true);
   });
 
+  test("a server that takes the download's first request and never answers it is a stall, not a wait without end", async () => {
+    using cache = tempDir();
+    const silent = createServer((req, res) => {
+      if (req.method === "HEAD") res.writeHead(200, { "content-length": String(gguf.byteLength), "accept-ranges": "bytes" }).end();
+      // GET: no answer at all
+    });
+    await new Promise<void>((done) => silent.listen(0, "127.0.0.1", done));
+    try {
+      const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/silent.gguf`;
+      const started = performance.now();
+      await expect(downloadModel(url, { cacheDir: cache.path, stallTimeoutMs: 500 })).rejects.toThrow(
+        `download of ${url} stalled: the server sent no answer for 0.5 s`,
+      );
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  }, 20_000);
+
   test("a file larger than the disk of the cache is refused before a byte is written; an absurd size is refused at once", async () => {
     using cache = tempDir();
     const asked: string[] = [];

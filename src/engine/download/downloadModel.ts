@@ -196,18 +196,24 @@ async function runDownloader(url: string, staging: string, fileName: string, hfE
   const speed = new SpeedMeter();
   let downloader: Awaited<ReturnType<typeof createModelDownloader>>;
   try {
-    downloader = await createModelDownloader({
-      modelUri: url,
-      dirPath: staging,
-      fileName,
-      // Kept for the next attempt to resume, also when this one is cancelled or stalls.
-      deleteTempFileOnCancel: false,
-      // `null`: node-llama-cpp must not read HF_TOKEN or ~/.cache/huggingface itself; the token comes from our settings.
-      // (its type says string, its code takes null for "none").
-      tokens: { huggingFace: (options.hfToken ?? null) as string },
-      endpoints: { huggingFace: `${hfEndpoint.replace(/\/$/, "")}/` },
-      onProgress: (status) => report(speed.progress(status.totalSize, status.downloadedSize)),
-    });
+    // Creating it asks the server for the file's headers, which a server that never answers would hold forever (the
+    // stall watchdog below starts only once there is a download to watch).
+    downloader = await answeredWithin(
+      options,
+      url,
+      createModelDownloader({
+        modelUri: url,
+        dirPath: staging,
+        fileName,
+        // Kept for the next attempt to resume, also when this one is cancelled or stalls.
+        deleteTempFileOnCancel: false,
+        // `null`: node-llama-cpp must not read HF_TOKEN or ~/.cache/huggingface itself; the token comes from our settings.
+        // (its type says string, its code takes null for "none").
+        tokens: { huggingFace: (options.hfToken ?? null) as string },
+        endpoints: { huggingFace: `${hfEndpoint.replace(/\/$/, "")}/` },
+        onProgress: (status) => report(speed.progress(status.totalSize, status.downloadedSize)),
+      }),
+    );
   } catch (error) {
     throw downloadError(url, error, options.signal);
   }
@@ -238,6 +244,26 @@ async function runDownloader(url: string, staging: string, fileName: string, hfE
   return downloader.filesInfo.map(
     (file, index): FetchedFile => ({ url: urls[index] ?? url, path: file.filePath, totalSize: file.totalSize }),
   );
+}
+
+/** `step`'s result, unless it takes longer than the stall timeout or the caller stops waiting first. */
+function answeredWithin<T>(options: FetchOptions, url: string, step: Promise<T>): Promise<T> {
+  const timeoutMs = options.stallTimeoutMs ?? 60_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new LlamaportError("unavailable", `download of ${url} stalled: the server sent no answer for ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    onAbort = () => reject(new LlamaportError("aborted", "download cancelled"));
+    options.signal.addEventListener("abort", onAbort, { once: true });
+  });
+  step.catch(() => {}); // once given up on, its own failure goes nowhere
+  return Promise.race([step, stopped]).finally(() => {
+    clearTimeout(timer);
+    options.signal.removeEventListener("abort", onAbort!);
+  });
 }
 
 /** Stops the download when the bytes fetched have not grown for `timeoutMs` (failing connections keep ipull retrying for minutes). */
