@@ -24,7 +24,7 @@ test("the batching patch is installed (npm ci runs patch-package from postinstal
   expect(installed, `${patchedFile} lacks the patch: run npm ci (or npx patch-package)`).toBe(true);
 });
 
-test("4 concurrent generations take one decode step per token, each step carrying all 4", async () => {
+test("4 concurrent generations take one decode step per token, each step carrying all 4 in sequence id order", async () => {
   const { LlamaCompletion } = await importNodeLlamaCpp();
   const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
   const model = await llama.loadModel({ modelPath: await ensureSyntheticModel("demo", testCacheDir) });
@@ -33,6 +33,9 @@ test("4 concurrent generations take one decode step per token, each step carryin
   const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;
   let decodes = 0;
   let items = 0;
+  // The sequence ids of each step, in the order they were added, and the steps that added them out of order.
+  let step: number[] = [];
+  const unordered: number[][] = [];
   (context as unknown as { _ctx: unknown })._ctx = new Proxy(native, {
     get(target, key) {
       const value = Reflect.get(target, key);
@@ -40,11 +43,14 @@ test("4 concurrent generations take one decode step per token, each step carryin
       if (key === "decodeBatch")
         return (...args: unknown[]) => {
           decodes++;
+          if (step.some((id, i) => i > 0 && id <= step[i - 1]!)) unordered.push(step);
+          step = [];
           return value.apply(target, args);
         };
       if (key === "addToBatch")
         return (...args: unknown[]) => {
           items++;
+          step.push(args[0] as number);
           return value.apply(target, args);
         };
       return value.bind(target);
@@ -65,6 +71,9 @@ test("4 concurrent generations take one decode step per token, each step carryin
     // (plus the prompt steps), every step holding all four sequences.
     expect(decodes).toBeLessThan(tokens * 1.15);
     expect(items / decodes).toBeGreaterThan(3.5);
+    // With a split KV cache llama.cpp keeps sequences in one ubatch only while their ids increase: every step adds
+    // its items in sequence id order (patched; unpatched, in the order the sequences queued).
+    expect(unordered).toEqual([]);
   } finally {
     await context.dispose();
     await model.dispose();
