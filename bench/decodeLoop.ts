@@ -9,11 +9,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Token } from "node-llama-cpp";
 import { defaultCacheDir } from "../src/config/environment.ts";
-import type { ModelEntry } from "../src/config/loadModelsFile.ts";
 import { decode } from "../src/engine/decode.ts";
-import { LoadedModel } from "../src/engine/LoadedModel.ts";
-import { ModelWeights } from "../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
+import { importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
 import { OffThreadTokenizer } from "../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../src/engine/sampling.ts";
@@ -21,6 +18,7 @@ import type { GenerationSink } from "../src/engine/StreamingGeneration.ts";
 import { tokenBiasFor } from "../src/engine/tokenBias.ts";
 import type { GenerateOptions } from "../src/engine/types.ts";
 import { ensureSyntheticModel, syntheticPresets } from "../src/gguf/syntheticModels.ts";
+import { loadOneModel } from "../tests/support/loadOneModel.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const argument = process.argv[2] || (existsSync(stories) ? stories : "demo");
@@ -29,22 +27,7 @@ const tokens = Number(process.argv[3] ?? 512);
 const rounds = Number(process.argv[4] ?? 7);
 
 const nlc = await importNodeLlamaCpp();
-const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
-const entry: ModelEntry = {
-  name: "bench",
-  source: modelPath,
-  aliases: [],
-  context: tokens + 64,
-  parallel: 1,
-  threads: 1,
-  gpuLayers: 0,
-  chatTemplate: { kind: "auto" },
-  keepAliveMs: -1,
-  maxQueue: 1,
-  speculative: "off",
-  defaults: {},
-};
-const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });
+const loaded = await loadOneModel(modelPath, { name: "bench", context: tokens + 64 });
 const { sequence } = await loaded.pool.acquire(undefined);
 const prompt = await renderRaw(loaded, "Once upon a time", {
   tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier),

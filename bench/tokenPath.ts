@@ -11,11 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import { defaultCacheDir } from "../src/config/environment.ts";
-import type { ModelEntry } from "../src/config/loadModelsFile.ts";
 import { decode } from "../src/engine/decode.ts";
-import { LoadedModel } from "../src/engine/LoadedModel.ts";
-import { ModelWeights } from "../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
+import { importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../src/engine/nodeLlamaCpp.ts";
 import { OffThreadTokenizer } from "../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../src/engine/renderPrompt.ts";
 import { resolveSampling } from "../src/engine/sampling.ts";
@@ -23,6 +20,7 @@ import type { GenerationSink } from "../src/engine/StreamingGeneration.ts";
 import { tokenBiasFor } from "../src/engine/tokenBias.ts";
 import { ensureSyntheticModel, syntheticPresets } from "../src/gguf/syntheticModels.ts";
 import { startLlamaport } from "../src/server/startLlamaport.ts";
+import { loadOneModel } from "../tests/support/loadOneModel.ts";
 
 const argument = process.argv[2] || "demo";
 const cacheDir = defaultCacheDir(process.env);
@@ -33,22 +31,7 @@ const only = process.argv[5];
 const prompt = "Once upon a time";
 
 const nlc = await importNodeLlamaCpp();
-const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
-const entry: ModelEntry = {
-  name: "m",
-  source: modelPath,
-  aliases: [],
-  context: tokens + 64,
-  parallel: 1,
-  threads: 1,
-  gpuLayers: 0,
-  chatTemplate: { kind: "auto" },
-  keepAliveMs: -1,
-  maxQueue: 1,
-  speculative: "off",
-  defaults: {},
-};
-const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, modelPath, 0), { defaultThreads: 1 });
+const loaded = await loadOneModel(modelPath, { name: "m", context: tokens + 64 });
 const sampling = resolveSampling({ model: "m", maxTokens: tokens, temperature: 0, ignoreEos: true }, {});
 const tokenBias = tokenBiasFor(nlc, loaded, sampling);
 const rendered = await renderRaw(loaded, prompt, { tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier), limit: loaded.contextSize });

@@ -5,10 +5,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { decode } from "../../src/engine/decode.ts";
-import { LoadedModel } from "../../src/engine/LoadedModel.ts";
-import { ModelWeights } from "../../src/engine/ModelWeights.ts";
 import { getLlamaRuntime, importNodeLlamaCpp, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
 import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../../src/engine/renderPrompt.ts";
@@ -16,6 +13,7 @@ import { resolveSampling } from "../../src/engine/sampling.ts";
 import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { testCacheDir } from "../support/testServer.ts";
+import { loadOneModel } from "../support/loadOneModel.ts";
 
 const patchedFile = join(import.meta.dir, "../../node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js");
 
@@ -82,23 +80,8 @@ test("4 concurrent generations take one decode step per token, each step carryin
 
 test("the engine's own loop: 4 requests on one model decode in step, and a request alone decodes without waiting a macrotask", async () => {
   const nlc = await importNodeLlamaCpp();
-  const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
   const path = await ensureSyntheticModel("demo", testCacheDir);
-  const entry: ModelEntry = {
-    name: "demo",
-    source: path,
-    aliases: [],
-    context: 256,
-    parallel: 4,
-    threads: 1,
-    gpuLayers: 0,
-    chatTemplate: { kind: "auto" },
-    keepAliveMs: -1,
-    maxQueue: 4,
-    speculative: "off",
-    defaults: {},
-  };
-  const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 });
+  const loaded = await loadOneModel(path, { name: "demo", parallel: 4, maxQueue: 4 });
   const counts = countDecodes(loaded.context);
   const tokenizer = new OffThreadTokenizer(nodeLlamaCppSpecifier);
   const tokens = 48;

@@ -4,10 +4,8 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { LlamaGrammar, Token, TokenBias } from "node-llama-cpp";
-import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { decode } from "../../src/engine/decode.ts";
-import { LoadedModel } from "../../src/engine/LoadedModel.ts";
-import { ModelWeights } from "../../src/engine/ModelWeights.ts";
+import type { LoadedModel } from "../../src/engine/LoadedModel.ts";
 import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
 import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
 import { renderRaw } from "../../src/engine/renderPrompt.ts";
@@ -16,6 +14,7 @@ import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import type { GeneratedToken, GenerateOptions } from "../../src/engine/types.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { hasSharedModels, noteSharedModels, storiesModel, testCacheDir } from "../support/testServer.ts";
+import { loadOneModel } from "../support/loadOneModel.ts";
 
 noteSharedModels("tests/engine/decodeEquivalence.test.ts");
 
@@ -25,24 +24,9 @@ const models = new Map<string, LoadedModel>();
 const budget = { tokenizer: new OffThreadTokenizer(nodeLlamaCppSpecifier), limit: 200 };
 beforeAll(async () => {
   nlc = await importNodeLlamaCpp();
-  const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
   const paths = { demo: await ensureSyntheticModel("demo", testCacheDir), ...(hasSharedModels ? { stories: storiesModel } : {}) };
   for (const [name, path] of Object.entries(paths)) {
-    const entry: ModelEntry = {
-      name,
-      source: path,
-      aliases: [],
-      context: 256,
-      parallel: 1,
-      threads: 1,
-      gpuLayers: 0,
-      chatTemplate: { kind: "auto" },
-      keepAliveMs: -1,
-      maxQueue: 1,
-      speculative: "off",
-      defaults: {},
-    };
-    models.set(name, await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 }));
+    models.set(name, await loadOneModel(path, { name }));
   }
 });
 afterAll(async () => {

@@ -10,9 +10,8 @@ import { join } from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { ModelEntry } from "../../src/config/loadModelsFile.ts";
 import { type DecodeResult, decode } from "../../src/engine/decode.ts";
-import { LoadedModel } from "../../src/engine/LoadedModel.ts";
-import { ModelWeights } from "../../src/engine/ModelWeights.ts";
-import { getLlamaRuntime, importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
+import type { LoadedModel } from "../../src/engine/LoadedModel.ts";
+import { importNodeLlamaCpp, type NodeLlamaCppModule, nodeLlamaCppSpecifier } from "../../src/engine/nodeLlamaCpp.ts";
 import { PromptLookupPredictor, promptLookupPolicy } from "../../src/engine/PromptLookup.ts";
 import { OffThreadTokenizer } from "../../src/engine/OffThreadTokenizer.ts";
 import { type RenderedPrompt, renderRaw } from "../../src/engine/renderPrompt.ts";
@@ -21,6 +20,7 @@ import { tokenBiasFor } from "../../src/engine/tokenBias.ts";
 import type { GeneratedToken, GenerateOptions } from "../../src/engine/types.ts";
 import { ensureSyntheticModel } from "../../src/gguf/syntheticModels.ts";
 import { hasSharedModels, noteSharedModels, startTestServer, storiesModel, testCacheDir } from "../support/testServer.ts";
+import { loadOneModel } from "../support/loadOneModel.ts";
 
 noteSharedModels("tests/engine/speculative.test.ts");
 
@@ -34,22 +34,7 @@ function render(loaded: LoadedModel, prompt: readonly (string | number)[]): Prom
 }
 
 async function load(path: string, speculative: ModelEntry["speculative"], parallel = 1): Promise<LoadedModel> {
-  const llama = await getLlamaRuntime({ maxThreads: 1, gpu: false });
-  const entry: ModelEntry = {
-    name: `${speculative}`,
-    source: path,
-    aliases: [],
-    context: 1024,
-    parallel,
-    threads: 1,
-    gpuLayers: 0,
-    chatTemplate: { kind: "auto" },
-    keepAliveMs: -1,
-    maxQueue: 4,
-    speculative,
-    defaults: {},
-  };
-  const loaded = await LoadedModel.load(nlc, entry, await ModelWeights.load(llama, entry, path, 0), { defaultThreads: 1 });
+  const loaded = await loadOneModel(path, { name: `${speculative}`, context: 1024, parallel, maxQueue: 4, speculative });
   loadedModels.push(loaded);
   return loaded;
 }
