@@ -1,10 +1,10 @@
 /** Issue-13 measurement: tokens/s of llama-server's /completion streaming vs /v1/completions streaming, same request, same server. */
 // Usage: bun bench/llamacppStream.ts [path/to/model.gguf] [tokens=256] [rounds=7]
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
-import { LogReader } from "../tests/support/LogReader.ts";
+import { startServerProcess } from "./serverProcess.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const modelPath = process.argv[2] || (existsSync(stories) ? stories : await ensureSyntheticModel("demo", defaultCacheDir(process.env)));
@@ -12,16 +12,8 @@ const tokens = Number(process.argv[3] ?? 256);
 const rounds = Number(process.argv[4] ?? 7);
 const prompt = "Once upon a time";
 
-const dir = join(process.env.TMPDIR ?? "/tmp", `llamaport-bench-${process.pid}`);
-const modelsFile = join(dir, "models.yaml");
-await Bun.write(modelsFile, `models:\n  m:\n    source: ${modelPath}\n    context: 1024\n    parallel: 1\n    threads: 1\n`);
-// The server runs in its own process, as in real use: an in-process HTTP client would share its JS thread.
-const child = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "serve", "--port", "0", "--models", modelsFile], {
-  stderr: "pipe",
-  stdout: "ignore",
-});
-const log = new LogReader(child.stderr);
-const url = (await log.waitFor(/listening on (\S+)/, 30_000))[1]!;
+const server = await startServerProcess(modelPath);
+const url = server.url;
 
 /** Both routes get the same sampling and the same raw prompt; each is asked for exactly `tokens` tokens. */
 const routes = {
@@ -79,5 +71,4 @@ console.log(
 console.log(
   `ratio /completion / /v1/completions: ${(median(native.whole) / median(openai.whole)).toFixed(3)} (whole), ${(median(native.streaming) / median(openai.streaming)).toFixed(3)} (after the first chunk)`,
 );
-child.kill("SIGTERM");
-await child.exited;
+await server.stop();

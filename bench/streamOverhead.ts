@@ -1,11 +1,11 @@
 /** Issue-2 measurement: tokens/s of node-llama-cpp called directly vs the same generation streamed through /v1/chat/completions. */
 // Usage: bun bench/streamOverhead.ts [path/to/model.gguf] [tokens=256] [rounds=5]
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { getLlamaRuntime, importNodeLlamaCpp } from "../src/engine/nodeLlamaCpp.ts";
 import { defaultCacheDir } from "../src/config/environment.ts";
 import { ensureSyntheticModel } from "../src/gguf/syntheticModels.ts";
-import { LogReader } from "../tests/support/LogReader.ts";
+import { startServerProcess } from "./serverProcess.ts";
 
 const stories = resolve(import.meta.dir, "../../shared/models/stories260K.gguf");
 const modelPath = process.argv[2] ?? (existsSync(stories) ? stories : await ensureSyntheticModel("demo", defaultCacheDir(process.env)));
@@ -13,16 +13,7 @@ const tokens = Number(process.argv[3] ?? 256);
 const rounds = Number(process.argv[4] ?? 5);
 const prompt = "Once upon a time";
 
-const dir = join(process.env.TMPDIR ?? "/tmp", `llamaport-bench-${process.pid}`);
-const modelsFile = join(dir, "models.yaml");
-await Bun.write(modelsFile, `models:\n  m:\n    source: ${modelPath}\n    context: 1024\n    parallel: 1\n    threads: 1\n`);
-// The server runs in its own process, as in real use: an in-process HTTP client would share its JS thread.
-const child = Bun.spawn([process.execPath, join(import.meta.dir, "../src/main.ts"), "serve", "--port", "0", "--models", modelsFile], {
-  stderr: "pipe",
-  stdout: "ignore",
-});
-const log = new LogReader(child.stderr);
-const server = { url: (await log.waitFor(/listening on (\S+)/, 30_000))[1]! };
+const server = await startServerProcess(modelPath);
 
 const nlc = await importNodeLlamaCpp();
 const llama = await getLlamaRuntime();
@@ -112,5 +103,4 @@ console.log(
 console.log(`ratio server/direct:          ${(median(s) / median(d)).toFixed(3)}`);
 await context.dispose();
 await model.dispose();
-child.kill("SIGTERM");
-await child.exited;
+await server.stop();
